@@ -1,0 +1,18 @@
+"""Shared fixtures live in tests/fixtures/*; each module there owns one kind of resource."""
+
+import pytest
+
+pytest_plugins = [
+    "tests.fixtures.models",
+    "tests.fixtures.db",
+]
+
+
+@pytest.fixture(autouse=True)
+def _no_user_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up a developer's TEXTLSTM_* settings by accident."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("TEXTLSTM_"):
+            monkeypatch.delenv(key, raising=False)
