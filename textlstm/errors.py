@@ -18,3 +18,19 @@ class BundleError(TextlstmError):
 
 class ConfigError(TextlstmError):
     """An invalid option or setting."""
+
+
+class NotFoundError(TextlstmError):
+    """A job, model, version or alias that does not exist (names what was looked for)."""
+
+
+class ValidationError(TextlstmError):
+    """A job or message that breaks the schema or a limit; raised before anything is enqueued."""
+
+
+class StoreError(TextlstmError):
+    """The database is unreachable, not migrated, or refused a write (URL shown masked)."""
+
+
+class BrokerError(TextlstmError):
+    """The message broker is unreachable or refused a message (URL shown masked)."""
