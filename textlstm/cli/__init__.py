@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("textlstm.cli.train:train", "Train a classifier and write a model bundle."),
     "evaluate": ("textlstm.cli.evaluate:evaluate", "Score a bundle on labelled data."),
     "predict": ("textlstm.cli.predict:predict", "Classify texts with a bundle."),
+    "db": ("textlstm.cli.db:db", "Create or migrate the database schema (Alembic)."),
+    "models": ("textlstm.cli.models:models", "Register, list, show, alias and export models."),
+    "jobs": ("textlstm.cli.jobs:jobs", "List classification jobs and show their progress."),
+    "results": ("textlstm.cli.results:results", "Print or save the predictions of a job."),
 }
 
 
