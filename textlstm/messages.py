@@ -1,0 +1,273 @@
+"""The classify message: its JSON schema, how a job is split into messages, and validation.
+
+Pure functions only (no broker, no database, no torch), shared by the producer, which validates a
+whole job before it enqueues anything, and by the worker, which re-validates what it receives
+(a producer in another language may have built it). The schema is documented in docs/store.md.
+
+Message body (schema_version 1), sent as the only positional argument of the Celery task
+``textlstm.classify`` with JSON serialization::
+
+    {"schema_version": 1,
+     "job_id": "3f1c…-uuid",              # chosen by the producer, same in every message of a job
+     "model": "sentiment@production",      # name | name@VERSION | name@ALIAS
+     "total": 1000,                        # items in the whole job (not in this message)
+     "items": [{"index": 0, "id": "a-1", "text": "…"}, …],   # index in [0, total); id optional
+     "metadata": {…} | null,               # producer metadata, repeated in every message
+     "submitted_at": "2026-11-29T14:00:00+00:00" | null}
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from textlstm.errors import ValidationError
+from textlstm.store.refs import parse_model_ref
+
+SCHEMA_VERSION = 1
+#: The stable Celery task name workers register and producers send to.
+TASK_NAME = "textlstm.classify"
+MAX_ID_CHARS = 256
+MAX_METADATA_BYTES = 16_384
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds a job and its messages must respect (normally taken from Settings)."""
+
+    max_text_chars: int = 20_000
+    max_job_items: int = 1_000_000
+    message_max_items: int = 256
+    message_max_bytes: int = 1_048_576
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Limits:
+        return cls(
+            max_text_chars=settings.max_text_chars,
+            max_job_items=settings.max_job_items,
+            message_max_items=settings.message_max_items,
+            message_max_bytes=settings.message_max_bytes,
+        )
+
+
+@dataclass(frozen=True)
+class Item:
+    """One text of a job; `index` is its position in the job as submitted."""
+
+    index: int
+    text: str
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class ClassifyMessage:
+    """A validated message: what the worker acts on."""
+
+    job_id: uuid.UUID
+    model: str
+    total: int
+    items: tuple[Item, ...]
+    metadata: dict[str, Any] | None = None
+    submitted_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "job_id": str(self.job_id),
+            "model": self.model,
+            "total": self.total,
+            "items": [{"index": i.index, "id": i.id, "text": i.text} for i in self.items],
+            "metadata": self.metadata,
+            "submitted_at": self.submitted_at.isoformat() if self.submitted_at else None,
+        }
+
+
+def parse_job_id(job_id: str | uuid.UUID) -> uuid.UUID:
+    if isinstance(job_id, uuid.UUID):
+        return job_id
+    if isinstance(job_id, str):
+        try:
+            return uuid.UUID(job_id)
+        except ValueError:
+            pass
+    raise ValidationError(f"job id {job_id!r} is not a UUID")
+
+
+def check_metadata(metadata: Any) -> dict[str, Any] | None:
+    """Metadata is an optional JSON object with string keys, at most MAX_METADATA_BYTES."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
+        raise ValidationError("metadata must be a JSON object (a mapping with string keys)")
+    try:
+        encoded = json.dumps(dict(metadata), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"metadata is not JSON-serialisable: {exc}") from None
+    if len(encoded.encode()) > MAX_METADATA_BYTES:
+        raise ValidationError(f"metadata is over {MAX_METADATA_BYTES} bytes once encoded as JSON")
+    return json.loads(encoded)
+
+
+def _check_text(text: Any, where: str, limits: Limits) -> str:
+    if not isinstance(text, str):
+        raise ValidationError(f"{where}: text must be a string, got {type(text).__name__}")
+    if len(text) > limits.max_text_chars:
+        raise ValidationError(
+            f"{where}: text is {len(text)} characters; the limit is {limits.max_text_chars} "
+            "(TEXTLSTM_MAX_TEXT_CHARS)"
+        )
+    return text
+
+
+def _check_id(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # database keys are often integers; stored and returned as strings
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
+        raise ValidationError(
+            f"{where}: id must be a non-empty string (or integer) of at most {MAX_ID_CHARS} "
+            f"characters, got {value!r:.60}"
+        )
+    return value
+
+
+def normalize_items(texts: Iterable[str | Mapping[str, Any]], *, limits: Limits) -> list[Item]:
+    """Validate producer input and number it; raise ValidationError naming the first bad item.
+
+    Accepts strings or ``{"id": …, "text": …}`` mappings (mixed is fine). Ids, when given, must be
+    unique within the job so results can be mapped back without ambiguity.
+    """
+    if isinstance(texts, str | bytes) or isinstance(texts, Mapping):
+        raise ValidationError(
+            "texts must be a list of strings or {'id', 'text'} mappings, not a single "
+            f"{type(texts).__name__}"
+        )
+    items: list[Item] = []
+    seen_ids: dict[str, int] = {}
+    for index, entry in enumerate(texts):
+        if index >= limits.max_job_items:
+            raise ValidationError(
+                f"job has more than {limits.max_job_items} items (TEXTLSTM_MAX_JOB_ITEMS)"
+            )
+        where = f"item {index}"
+        if isinstance(entry, Mapping):
+            unknown = set(entry) - {"id", "text"}
+            if unknown:
+                raise ValidationError(f"{where}: unknown key(s) {sorted(map(str, unknown))}")
+            if "text" not in entry:
+                raise ValidationError(f"{where}: mapping has no 'text'")
+            ext_id = _check_id(entry.get("id"), where)
+            text = _check_text(entry["text"], where, limits)
+        else:
+            ext_id, text = None, _check_text(entry, where, limits)
+        if ext_id is not None:
+            if ext_id in seen_ids:
+                raise ValidationError(
+                    f"{where}: duplicate id {ext_id!r} (also item {seen_ids[ext_id]})"
+                )
+            seen_ids[ext_id] = index
+        items.append(Item(index=index, text=text, id=ext_id))
+    if not items:
+        raise ValidationError("job is empty: submit at least one text")
+    return items
+
+
+def split_items(items: Sequence[Item], *, limits: Limits) -> list[tuple[Item, ...]]:
+    """Chunk items in order, each chunk within message_max_items and (softly) message_max_bytes."""
+    chunks: list[tuple[Item, ...]] = []
+    current: list[Item] = []
+    size = 0
+    for item in items:
+        item_bytes = len(item.text.encode()) + 64  # + JSON framing, index and id, roughly
+        if current and (
+            len(current) >= limits.message_max_items or size + item_bytes > limits.message_max_bytes
+        ):
+            chunks.append(tuple(current))
+            current, size = [], 0
+        current.append(item)
+        size += item_bytes
+    if current:
+        chunks.append(tuple(current))
+    return chunks
+
+
+def build_messages(
+    texts: Iterable[str | Mapping[str, Any]],
+    *,
+    job_id: str | uuid.UUID,
+    model: str,
+    limits: Limits,
+    metadata: Mapping[str, Any] | None = None,
+    submitted_at: datetime | None = None,
+) -> list[ClassifyMessage]:
+    """Validate a whole job and split it into messages; raises before anything can be sent."""
+    parse_model_ref(model)
+    jid = parse_job_id(job_id)
+    meta = check_metadata(metadata)
+    items = normalize_items(texts, limits=limits)
+    when = submitted_at or datetime.now(UTC)
+    return [
+        ClassifyMessage(jid, model, len(items), chunk, meta, when)
+        for chunk in split_items(items, limits=limits)
+    ]
+
+
+def _int(value: Any, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValidationError(f"message field {field!r} must be an integer, got {value!r:.40}")
+    return value
+
+
+def parse_message(body: Any, *, limits: Limits) -> ClassifyMessage:
+    """Validate a received message body (a decoded JSON object); unknown keys are ignored."""
+    if not isinstance(body, Mapping):
+        raise ValidationError(f"message must be a JSON object, got {type(body).__name__}")
+    version = body.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValidationError(
+            f"unsupported message schema_version {version!r} (this textlstm reads {SCHEMA_VERSION})"
+        )
+    jid = parse_job_id(body.get("job_id"))  # type: ignore[arg-type]
+    model = body.get("model")
+    parse_model_ref(model)  # type: ignore[arg-type]
+    total = _int(body.get("total"), "total")
+    if not 1 <= total <= limits.max_job_items:
+        raise ValidationError(f"message total {total} is outside 1..{limits.max_job_items}")
+    raw_items = body.get("items")
+    if not isinstance(raw_items, list) or not raw_items:
+        raise ValidationError("message field 'items' must be a non-empty list")
+    items: list[Item] = []
+    seen: set[int] = set()
+    for n, raw in enumerate(raw_items):
+        if not isinstance(raw, Mapping):
+            raise ValidationError(f"message item {n} must be an object")
+        index = _int(raw.get("index"), f"items[{n}].index")
+        if not 0 <= index < total or index in seen:
+            raise ValidationError(f"message item {n}: index {index} is out of range or repeated")
+        seen.add(index)
+        where = f"item {index}"
+        text = _check_text(raw.get("text"), where, limits)
+        items.append(Item(index, text, _check_id(raw.get("id"), where)))
+    submitted = body.get("submitted_at")
+    when: datetime | None = None
+    if submitted is not None:
+        try:
+            when = datetime.fromisoformat(submitted)
+        except (TypeError, ValueError):
+            msg = f"message submitted_at {submitted!r:.40} is not ISO 8601"
+            raise ValidationError(msg) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    return ClassifyMessage(
+        jid,
+        model,
+        total,
+        tuple(items),
+        check_metadata(body.get("metadata")),
+        when,  # type: ignore[arg-type]
+    )

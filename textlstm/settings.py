@@ -1,0 +1,108 @@
+"""Infrastructure settings: one typed object read from `TEXTLSTM_*` variables and a `.env` file.
+
+Nothing is read or created at import time: call :func:`get_settings` (cached per process) or build
+``Settings(...)`` explicitly in tests. Model and training knobs are *not* here; each component owns
+its own defaults. This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SECRET_QUERY_KEYS = {"password", "pass", "pwd", "secret", "token", "sslpassword"}
+
+
+def mask_url(url: str) -> str:
+    """Return `url` with any password (in the netloc or the query string) replaced by ``***``.
+
+    Use this wherever a database or broker URL is printed, logged or put in an error message.
+    Anything that does not parse as a URL is hidden entirely rather than risk leaking it.
+    """
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, host = netloc.rpartition("@")
+            user, sep, _password = userinfo.partition(":")
+            netloc = f"{user}:***@{host}" if sep else f"{user}@{host}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            if any(k.lower() in _SECRET_QUERY_KEYS for k, _ in pairs):
+                pairs = [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs]
+                query = urlencode(pairs, safe="*")
+        if netloc == parts.netloc and query == parts.query:
+            return url  # nothing secret; urlunsplit would also turn sqlite:/// into sqlite:/
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return "<unparseable URL hidden>"
+
+
+class Settings(BaseSettings):
+    """Where the database, broker and model cache are, and the limits every job must respect."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TEXTLSTM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    #: SQLAlchemy URL. SQLite (the embedded default) or `postgresql+psycopg://user:pw@host/db`.
+    database_url: str = Field(default="sqlite:///./textlstm.db", repr=False)
+    #: Celery broker URL; the producer needs nothing else.
+    broker_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
+    #: Celery queue (and routing key) that classify messages are sent to.
+    queue: str = "textlstm"
+    #: Local directory where workers unpack model bundles, one sub-directory per sha256.
+    model_cache_dir: Path = Path("~/.cache/textlstm/bundles")
+    #: SQLite only: how long a writer waits for the lock before failing.
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+
+    #: Longest text accepted, in characters (checked before anything is enqueued).
+    max_text_chars: int = Field(default=20_000, ge=1)
+    #: Most items accepted in one job.
+    max_job_items: int = Field(default=1_000_000, ge=1)
+    #: Most items carried by one broker message; bigger jobs are split.
+    message_max_items: int = Field(default=256, ge=1)
+    #: Soft cap on the summed UTF-8 size of the texts in one message (a message always holds
+    #: at least one item).
+    message_max_bytes: int = Field(default=1_048_576, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg3(cls, value: str) -> str:
+        # psycopg 3 is the installed driver; a bare postgresql:// would ask SQLAlchemy for psycopg2.
+        for prefix in ("postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @field_validator("model_cache_dir")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def database_configured(self) -> bool:
+        """True when the database URL was given explicitly (env, .env or argument).
+
+        The producer records job rows only then: a default `./textlstm.db` on a producer machine
+        would be a file no worker ever reads.
+        """
+        return "database_url" in self.model_fields_set
+
+    def __repr_args__(self) -> Any:
+        yield "database_url", mask_url(self.database_url)
+        yield "broker_url", mask_url(self.broker_url)
+        yield from super().__repr_args__()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use (call `get_settings.cache_clear()` in
+    tests after changing the environment)."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""SQL store: engine, ORM models, queries and the model registry (no torch anywhere here)."""

@@ -1,0 +1,74 @@
+"""Engines and sessions, built on demand (never at import) from a URL.
+
+SQLite gets the pragmas an embedded multi-process store needs (WAL so readers never block the
+writer, foreign keys on, a busy timeout) and `BEGIN IMMEDIATE` transactions: a transaction that
+reads then writes (as saving predictions does) otherwise fails at once with "database is locked"
+when another process wrote in between, instead of waiting for the busy timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.orm import Session, sessionmaker
+
+from textlstm.errors import StoreError
+from textlstm.settings import mask_url
+
+
+def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000, **kwargs: Any) -> Engine:
+    """Create an engine for `url`; the caller disposes of it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, **kwargs)
+        _configure_sqlite(engine, busy_timeout_ms=sqlite_busy_timeout_ms)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
+    in_memory = engine.url.database in (None, "", ":memory:")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy (pysqlite's own BEGIN handling is legacy).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        if not in_memory:
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; safe with WAL
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded attributes after commit (results are read after the txn)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def translate_db_errors(url: str) -> Iterator[None]:
+    """Turn "cannot connect" / "no such table" into one StoreError line with a masked URL."""
+    try:
+        yield
+    except (OperationalError, ProgrammingError) as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        hint = ""
+        lowered = reason.lower()
+        if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
+            hint = " (run `textlstm-admin db upgrade` first)"
+        raise StoreError(f"database {mask_url(url)}: {reason}{hint}") from None
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise StoreError(f"database {mask_url(url)}: {reason}") from None
