@@ -56,7 +56,9 @@ def dump_json(obj: Any) -> bytes:
     return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def write_bundle(out_dir: str | Path, files: Mapping[str, bytes], *, overwrite: bool = False) -> str:
+def write_bundle(
+    out_dir: str | Path, files: Mapping[str, bytes], *, overwrite: bool = False
+) -> str:
     """Write `files` plus a manifest atomically (temp dir + rename); return the bundle digest.
 
     `files` must contain every name in REQUIRED. Writing to a sibling temp dir first means a

@@ -1,0 +1,44 @@
+"""Batched forward passes in the caller's order: the one loop training and serving share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from textlstm.classifier.batching import bucketed_batches, pad_batch
+
+
+def batched_logits(
+    model: torch.nn.Module,
+    sequences: Sequence[Sequence[int]],
+    *,
+    batch_size: int = 128,
+    max_tokens: int | None = None,
+    window: int = 16,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Logits (N, C) on the CPU for non-empty id sequences, in input order.
+
+    Sequences are sorted by length inside windows so each padded batch wastes little, then the
+    rows are scattered back to their input positions.
+    """
+    was_training = model.training
+    model.eval()
+    out: torch.Tensor | None = None
+    try:
+        with torch.inference_mode():
+            batches = bucketed_batches(
+                [len(s) for s in sequences], batch_size, window=window, max_tokens=max_tokens
+            )
+            for batch in batches:
+                ids, lengths = pad_batch([sequences[i] for i in batch])
+                logits = model(ids.to(device, non_blocking=True), lengths).float().cpu()
+                if out is None:
+                    out = torch.empty(len(sequences), logits.size(1))
+                out[torch.tensor(batch)] = logits
+    finally:
+        model.train(was_training)
+    if out is None:
+        raise ValueError("no sequences to run")
+    return out

@@ -1,0 +1,243 @@
+"""`textlstm-admin train`: read data, fit, calibrate, and write a bundle with plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from textlstm.cli import options
+
+
+class _ProgressBar:
+    """Trainer callback drawing a tqdm bar per epoch with the running loss and examples/s."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.epochs = 0
+        self.steps = 0
+
+    def on_train_start(self, *, epochs: int, steps_per_epoch: int, examples: int) -> None:
+        self.epochs, self.steps = epochs, steps_per_epoch
+
+    def on_batch_end(self, *, epoch: int, step: int, loss: float, examples: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=self.steps, desc=f"epoch {epoch}/{self.epochs}", unit="batch", leave=False
+            )
+        self.bar.update(1)
+        rate = self.bar.format_dict.get("rate") or 0.0
+        self.bar.set_postfix(loss=f"{loss:.3f}", ex_s=f"{rate * examples:.0f}", refresh=False)
+
+    def on_epoch_end(self, stats: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        mark = " *" if stats.best else ""
+        click.echo(
+            f"epoch {stats.epoch:>2}  loss {stats.train_loss:.4f}  val_loss {stats.val_loss:.4f}  "
+            f"val_acc {stats.val_accuracy:.4f}  val_macro_f1 {stats.val_macro_f1:.4f}  "
+            f"{stats.examples_per_s:,.0f} ex/s{mark}",
+            err=True,
+        )
+
+    def on_train_end(self, report: Any) -> None:
+        pass
+
+
+@click.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Bundle directory to write.",
+)
+@click.option(
+    "--val-file",
+    type=click.Path(path_type=Path),
+    help="Validation file; default: a stratified split of DATA.",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.1,
+    show_default=True,
+)
+@options.text_column
+@options.label_column
+@click.option(
+    "--epochs",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="Most epochs; early stopping usually ends sooner.",
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Epochs without a better validation macro-F1 before stopping.",
+)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option(
+    "--lr",
+    "learning_rate",
+    type=click.FloatRange(0, min_open=True),
+    default=2e-3,
+    show_default=True,
+)
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.01, show_default=True)
+@click.option(
+    "--clip-norm", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True
+)
+@click.option(
+    "--class-weights/--no-class-weights",
+    default=False,
+    show_default=True,
+    help="Weight the loss by inverse class frequency (imbalanced data).",
+)
+@click.option(
+    "--word-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True
+)
+@click.option(
+    "--max-length",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Tokens kept per text; longer texts are truncated.",
+)
+@click.option(
+    "--min-freq",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Minimum count for a token to enter the vocabulary.",
+)
+@click.option("--max-vocab", type=click.IntRange(3), default=50_000, show_default=True)
+@click.option("--embedding-dim", type=click.IntRange(1), default=128, show_default=True)
+@click.option("--hidden-size", type=click.IntRange(1), default=128, show_default=True)
+@click.option("--layers", "num_layers", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--bidirectional/--unidirectional", default=True, show_default=True)
+@click.option(
+    "--pooling", type=click.Choice(["last", "max", "mean"]), default="max", show_default=True
+)
+@click.option(
+    "--embedding-dropout",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.3,
+    show_default=True,
+)
+@click.option(
+    "--dropout",
+    "output_dropout",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.3,
+    show_default=True,
+    help="Dropout before the output layer.",
+)
+@click.option(
+    "--embeddings",
+    "embeddings_path",
+    type=click.Path(path_type=Path),
+    help="GloVe/word2vec text file to initialise the embeddings.",
+)
+@click.option("--seed", type=int, default=13, show_default=True)
+@options.device
+@click.option("--dry-run", is_flag=True, help="Smoke run: one epoch of a few batches.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle directory.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
+def train(
+    data: Path,
+    out_dir: Path,
+    val_file: Path | None,
+    val_fraction: float,
+    text_column: str,
+    label_column: str,
+    device: str,
+    dry_run: bool,
+    overwrite: bool,
+    progress: bool,
+    embeddings_path: Path | None,
+    seed: int,
+    **hyper: Any,
+) -> None:
+    """Train a classifier on DATA (CSV, TSV or JSONL with text and label columns).
+
+    Writes a model bundle to --out: safetensors weights, config, vocabulary, metrics,
+    a sha256 manifest, and training-curve and confusion-matrix PNGs.
+    """
+    from textlstm.classifier.bundle import dump_json
+    from textlstm.datasets import read_texts, stratified_split
+    from textlstm.device import resolve_device
+    from textlstm.errors import ConfigError
+    from textlstm.training.pipeline import ModelOptions, TokenizerOptions, fit_classifier
+    from textlstm.training.plots import confusion_matrix_png, training_curve_png
+    from textlstm.training.trainer import TrainConfig
+
+    if out_dir.exists() and not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise ConfigError(f"output directory {out_dir} exists and is not empty (use --overwrite)")
+    torch_device = resolve_device(device)
+    dataset = read_texts(data, text_column=text_column, label_column=label_column)
+    if val_file is not None:
+        train_examples = dataset.examples
+        val_set = read_texts(val_file, text_column=text_column, label_column=label_column)
+        val_examples = val_set.examples
+        val_source: dict[str, Any] = {"file": val_file.name, "fingerprint": val_set.fingerprint}
+    else:
+        train_examples, val_examples = stratified_split(
+            dataset.examples, fraction=val_fraction, seed=seed, source=str(data)
+        )
+        val_source = {"split_of_training_file": True, "fraction": val_fraction, "seed": seed}
+
+    pick = lambda cls: {k: hyper[k] for k in cls.__dataclass_fields__ if k in hyper}  # noqa: E731
+    train_config = TrainConfig(
+        seed=seed,
+        epochs=1 if dry_run else hyper["epochs"],
+        max_steps_per_epoch=3 if dry_run else None,
+        **{k: v for k, v in pick(TrainConfig).items() if k != "epochs"},
+    )
+    click.echo(
+        f"training on {len(train_examples):,} texts, validating on {len(val_examples):,} "
+        f"({torch_device})",
+        err=True,
+    )
+    result = fit_classifier(
+        train_examples,
+        val_examples,
+        tokenizer_options=TokenizerOptions(**pick(TokenizerOptions)),
+        model_options=ModelOptions(**pick(ModelOptions)),
+        train_config=train_config,
+        device=torch_device,
+        embeddings_path=embeddings_path,
+        callbacks=[_ProgressBar(progress)],
+        lineage={"file": data.name, "fingerprint": dataset.fingerprint, "validation": val_source},
+    )
+    for note in result.notes:
+        click.echo(note, err=True)
+    metrics = result.metrics
+    history = metrics["training"]["history"]
+    cm = metrics["validation"]["confusion_matrix"]
+    extra = {
+        "training_curve.png": training_curve_png(history),
+        "confusion_matrix.png": confusion_matrix_png(cm["labels"], cm["matrix"]),
+        "history.json": dump_json(history),
+    }
+    digest = result.classifier.save(
+        out_dir, metrics=metrics, extra_files=extra, overwrite=overwrite
+    )
+    val, cal = metrics["validation"], metrics["calibration"]
+    click.echo(
+        f"best epoch {metrics['training']['best_epoch']}: validation accuracy "
+        f"{val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f}; ECE {cal['ece_before']:.4f} → "
+        f"{cal['ece_after']:.4f} (temperature {cal['temperature']:.3f})"
+    )
+    click.echo(f"wrote {out_dir} (sha256 {digest[:12]}…, {metrics['training']['seconds']:.1f}s)")

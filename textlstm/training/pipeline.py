@@ -1,0 +1,187 @@
+"""Fit a Classifier from labelled examples: vocabulary → encode → train → calibrate → score.
+
+This is the use case behind `textlstm-admin train`; the CLI adds files, progress and plots.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from textlstm.classifier.calibration import fit_temperature
+from textlstm.classifier.embeddings import load_vectors
+from textlstm.classifier.inference import batched_logits
+from textlstm.classifier.network import LSTMClassifier, LSTMConfig
+from textlstm.classifier.predictor import Classifier
+from textlstm.classifier.tokenizer import Tokenizer
+from textlstm.datasets import Example
+from textlstm.errors import DataError
+from textlstm.training.metrics import classification_report
+from textlstm.training.trainer import (
+    Callback,
+    EncodedSplit,
+    TrainConfig,
+    TrainReport,
+    seed_everything,
+    train,
+)
+
+
+@dataclass(frozen=True)
+class TokenizerOptions:
+    min_freq: int = 1
+    max_vocab: int | None = 50_000
+    max_length: int = 256
+    lowercase: bool = True
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    embedding_dim: int = 128
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = True
+    pooling: str = "max"
+    embedding_dropout: float = 0.3
+    lstm_dropout: float = 0.0
+    output_dropout: float = 0.3
+
+
+@dataclass
+class FitResult:
+    classifier: Classifier
+    report: TrainReport
+    metrics: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def _encode(
+    examples: Sequence[Example], tokenizer: Tokenizer, label_ids: dict[str, int], max_length: int
+) -> EncodedSplit:
+    return EncodedSplit(
+        sequences=[tokenizer.encode(e.text, max_length) for e in examples],
+        targets=[label_ids[str(e.label)] for e in examples],
+    )
+
+
+def fit_classifier(
+    train_examples: Sequence[Example],
+    val_examples: Sequence[Example],
+    *,
+    tokenizer_options: TokenizerOptions | None = None,
+    model_options: ModelOptions | None = None,
+    train_config: TrainConfig | None = None,
+    device: torch.device | str = "cpu",
+    embeddings_path: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
+    lineage: dict[str, Any] | None = None,
+) -> FitResult:
+    tokenizer_options = tokenizer_options or TokenizerOptions()
+    model_options = model_options or ModelOptions()
+    train_config = train_config or TrainConfig()
+    started = time.perf_counter()
+    seed_everything(train_config.seed)
+    labels = sorted({str(e.label) for e in train_examples})
+    if len(labels) < 2:
+        raise DataError(f"training data has {len(labels)} label(s); a classifier needs at least 2")
+    unseen = sorted({str(e.label) for e in val_examples} - set(labels))
+    if unseen:
+        raise DataError(
+            f"validation data has label(s) not in the training data: {', '.join(map(repr, unseen))}"
+        )
+    label_ids = {label: i for i, label in enumerate(labels)}
+    tokenizer = Tokenizer.build(
+        (e.text for e in train_examples),
+        min_freq=tokenizer_options.min_freq,
+        max_size=tokenizer_options.max_vocab,
+        lowercase=tokenizer_options.lowercase,
+    )
+    max_length = tokenizer_options.max_length
+    train_split = _encode(train_examples, tokenizer, label_ids, max_length)
+    val_split = _encode(val_examples, tokenizer, label_ids, max_length)
+
+    notes: list[str] = []
+    vectors = None
+    embedding_dim = model_options.embedding_dim
+    if embeddings_path is not None:
+        vectors = load_vectors(embeddings_path, tokenizer, seed=train_config.seed)
+        embedding_dim = vectors.matrix.shape[1]
+        notes.append(
+            f"pretrained embeddings: {vectors.found:,} of {vectors.vocab_size - 2:,} vocabulary "
+            f"tokens found ({vectors.coverage:.1%} coverage), dim {embedding_dim}"
+        )
+    model_config = LSTMConfig(
+        vocab_size=len(tokenizer),
+        num_classes=len(labels),
+        **{**model_options.__dict__, "embedding_dim": embedding_dim},
+    )
+    model = LSTMClassifier(model_config)
+    if vectors is not None:
+        with torch.no_grad():
+            model.embedding.weight.copy_(torch.from_numpy(vectors.matrix))
+
+    report = train(
+        model,
+        train_split,
+        val_split,
+        train_config,
+        num_classes=len(labels),
+        device=device,
+        callbacks=callbacks,
+    )
+
+    # Calibrate on the validation split: one temperature, fitted after early stopping picked
+    # the epoch, so the split has already steered training once (documented in the README).
+    val_logits = batched_logits(model, val_split.sequences, device=device)
+    val_targets = torch.tensor(val_split.targets)
+    temperature = fit_temperature(val_logits, val_targets)
+    before = classification_report(val_targets.numpy(), val_logits.softmax(-1).numpy(), labels)
+    after = classification_report(
+        val_targets.numpy(), (val_logits / temperature).softmax(-1).numpy(), labels
+    )
+    metrics: dict[str, Any] = {
+        "validation": after,
+        "calibration": {
+            "temperature": temperature,
+            "ece_before": before["ece"],
+            "ece_after": after["ece"],
+        },
+        "training": {
+            "best_epoch": report.best_epoch,
+            "epochs_run": len(report.history),
+            "stopped_early": report.stopped_early,
+            "seconds": time.perf_counter() - started,
+            "history": [h.__dict__ for h in report.history],
+        },
+    }
+    classifier = Classifier(
+        model,
+        tokenizer,
+        labels,
+        temperature=temperature,
+        max_length=max_length,
+        device=device,
+        metadata={
+            "tokenizer_options": tokenizer_options.__dict__,
+            "training": train_config.to_dict(),
+            "data": {
+                **(lineage or {}),
+                "train_rows": len(train_examples),
+                "validation_rows": len(val_examples),
+                "label_counts": {lbl: train_split.targets.count(i) for lbl, i in label_ids.items()},
+            },
+            "embeddings": None
+            if vectors is None
+            else {
+                "found": vectors.found,
+                "coverage": vectors.coverage,
+                "dim": embedding_dim,
+            },
+        },
+    )
+    return FitResult(classifier=classifier, report=report, metrics=metrics, notes=notes)

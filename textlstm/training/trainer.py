@@ -1,0 +1,204 @@
+"""The training loop. It knows neither files nor the CLI: callbacks do logging and saving.
+
+AdamW, gradient clipping, optional class-weighted loss, word dropout, length-bucketed batches,
+early stopping on validation macro-F1 with the best epoch's weights restored at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from textlstm.classifier.batching import bucketed_batches, pad_batch
+from textlstm.classifier.inference import batched_logits
+from textlstm.classifier.tokenizer import PAD_ID, UNK_ID
+from textlstm.training.metrics import classification_report
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.01
+    clip_norm: float = 1.0
+    patience: int = 3
+    class_weights: bool = False
+    word_dropout: float = 0.1  # share of real tokens replaced by <unk>: teaches unseen words
+    bucket_window: int = 50
+    seed: int = 13
+    max_steps_per_epoch: int | None = None  # set by --dry-run
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EncodedSplit:
+    sequences: list[list[int]]
+    targets: list[int]
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    val_macro_f1: float
+    examples_per_s: float
+    seconds: float
+    best: bool = False
+
+
+@dataclass
+class TrainReport:
+    best_epoch: int
+    best_val_macro_f1: float
+    stopped_early: bool
+    seconds: float
+    history: list[EpochStats] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Callback:
+    """Hooks the loop calls; subclass and override what you need."""
+
+    def on_train_start(self, *, epochs: int, steps_per_epoch: int, examples: int) -> None: ...
+
+    def on_batch_end(self, *, epoch: int, step: int, loss: float, examples: int) -> None: ...
+
+    def on_epoch_end(self, stats: EpochStats) -> None: ...
+
+    def on_train_end(self, report: TrainReport) -> None: ...
+
+
+def seed_everything(seed: int) -> None:
+    """Makes CPU runs repeat exactly (weights init, dropout masks, batch order)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def class_weight_vector(targets: Sequence[int], num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights scaled so a balanced data set gets all ones."""
+    counts = np.bincount(np.asarray(targets), minlength=num_classes).astype(np.float64)
+    weights = len(targets) / (num_classes * np.maximum(counts, 1.0))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _apply_word_dropout(ids: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
+    if rate <= 0:
+        return ids
+    drop = (torch.rand(ids.shape, generator=generator) < rate) & (ids != PAD_ID)
+    return ids.masked_fill(drop, UNK_ID)
+
+
+def train(
+    model: torch.nn.Module,
+    train_split: EncodedSplit,
+    val_split: EncodedSplit,
+    config: TrainConfig,
+    *,
+    num_classes: int,
+    device: torch.device | str = "cpu",
+    callbacks: Sequence[Callback] = (),
+) -> TrainReport:
+    """Train `model` in place; on return it holds the weights of the best validation epoch."""
+    device = torch.device(device)
+    model.to(device)
+    rng = random.Random(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    weight = (
+        class_weight_vector(train_split.targets, num_classes).to(device)
+        if config.class_weights
+        else None
+    )
+    lengths = [len(s) for s in train_split.sequences]
+    targets = torch.tensor(train_split.targets, dtype=torch.long)
+    val_targets = torch.tensor(val_split.targets, dtype=torch.long)
+    steps = -(-len(lengths) // config.batch_size)
+    if config.max_steps_per_epoch is not None:
+        steps = min(steps, config.max_steps_per_epoch)
+    for cb in callbacks:
+        cb.on_train_start(epochs=config.epochs, steps_per_epoch=steps, examples=len(lengths))
+
+    best_f1, best_epoch, best_state = -1.0, 0, copy.deepcopy(model.state_dict())
+    history: list[EpochStats] = []
+    started = time.perf_counter()
+    stale = 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        batches = bucketed_batches(
+            lengths, config.batch_size, window=config.bucket_window, rng=rng
+        )[:steps]
+        total_loss, seen = 0.0, 0
+        for step, batch in enumerate(batches, start=1):
+            ids, lens = pad_batch([train_split.sequences[i] for i in batch])
+            ids = _apply_word_dropout(ids, config.word_dropout, generator).to(device)
+            logits = model(ids, lens)
+            loss = F.cross_entropy(logits, targets[batch].to(device), weight=weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+            optimizer.step()
+            total_loss += loss.item() * len(batch)
+            seen += len(batch)
+            for cb in callbacks:
+                cb.on_batch_end(epoch=epoch, step=step, loss=loss.item(), examples=len(batch))
+        train_seconds = time.perf_counter() - t0
+
+        val_logits = batched_logits(model, val_split.sequences, device=device)
+        val_loss = float(F.cross_entropy(val_logits, val_targets))
+        report = classification_report(
+            val_targets.numpy(),
+            val_logits.softmax(-1).numpy(),
+            [str(i) for i in range(num_classes)],
+        )
+        improved = report["macro_f1"] > best_f1
+        if improved:
+            best_f1, best_epoch, stale = report["macro_f1"], epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+        stats = EpochStats(
+            epoch=epoch,
+            train_loss=total_loss / max(seen, 1),
+            val_loss=val_loss,
+            val_accuracy=report["accuracy"],
+            val_macro_f1=report["macro_f1"],
+            examples_per_s=seen / max(train_seconds, 1e-9),
+            seconds=time.perf_counter() - t0,
+            best=improved,
+        )
+        history.append(stats)
+        for cb in callbacks:
+            cb.on_epoch_end(stats)
+        if stale >= config.patience:
+            break
+
+    model.load_state_dict(best_state)
+    result = TrainReport(
+        best_epoch=best_epoch,
+        best_val_macro_f1=best_f1,
+        stopped_early=len(history) < config.epochs,
+        seconds=time.perf_counter() - started,
+        history=history,
+    )
+    for cb in callbacks:
+        cb.on_train_end(result)
+    return result
