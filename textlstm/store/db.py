@@ -72,3 +72,15 @@ def translate_db_errors(url: str) -> Iterator[None]:
     except DBAPIError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise StoreError(f"database {mask_url(url)}: {reason}") from None
+
+
+@contextmanager
+def session_scope(database_url: str, *, sqlite_busy_timeout_ms: int = 10_000) -> Iterator[Session]:
+    """One short-lived engine and one transaction (committed on success): for CLI commands and
+    one-off client calls. Long-running processes keep an engine and a session factory instead."""
+    engine = make_engine(database_url, sqlite_busy_timeout_ms=sqlite_busy_timeout_ms)
+    try:
+        with translate_db_errors(database_url), make_session_factory(engine).begin() as session:
+            yield session
+    finally:
+        engine.dispose()

@@ -1,0 +1,150 @@
+"""Jobs and predictions on real PostgreSQL and SQLite: idempotent saves and status moves."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from textlstm.errors import NotFoundError, ValidationError
+from textlstm.store import repository as repo
+from textlstm.store.repository import PredictionRecord
+
+
+def ok(i: int, label: str = "pos", score: float = 0.9) -> PredictionRecord:
+    return PredictionRecord(
+        item_index=i,
+        status="ok",
+        label=label,
+        score=score,
+        probabilities={"pos": score, "neg": 1 - score},
+        external_id=f"x{i}",
+        latency_ms=1.5,
+    )
+
+
+def err(i: int) -> PredictionRecord:
+    return PredictionRecord(item_index=i, status="error", error="text could not be tokenized")
+
+
+def new_job(session: Session, expected: int = 4) -> uuid.UUID:
+    job_id = uuid.uuid4()
+    repo.ensure_job(
+        session=session,
+        job_id=job_id,
+        model_ref="m@production",
+        expected=expected,
+        metadata={"source": "test"},
+    )
+    return job_id
+
+
+def test_ensure_job_is_idempotent_and_rejects_reuse(session: Session) -> None:
+    job_id = uuid.uuid4()
+    job, created = repo.ensure_job(session=session, job_id=job_id, model_ref="m", expected=3)
+    assert created and job.status == "queued" and job.expected_count == 3
+    again, created = repo.ensure_job(session=session, job_id=job_id, model_ref="m", expected=3)
+    assert not created and again.id == job_id
+    with pytest.raises(ValidationError, match="already used"):
+        repo.ensure_job(session=session, job_id=job_id, model_ref="m", expected=4)
+
+
+def test_save_same_batch_twice_counts_once(session_factory: sessionmaker[Session]) -> None:
+    with session_factory.begin() as s:
+        job_id = new_job(s)
+    batch = [ok(0), ok(1, "neg", 0.7)]
+    with session_factory.begin() as s:
+        first = repo.save_predictions(session=s, job_id=job_id, records=batch)
+    with session_factory.begin() as s:
+        second = repo.save_predictions(session=s, job_id=job_id, records=batch)
+    assert (first.inserted, first.duplicates, first.status) == (2, 0, "running")
+    assert (second.inserted, second.duplicates, second.ok_count) == (0, 2, 2)
+    with session_factory() as s:
+        job = repo.get_job(session=s, job_id=job_id)
+        assert (job.ok_count, job.error_count, job.status) == (2, 0, "running")
+        assert job.started_at is not None and job.started_at.tzinfo is not None
+        assert job.finished_at is None
+        rows = list(repo.iter_predictions(session=s, job_id=job_id))
+        assert [r.item_index for r in rows] == [0, 1]
+        assert rows[1].probabilities == {"pos": 0.7, "neg": pytest.approx(0.3)}
+
+
+@pytest.mark.parametrize(
+    ("records", "status"),
+    [
+        ([ok(0), ok(1), ok(2)], "done"),
+        ([ok(0), err(1), ok(2)], "partial"),
+        ([err(0), err(1), err(2)], "failed"),
+    ],
+)
+def test_final_status(session: Session, records: list[PredictionRecord], status: str) -> None:
+    job_id = new_job(session, expected=3)
+    out = repo.save_predictions(session=session, job_id=job_id, records=records[:1])
+    assert out.status == "running"
+    out = repo.save_predictions(session=session, job_id=job_id, records=records)
+    assert (out.inserted, out.duplicates, out.status) == (2, 1, status)
+    job = repo.get_job(session=session, job_id=job_id)
+    assert job.status == status and job.finished_at is not None
+    assert job.ok_count + job.error_count == 3
+
+
+def test_overlapping_batches_never_pass_total(session: Session) -> None:
+    job_id = new_job(session, expected=3)
+    repo.save_predictions(session=session, job_id=job_id, records=[ok(0), ok(1)])
+    out = repo.save_predictions(session=session, job_id=job_id, records=[ok(1), ok(2), ok(0)])
+    assert (out.inserted, out.ok_count, out.status) == (1, 3, "done")
+
+
+def test_bad_records_are_refused_before_writing(session: Session) -> None:
+    job_id = new_job(session, expected=2)
+    with pytest.raises(ValidationError, match="outside"):
+        repo.save_predictions(session=session, job_id=job_id, records=[ok(0), ok(2)])
+    with pytest.raises(ValidationError, match="repeated"):
+        repo.save_predictions(session=session, job_id=job_id, records=[ok(0), ok(0)])
+    with pytest.raises(ValidationError, match="needs a label"):
+        repo.save_predictions(session=session, job_id=job_id, records=[PredictionRecord(0, "ok")])
+    assert list(repo.iter_predictions(session=session, job_id=job_id)) == []
+    with pytest.raises(NotFoundError):
+        repo.save_predictions(session=session, job_id=uuid.uuid4(), records=[ok(0)])
+
+
+def test_model_version_recorded_on_job(session: Session, fake_bundle) -> None:
+    from textlstm.store.registry import register_bundle
+
+    mv, _ = register_bundle(session=session, path=fake_bundle, name="m")
+    job_id = new_job(session, expected=1)
+    repo.save_predictions(session=session, job_id=job_id, records=[ok(0)], model_version_id=mv.id)
+    assert repo.get_job(session=session, job_id=job_id).model_version_id == mv.id
+
+
+def test_list_jobs_filters_and_limits(session: Session) -> None:
+    ids = [new_job(session, expected=1) for _ in range(3)]
+    repo.save_predictions(session=session, job_id=ids[0], records=[ok(0)])
+    assert {j.id for j in repo.list_jobs(session=session, status="queued")} == set(ids[1:])
+    assert [j.id for j in repo.list_jobs(session=session, status="done")] == [ids[0]]
+    assert len(repo.list_jobs(session=session, limit=2)) == 2
+    with pytest.raises(ValidationError, match="unknown job status"):
+        repo.list_jobs(session=session, status="nope")
+
+
+def test_iter_predictions_pages(session: Session) -> None:
+    job_id = new_job(session, expected=25)
+    repo.save_predictions(session=session, job_id=job_id, records=[ok(i) for i in range(25)][::-1])
+    got = [p.item_index for p in repo.iter_predictions(session=session, job_id=job_id, page_size=7)]
+    assert got == list(range(25))
+
+
+def test_analyst_view(session: Session) -> None:
+    from sqlalchemy import text
+
+    job_id = new_job(session, expected=2)
+    repo.save_predictions(session=session, job_id=job_id, records=[ok(0), err(1)])
+    session.flush()
+    rows = session.execute(
+        text(
+            "SELECT item_index, status, label, job_status FROM prediction_results "
+            "ORDER BY item_index"
+        )
+    ).all()
+    assert [tuple(r) for r in rows] == [(0, "ok", "pos", "partial"), (1, "error", None, "partial")]

@@ -1,0 +1,270 @@
+"""The model registry: register bundles, resolve references, move aliases, materialise bundles.
+
+Every file of a bundle (manifest included) is stored as a content-addressed blob, and a version
+row points at its manifest's sha256 (the bundle digest). So a worker with nothing but the
+database URL can fetch any version, and `fetch_to_cache` unpacks it once per machine into
+``<cache>/<digest>/``: written to a temp dir, verified against the manifest, then renamed into
+place, so a crash or a concurrent fetch never leaves a half-written bundle that looks complete.
+Weights are never loaded here (no torch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from textlstm.classifier.bundle import (
+    CONFIG,
+    FORMAT,
+    MANIFEST,
+    METRICS,
+    bundle_digest,
+    bundle_files,
+    sha256_bytes,
+    verify_bundle,
+)
+from textlstm.errors import BundleError, NotFoundError, ValidationError
+from textlstm.store import repository as repo
+from textlstm.store.models import ModelVersion
+from textlstm.store.refs import DEFAULT_ALIAS, ModelRef, check_alias, check_name, parse_model_ref
+
+# Bundle file names a manifest may list: flat, no leading dot, nothing that can climb a path.
+SAFE_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
+TAG_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+
+
+def check_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not TAG_KEY_RE.match(key):
+            raise ValidationError(f"invalid tag key {key!r}: letters, digits and ._:/- only")
+        if not isinstance(value, str) or len(value) > 256:
+            raise ValidationError(f"tag {key!r}: value must be a string of at most 256 chars")
+        out[key] = value
+    return out
+
+
+def _lineage(path: Path, config: dict[str, Any]) -> tuple[list[str], str | None]:
+    labels = config.get("labels")
+    if (
+        not isinstance(labels, list)
+        or not labels
+        or not all(isinstance(x, str) and x for x in labels)
+        or len(set(labels)) != len(labels)
+    ):
+        raise BundleError(f"model bundle {path}: {CONFIG} needs 'labels', a list of unique names")
+    data = config.get("data")
+    fingerprint = data.get("fingerprint") if isinstance(data, dict) else None
+    if not isinstance(fingerprint, str) or len(fingerprint) > 64:
+        fingerprint = None
+    return labels, fingerprint
+
+
+def register_bundle(
+    *,
+    session: Session,
+    path: str | Path,
+    name: str,
+    aliases: Iterable[str] = (),
+    tags: Mapping[str, str] | None = None,
+) -> tuple[ModelVersion, bool]:
+    """Register the bundle at `path` as the next version of `name`; return (version, created).
+
+    The bundle is verified first (a file failing its hash → BundleError, nothing stored). The
+    same bytes under the same name return the existing version with created=False; requested
+    aliases are still pointed at it and tags merged, so re-running a promotion is harmless.
+    The caller commits.
+    """
+    check_name(name)
+    alias_list = [check_alias(a) for a in aliases]
+    tag_map = check_tags(tags or {})
+    bundle = Path(path)
+    verify_bundle(bundle)
+    digest = bundle_digest(bundle)
+
+    mv = repo.find_model_version_by_digest(session=session, name=name, bundle_sha256=digest)
+    created = mv is None
+    if mv is None:
+        files = bundle_files(bundle)
+        config = json.loads(files[CONFIG])
+        metrics = json.loads(files[METRICS])
+        if not isinstance(config, dict) or not isinstance(metrics, dict):
+            raise BundleError(f"model bundle {bundle}: {CONFIG} and {METRICS} must be objects")
+        labels, fingerprint = _lineage(bundle, config)
+        repo.put_blobs(session=session, blobs={sha256_bytes(b): b for b in files.values()})
+        mv = repo.add_model_version(
+            session=session,
+            name=name,
+            bundle_sha256=digest,
+            bundle_size=sum(len(b) for b in files.values()),
+            labels=labels,
+            config=config,
+            metrics=metrics,
+            data_fingerprint=fingerprint,
+            tags=tag_map,
+        )
+    elif tag_map and any(mv.tags.get(k) != v for k, v in tag_map.items()):
+        mv.tags = {**mv.tags, **tag_map}
+        session.flush()
+    for alias in alias_list:
+        repo.set_alias(session=session, name=name, alias=alias, version=mv.version)
+    return mv, created
+
+
+def resolve(*, session: Session, ref: str | ModelRef) -> ModelVersion:
+    """`name@3` → version 3; `name@alias` → the alias target; bare `name` → its `production`
+    alias if set, else its latest version. NotFoundError says what exists instead."""
+    mref = parse_model_ref(ref) if isinstance(ref, str) else ref
+    if mref.version is not None:
+        mv = repo.get_model_version(session=session, name=mref.name, version=mref.version)
+        if mv is None:
+            raise NotFoundError(f"model {mref} not found{_known_versions(session, mref.name)}")
+        return mv
+    alias = mref.alias or DEFAULT_ALIAS
+    row = repo.get_alias(session=session, name=mref.name, alias=alias)
+    if row is not None:
+        mv = repo.get_model_version(session=session, name=mref.name, version=row.version)
+        if mv is not None:
+            return mv
+    if mref.alias is None:
+        latest = repo.latest_model_version(session=session, name=mref.name)
+        if latest is not None:
+            return latest
+        raise NotFoundError(f"model {mref.name!r} is not registered")
+    known = ", ".join(a.alias for a in repo.list_aliases(session=session, name=mref.name))
+    raise NotFoundError(
+        f"model {mref} not found: {mref.name!r} has no alias {mref.alias!r}"
+        + (f" (aliases: {known})" if known else "")
+    )
+
+
+def _known_versions(session: Session, name: str) -> str:
+    versions = [mv.version for mv in repo.list_model_versions(session=session, name=name)]
+    if not versions:
+        return f": {name!r} is not registered"
+    return f" ({name!r} has versions {versions[0]}..{versions[-1]})"
+
+
+def set_alias(*, session: Session, name: str, version: int, alias: str) -> int | None:
+    """Point `name@alias` at an existing version; return the version it pointed at before."""
+    check_name(name)
+    check_alias(alias)
+    if repo.get_model_version(session=session, name=name, version=version) is None:
+        raise NotFoundError(f"model {name}@{version} not found{_known_versions(session, name)}")
+    return repo.set_alias(session=session, name=name, alias=alias, version=version)
+
+
+def aliases_by_version(
+    *, session: Session, name: str | None = None
+) -> dict[tuple[str, int], list[str]]:
+    out: dict[tuple[str, int], list[str]] = {}
+    for row in repo.list_aliases(session=session, name=name):
+        out.setdefault((row.name, row.version), []).append(row.alias)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Materialising a bundle from the database
+
+
+def _load_manifest(session: Session, digest: str) -> tuple[bytes, dict[str, Any]]:
+    if not HEX64_RE.match(digest):
+        raise BundleError(f"bundle digest {digest!r} is not a sha256 hex string")
+    raw = repo.get_blob(session=session, sha256=digest)
+    if raw is None:
+        raise NotFoundError(f"bundle {digest[:12]} is not stored in the database")
+    if sha256_bytes(raw) != digest:
+        raise BundleError(f"bundle {digest[:12]}: stored manifest does not match its sha256")
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        raise BundleError(f"bundle {digest[:12]}: stored manifest is not JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"bundle {digest[:12]}: stored manifest is not a textlstm manifest")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise BundleError(f"bundle {digest[:12]}: stored manifest lists no files")
+    for fname, meta in files.items():
+        # Refuse path traversal before touching the disk: names must be flat and plain.
+        if not isinstance(fname, str) or not SAFE_FILE_RE.match(fname) or fname == MANIFEST:
+            raise BundleError(f"bundle {digest[:12]}: refusing unsafe file name {fname!r}")
+        if not isinstance(meta, dict) or not HEX64_RE.match(str(meta.get("sha256", ""))):
+            raise BundleError(f"bundle {digest[:12]}: bad manifest entry for {fname!r}")
+    return raw, manifest
+
+
+def _materialise(session: Session, digest: str, target: Path) -> None:
+    """Write the bundle into a fresh sibling temp dir, verify it, rename it to `target`."""
+    raw, manifest = _load_manifest(session, digest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        for fname, meta in manifest["files"].items():
+            data = repo.get_blob(session=session, sha256=meta["sha256"])
+            if data is None:
+                raise BundleError(
+                    f"bundle {digest[:12]}: file {fname} is missing from the database"
+                )
+            if sha256_bytes(data) != meta["sha256"]:
+                raise BundleError(f"bundle {digest[:12]}: stored {fname} does not match its sha256")
+            (tmp / fname).write_bytes(data)
+        (tmp / MANIFEST).write_bytes(raw)
+        verify_bundle(tmp)
+        if bundle_digest(tmp) != digest:
+            raise BundleError(f"bundle {digest[:12]}: digest mismatch after extraction")
+        os.replace(tmp, target)  # atomic; fails if target is a non-empty dir
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _is_valid_copy(path: Path, digest: str) -> bool:
+    try:
+        verify_bundle(path)
+        return bundle_digest(path) == digest
+    except BundleError:
+        return False
+
+
+def fetch_to_cache(*, session: Session, sha256: str, cache_dir: str | Path) -> Path:
+    """Return ``cache_dir/<sha256>``, unpacking the bundle from the database if needed.
+
+    An existing copy is re-verified (hashing a few MB is cheap next to loading weights) and
+    replaced if damaged. Concurrent fetches by several processes are safe: each writes its own
+    temp dir and the first rename wins.
+    """
+    cache = Path(cache_dir).expanduser()
+    _load_manifest(session, sha256)  # validates the digest before it becomes a path
+    target = cache / sha256
+    if target.exists():
+        if _is_valid_copy(target, sha256):
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+    try:
+        _materialise(session, sha256, target)
+    except OSError:
+        if _is_valid_copy(target, sha256):  # another process won the race
+            return target
+        raise
+    return target
+
+
+def export_bundle(*, session: Session, ref: str, dest: str | Path) -> tuple[ModelVersion, Path]:
+    """Write the bundle of `ref` into `dest`, which must not exist or be an empty directory."""
+    mv = resolve(session=session, ref=ref)
+    out = Path(dest)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BundleError(f"export destination {out} exists and is not an empty directory")
+    if out.exists():
+        out.rmdir()
+    _materialise(session, mv.bundle_sha256, out)
+    return mv, out

@@ -1,0 +1,377 @@
+"""Every SQL query of the service, as keyword-only functions that take a session.
+
+The caller owns the transaction (`with factory.begin() as session: ...`): nothing here commits, so
+a worker can store a whole micro-batch and its job counters in one transaction, and a test can
+roll back. Writes that may be repeated (a redelivered message, a re-run registration) use
+insert-or-ignore on the natural key, on PostgreSQL and SQLite alike.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Insert, Table, case, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+
+from textlstm.errors import NotFoundError, ValidationError
+from textlstm.store.models import (
+    ITEM_STATUSES,
+    JOB_STATUSES,
+    Blob,
+    Job,
+    ModelAlias,
+    ModelVersion,
+    Prediction,
+    utcnow,
+)
+
+
+def _insert(session: Session, table: Table) -> Insert:
+    """A dialect insert that supports ON CONFLICT DO NOTHING (both dialects spell it alike)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+# --------------------------------------------------------------------------------------------
+# Jobs and predictions
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One item's outcome as the worker hands it over (`status` is "ok" or "error")."""
+
+    item_index: int
+    status: str
+    label: str | None = None
+    score: float | None = None
+    probabilities: Mapping[str, float] | None = None
+    external_id: str | None = None
+    error: str | None = None
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class SaveOutcome:
+    """What a save did: rows inserted vs. already there, and the job's counters afterwards."""
+
+    inserted: int
+    duplicates: int
+    ok_count: int
+    error_count: int
+    expected_count: int
+    status: str
+
+
+def ensure_job(
+    *,
+    session: Session,
+    job_id: uuid.UUID,
+    model_ref: str,
+    expected: int,
+    metadata: Mapping[str, Any] | None = None,
+    submitted_at: datetime | None = None,
+) -> tuple[Job, bool]:
+    """Create the job row as `queued` unless it exists; return (job, created).
+
+    Race-free (insert-or-ignore), so the producer and any number of workers may all call it. An
+    existing job must agree on item count and model reference: a reused job id is an error.
+    """
+    if expected < 1:
+        raise ValidationError("a job needs at least one item")
+    stmt = (
+        _insert(session, Job.__table__)  # type: ignore[arg-type]
+        .values(
+            id=job_id,
+            model_ref=model_ref,
+            status="queued",
+            expected_count=expected,
+            ok_count=0,
+            error_count=0,
+            submitted_at=submitted_at or utcnow(),
+            metadata=dict(metadata) if metadata is not None else None,
+        )
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(Job.__table__.c.id)
+    )
+    created = session.execute(stmt).first() is not None  # RETURNING is empty when it existed
+    job = get_job(session=session, job_id=job_id)
+    if job.expected_count != expected or job.model_ref != model_ref:
+        raise ValidationError(
+            f"job id {job_id} is already used by a job of {job.expected_count} items for model "
+            f"{job.model_ref!r} (this one: {expected} items for {model_ref!r})"
+        )
+    return job, created
+
+
+def get_job(*, session: Session, job_id: uuid.UUID) -> Job:
+    """The job, freshly read (counters change under our feet); NotFoundError if unknown."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise NotFoundError(f"job {job_id} not found")
+    return job
+
+
+def list_jobs(*, session: Session, status: str | None = None, limit: int = 50) -> list[Job]:
+    """Most recently submitted first (served by ix_jobs_status_submitted_at / _submitted_at)."""
+    stmt = select(Job).order_by(Job.submitted_at.desc(), Job.id).limit(limit)
+    if status is not None:
+        if status not in JOB_STATUSES:
+            raise ValidationError(
+                f"unknown job status {status!r}; one of {', '.join(JOB_STATUSES)}"
+            )
+        stmt = stmt.where(Job.status == status)
+    return list(session.scalars(stmt))
+
+
+def _check_records(records: Sequence[PredictionRecord], expected: int, job_id: uuid.UUID) -> None:
+    seen: set[int] = set()
+    for rec in records:
+        if rec.status not in ITEM_STATUSES:
+            raise ValidationError(f"job {job_id} item {rec.item_index}: bad status {rec.status!r}")
+        if rec.status == "ok" and rec.label is None:
+            raise ValidationError(f"job {job_id} item {rec.item_index}: an ok item needs a label")
+        if not 0 <= rec.item_index < expected:
+            raise ValidationError(
+                f"job {job_id}: item index {rec.item_index} is outside 0..{expected - 1}"
+            )
+        if rec.item_index in seen:
+            raise ValidationError(f"job {job_id}: item index {rec.item_index} repeated in a batch")
+        seen.add(rec.item_index)
+
+
+def save_predictions(
+    *,
+    session: Session,
+    job_id: uuid.UUID,
+    records: Sequence[PredictionRecord],
+    model_version_id: int | None = None,
+) -> SaveOutcome:
+    """Store a micro-batch of item outcomes idempotently and advance the job's counters.
+
+    One bulk INSERT … ON CONFLICT DO NOTHING RETURNING tells which rows are new; only those are
+    added to ok/error counts, in one UPDATE whose arithmetic runs in SQL (concurrent workers
+    cannot lose increments, and counts never pass the total). Status moves queued → running →
+    done (no errors) / failed (no ok items) / partial once every item is in. The job must exist
+    (see `ensure_job`, which can run in the same transaction). The caller commits.
+    """
+    expected = session.scalar(select(Job.expected_count).where(Job.id == job_id))
+    if expected is None:
+        raise NotFoundError(f"job {job_id} not found")
+    _check_records(records, expected, job_id)
+    now = utcnow()
+    inserted: list[str] = []
+    if records:
+        rows = [
+            {
+                "job_id": job_id,
+                "item_index": r.item_index,
+                "external_id": r.external_id,
+                "status": r.status,
+                "label": r.label,
+                "score": r.score,
+                "probabilities": dict(r.probabilities) if r.probabilities is not None else None,
+                "error": r.error,
+                "model_version_id": model_version_id,
+                "latency_ms": r.latency_ms,
+                "created_at": now,
+            }
+            for r in records
+        ]
+        table: Table = Prediction.__table__  # type: ignore[assignment]
+        stmt = (
+            _insert(session, table)
+            .on_conflict_do_nothing(index_elements=["job_id", "item_index"])
+            .returning(table.c.status)
+        )
+        inserted = list(session.execute(stmt, rows).scalars())
+    ok_new = inserted.count("ok")
+    err_new = len(inserted) - ok_new
+    if not inserted:
+        job = get_job(session=session, job_id=job_id)
+        return SaveOutcome(0, len(records), job.ok_count, job.error_count, expected, job.status)
+
+    jobs: Table = Job.__table__  # type: ignore[assignment]
+    new_ok = jobs.c.ok_count + ok_new
+    new_err = jobs.c.error_count + err_new
+    finished = new_ok + new_err >= jobs.c.expected_count
+    stmt_u = (
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(
+            ok_count=new_ok,
+            error_count=new_err,
+            status=case(
+                (~finished, "running"),
+                (new_err == 0, "done"),
+                (new_ok == 0, "failed"),
+                else_="partial",
+            ),
+            started_at=func.coalesce(jobs.c.started_at, now),
+            finished_at=case((finished, func.coalesce(jobs.c.finished_at, now)), else_=None),
+            model_version_id=func.coalesce(jobs.c.model_version_id, model_version_id),
+        )
+        .returning(jobs.c.ok_count, jobs.c.error_count, jobs.c.status)
+    )
+    ok_count, error_count, status = session.execute(stmt_u).one()
+    key = identity_key(Job, job_id)
+    if key in session.identity_map:
+        session.expire(session.identity_map[key])
+    return SaveOutcome(
+        len(inserted), len(records) - len(inserted), ok_count, error_count, expected, status
+    )
+
+
+def iter_predictions(
+    *, session: Session, job_id: uuid.UUID, page_size: int = 1000
+) -> Iterator[Prediction]:
+    """A job's predictions in item order, read in pages by keyset (fine for millions of rows)."""
+    last = -1
+    while True:
+        page = list(
+            session.scalars(
+                select(Prediction)
+                .where(Prediction.job_id == job_id, Prediction.item_index > last)
+                .order_by(Prediction.item_index)
+                .limit(page_size)
+            )
+        )
+        yield from page
+        if len(page) < page_size:
+            return
+        last = page[-1].item_index
+
+
+# --------------------------------------------------------------------------------------------
+# Model registry
+
+
+def missing_blobs(*, session: Session, digests: Iterable[str]) -> set[str]:
+    wanted = set(digests)
+    if not wanted:
+        return set()
+    have = set(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(wanted))))
+    return wanted - have
+
+
+def put_blobs(*, session: Session, blobs: Mapping[str, bytes]) -> int:
+    """Store content-addressed bytes (keys must be their sha256); skip ones already stored.
+
+    Bytes already in the database are not even sent, so re-registering a model is cheap.
+    Returns how many blobs were new.
+    """
+    new = missing_blobs(session=session, digests=blobs)
+    if not new:
+        return 0
+    now = utcnow()
+    rows = [{"sha256": d, "size": len(blobs[d]), "data": blobs[d], "created_at": now} for d in new]
+    table: Table = Blob.__table__  # type: ignore[assignment]
+    session.execute(_insert(session, table).on_conflict_do_nothing(index_elements=["sha256"]), rows)
+    return len(new)
+
+
+def get_blob(*, session: Session, sha256: str) -> bytes | None:
+    return session.scalar(select(Blob.data).where(Blob.sha256 == sha256))
+
+
+def get_model_version(*, session: Session, name: str, version: int) -> ModelVersion | None:
+    return session.scalar(
+        select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == version)
+    )
+
+
+def get_model_version_by_id(*, session: Session, model_version_id: int) -> ModelVersion | None:
+    return session.get(ModelVersion, model_version_id)
+
+
+def find_model_version_by_digest(
+    *, session: Session, name: str, bundle_sha256: str
+) -> ModelVersion | None:
+    return session.scalar(
+        select(ModelVersion).where(
+            ModelVersion.name == name, ModelVersion.bundle_sha256 == bundle_sha256
+        )
+    )
+
+
+def latest_model_version(*, session: Session, name: str) -> ModelVersion | None:
+    return session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.name == name)
+        .order_by(ModelVersion.version.desc())
+        .limit(1)
+    )
+
+
+def add_model_version(
+    *,
+    session: Session,
+    name: str,
+    bundle_sha256: str,
+    bundle_size: int,
+    labels: list[str],
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    data_fingerprint: str | None,
+    tags: dict[str, str],
+) -> ModelVersion:
+    """Insert the next version of `name` (max + 1). Two concurrent registrations of different
+    bundles under one name collide on uq_model_versions_name_version; the loser's transaction
+    fails with IntegrityError and can simply be retried."""
+    current = session.scalar(
+        select(func.max(ModelVersion.version)).where(ModelVersion.name == name)
+    )
+    mv = ModelVersion(
+        name=name,
+        version=(current or 0) + 1,
+        bundle_sha256=bundle_sha256,
+        bundle_size=bundle_size,
+        labels=labels,
+        config=config,
+        metrics=metrics,
+        data_fingerprint=data_fingerprint,
+        tags=tags,
+        created_at=utcnow(),
+    )
+    session.add(mv)
+    session.flush()
+    return mv
+
+
+def list_model_versions(*, session: Session, name: str | None = None) -> list[ModelVersion]:
+    stmt = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)
+    if name is not None:
+        stmt = stmt.where(ModelVersion.name == name)
+    return list(session.scalars(stmt))
+
+
+def get_alias(*, session: Session, name: str, alias: str) -> ModelAlias | None:
+    return session.get(ModelAlias, (name, alias))
+
+
+def list_aliases(*, session: Session, name: str | None = None) -> list[ModelAlias]:
+    stmt = select(ModelAlias).order_by(ModelAlias.name, ModelAlias.alias)
+    if name is not None:
+        stmt = stmt.where(ModelAlias.name == name)
+    return list(session.scalars(stmt))
+
+
+def set_alias(*, session: Session, name: str, alias: str, version: int) -> int | None:
+    """Point `name@alias` at `version` (creating or moving it); return the previous version."""
+    row = session.get(ModelAlias, (name, alias), with_for_update=True)
+    if row is None:
+        session.add(ModelAlias(name=name, alias=alias, version=version, updated_at=utcnow()))
+        session.flush()
+        return None
+    previous = row.version
+    if previous != version:
+        row.version = version
+        row.updated_at = utcnow()
+        session.flush()
+    return previous
