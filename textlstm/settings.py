@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
     #: Celery queue (and routing key) that classify messages are sent to.
     queue: str = "textlstm"
+    #: Model reference used when a producer does not name one (`name`, `name@3`, `name@alias`).
+    default_model: str | None = None
     #: Local directory where workers unpack model bundles, one sub-directory per sha256.
     model_cache_dir: Path = Path("~/.cache/textlstm/bundles")
     #: SQLite only: how long a writer waits for the lock before failing.

@@ -1,0 +1,272 @@
+"""Producer and results API: submit jobs knowing only the broker; read results from SQL.
+
+    from textlstm import client
+    job_id = client.submit(["great film", {"id": "r-2", "text": "dull"}], model="sentiment")
+    client.wait(job_id, timeout=60)           # -> JobStatus once done / partial / failed
+    for row in client.results(job_id): ...    # -> ItemResult, in item order
+
+Importable without torch and without the worker package: it publishes by task *name*
+(``textlstm.classify``) through a minimal Celery app that has no result backend. The whole job is
+validated before the first message is sent. When TEXTLSTM_DATABASE_URL is set explicitly the job
+row is recorded as `queued` before publishing (and an unknown model is refused up front);
+otherwise the first worker to receive a message creates it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from textlstm.errors import BrokerError, NotFoundError, ValidationError
+from textlstm.messages import TASK_NAME, ClassifyMessage, Limits, build_messages, parse_job_id
+from textlstm.settings import Settings, get_settings, mask_url
+
+FINISHED = frozenset({"done", "failed", "partial"})
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job's progress as stored in SQL (counts are items, not messages)."""
+
+    job_id: uuid.UUID
+    status: str
+    model_ref: str
+    model: str | None  # resolved "name@version", once a worker has picked it
+    expected: int
+    ok: int
+    errors: int
+    submitted_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    metadata: dict[str, Any] | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def done(self) -> int:
+        return self.ok + self.errors
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """One item's prediction (or error) as stored in SQL."""
+
+    item_index: int
+    external_id: str | None
+    status: str
+    label: str | None
+    score: float | None
+    probabilities: dict[str, float] | None
+    error: str | None
+    model: str | None
+    latency_ms: float | None
+
+
+def _publish(settings: Settings, messages: list[ClassifyMessage]) -> None:
+    """Send every message on one broker connection, as JSON Celery tasks with stable ids."""
+    from celery import Celery  # imported here: keeps `import textlstm.client` light
+    from kombu.exceptions import KombuError, OperationalError
+
+    app = Celery("textlstm-producer", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_backend=None,
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=False,
+    )
+    retry = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+    try:
+        with app.producer_or_acquire() as producer:
+            for msg in messages:
+                first = msg.items[0].index
+                app.send_task(
+                    TASK_NAME,
+                    args=[msg.to_json()],
+                    queue=settings.queue,
+                    # Deterministic per (job, first item): a resubmitted chunk keeps its task id.
+                    task_id=str(uuid.uuid5(msg.job_id, str(first))),
+                    serializer="json",
+                    producer=producer,
+                    retry=True,
+                    retry_policy=retry,
+                )
+    except (OperationalError, KombuError, OSError) as exc:
+        raise BrokerError(
+            f"could not enqueue job {messages[0].job_id} on broker "
+            f"{mask_url(settings.broker_url)}: {exc}"
+        ) from None
+    finally:
+        app.close()
+
+
+def _status_from(job: Any, model: str | None) -> JobStatus:
+    return JobStatus(
+        job_id=job.id,
+        status=job.status,
+        model_ref=job.model_ref,
+        model=model,
+        expected=job.expected_count,
+        ok=job.ok_count,
+        errors=job.error_count,
+        submitted_at=job.submitted_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        metadata=job.meta,
+    )
+
+
+class Client:
+    """Producer + results reader bound to one Settings (the module functions use the default)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+
+    def submit(
+        self,
+        texts: Iterable[str | Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        job_id: str | uuid.UUID | None = None,
+        record_job: bool | None = None,
+    ) -> uuid.UUID:
+        """Validate `texts`, split them into messages and enqueue them; return the job id.
+
+        `model` defaults to TEXTLSTM_DEFAULT_MODEL. `record_job` defaults to "only if
+        TEXTLSTM_DATABASE_URL was set explicitly". Passing the same `job_id` again re-sends the
+        job safely: workers store each item once.
+        """
+        jid = parse_job_id(job_id) if job_id is not None else uuid.uuid4()
+        model = model or self.settings.default_model
+        if not model:
+            raise ValidationError("no model given: pass model=... or set TEXTLSTM_DEFAULT_MODEL")
+        messages = build_messages(
+            texts,
+            job_id=jid,
+            model=model,
+            metadata=metadata,
+            limits=Limits.from_settings(self.settings),
+        )
+        if self.settings.database_configured if record_job is None else record_job:
+            self._record_job(messages[0])
+        _publish(self.settings, messages)
+        return jid
+
+    def _record_job(self, first: ClassifyMessage) -> None:
+        from textlstm.store import repository as repo
+        from textlstm.store.db import session_scope
+        from textlstm.store.registry import resolve
+
+        with session_scope(self.settings.database_url) as session:
+            resolve(session=session, ref=first.model)  # unknown model: refuse before enqueueing
+            repo.ensure_job(
+                session=session,
+                job_id=first.job_id,
+                model_ref=first.model,
+                expected=first.total,
+                metadata=first.metadata,
+                submitted_at=first.submitted_at,
+            )
+
+    def status(self, job_id: str | uuid.UUID) -> JobStatus:
+        """The job's status and counts; NotFoundError if no such job (yet)."""
+        from textlstm.store import repository as repo
+        from textlstm.store.db import session_scope
+
+        jid = parse_job_id(job_id)
+        with session_scope(self.settings.database_url) as session:
+            job = repo.get_job(session=session, job_id=jid)
+            model = None
+            if job.model_version_id is not None:
+                mv = repo.get_model_version_by_id(
+                    session=session, model_version_id=job.model_version_id
+                )
+                model = mv.ref if mv else None
+            return _status_from(job, model)
+
+    def iter_results(self, job_id: str | uuid.UUID) -> Iterator[ItemResult]:
+        """Stream a job's stored predictions in item order (may be partial while running)."""
+        from textlstm.store import repository as repo
+        from textlstm.store.db import session_scope
+
+        jid = parse_job_id(job_id)
+        with session_scope(self.settings.database_url) as session:
+            repo.get_job(session=session, job_id=jid)  # unknown job -> NotFoundError
+            refs: dict[int, str] = {}
+            for p in repo.iter_predictions(session=session, job_id=jid):
+                model = None
+                if p.model_version_id is not None:
+                    if p.model_version_id not in refs:
+                        mv = repo.get_model_version_by_id(
+                            session=session, model_version_id=p.model_version_id
+                        )
+                        refs[p.model_version_id] = mv.ref if mv else "?"
+                    model = refs[p.model_version_id]
+                yield ItemResult(
+                    item_index=p.item_index,
+                    external_id=p.external_id,
+                    status=p.status,
+                    label=p.label,
+                    score=p.score,
+                    probabilities=p.probabilities,
+                    error=p.error,
+                    model=model,
+                    latency_ms=p.latency_ms,
+                )
+
+    def results(self, job_id: str | uuid.UUID) -> list[ItemResult]:
+        return list(self.iter_results(job_id))
+
+    def wait(
+        self, job_id: str | uuid.UUID, *, timeout: float = 60.0, poll_interval: float = 0.5
+    ) -> JobStatus:
+        """Poll until the job is done/partial/failed; raise TimeoutError after `timeout` s.
+
+        A job not yet in the database counts as pending (without a database URL at submission
+        the first worker creates the row).
+        """
+        deadline = time.monotonic() + timeout
+        last: JobStatus | None = None
+        while True:
+            try:
+                last = self.status(job_id)
+                if last.finished:
+                    return last
+            except NotFoundError:
+                last = None
+            if time.monotonic() >= deadline:
+                progress = f"{last.done}/{last.expected} items, {last.status}" if last else "no row"
+                raise TimeoutError(f"job {job_id} not finished after {timeout:g}s ({progress})")
+            time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+
+
+def submit(
+    texts: Iterable[str | Mapping[str, Any]],
+    *,
+    model: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    job_id: str | uuid.UUID | None = None,
+) -> uuid.UUID:
+    """Submit a job with the process settings (see Client.submit)."""
+    return Client().submit(texts, model=model, metadata=metadata, job_id=job_id)
+
+
+def status(job_id: str | uuid.UUID) -> JobStatus:
+    return Client().status(job_id)
+
+
+def results(job_id: str | uuid.UUID) -> list[ItemResult]:
+    return Client().results(job_id)
+
+
+def wait(
+    job_id: str | uuid.UUID, *, timeout: float = 60.0, poll_interval: float = 0.5
+) -> JobStatus:
+    return Client().wait(job_id, timeout=timeout, poll_interval=poll_interval)
