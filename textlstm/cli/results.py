@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from typing import IO, Any
@@ -91,7 +92,7 @@ def results(job_id: str, fmt: str, output: str | None) -> None:
     status = client.status(job_id)  # unknown job -> one-line error, exit 1
     rows = client.iter_results(job_id)
     if output is None:
-        n = _write(rows, fmt, click.get_text_stream("stdout"))
+        n = _write(rows, fmt, sys.stdout)
     else:
         with open(output, "w", encoding="utf-8", newline="") as fh:
             n = _write(rows, fmt, fh)

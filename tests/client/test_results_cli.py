@@ -1,0 +1,207 @@
+"""Results API and the db / models / jobs / results commands, on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.fixtures.db import write_fake_bundle
+from textlstm.cli import cli
+from textlstm.client import Client
+from textlstm.store import repository as repo
+from textlstm.store.registry import register_bundle
+from textlstm.store.repository import PredictionRecord
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def seed_job(factory: sessionmaker[Session], bundle: Path, *, finish: bool = True) -> uuid.UUID:
+    job_id = uuid.uuid4()
+    with factory.begin() as s:
+        mv, _ = register_bundle(session=s, path=bundle, name="sent", aliases=["production"])
+        repo.ensure_job(
+            session=s, job_id=job_id, model_ref="sent", expected=3, metadata={"who": "test"}
+        )
+        records = [
+            PredictionRecord(0, "ok", "pos", 0.9, {"pos": 0.9, "neg": 0.1}, "a", None, 2.0),
+            PredictionRecord(1, "error", error="empty text", external_id="b"),
+            PredictionRecord(2, "ok", "neg", 0.6, {"pos": 0.4, "neg": 0.6}, "c, with comma"),
+        ]
+        repo.save_predictions(
+            session=s, job_id=job_id, records=records[: 3 if finish else 1], model_version_id=mv.id
+        )
+    return job_id
+
+
+def test_status_results_wait(
+    settings_env: str, session_factory: sessionmaker[Session], fake_bundle: Path
+) -> None:
+    job_id = seed_job(session_factory, fake_bundle)
+    client = Client()
+    st = client.status(str(job_id))
+    assert (st.status, st.ok, st.errors, st.expected, st.model) == ("partial", 2, 1, 3, "sent@1")
+    assert st.finished and st.metadata == {"who": "test"}
+    rows = client.results(job_id)
+    assert [(r.item_index, r.status, r.label) for r in rows] == [
+        (0, "ok", "pos"),
+        (1, "error", None),
+        (2, "ok", "neg"),
+    ]
+    assert rows[0].probabilities == {"pos": 0.9, "neg": 0.1} and rows[0].model == "sent@1"
+    assert client.wait(job_id, timeout=1).status == "partial"
+
+
+def test_wait_times_out(
+    settings_env: str, session_factory: sessionmaker[Session], fake_bundle: Path
+) -> None:
+    job_id = seed_job(session_factory, fake_bundle, finish=False)
+    with pytest.raises(TimeoutError, match="1/3 items, running"):
+        Client().wait(job_id, timeout=0.3, poll_interval=0.1)
+    with pytest.raises(TimeoutError, match="no row"):
+        Client().wait(uuid.uuid4(), timeout=0.2, poll_interval=0.1)
+
+
+def test_results_command_formats(
+    settings_env: str,
+    session_factory: sessionmaker[Session],
+    fake_bundle: Path,
+    runner: CliRunner,
+    tmp_path: Path,
+) -> None:
+    job_id = seed_job(session_factory, fake_bundle)
+    table = runner.invoke(cli, ["results", str(job_id)])
+    assert table.exit_code == 0, table.output
+    assert "LABEL" in table.stdout and "empty text" in table.stdout and "0.9000" in table.stdout
+    assert "3 of 3 items (job partial)" in table.stderr
+
+    out = runner.invoke(cli, ["results", str(job_id), "--format", "csv"])
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert [r["external_id"] for r in rows] == ["a", "b", "c, with comma"]
+    assert json.loads(rows[0]["probabilities"]) == {"pos": 0.9, "neg": 0.1}
+    assert rows[1]["label"] == "" and rows[1]["error"] == "empty text"
+
+    target = tmp_path / "out.jsonl"
+    out = runner.invoke(cli, ["results", str(job_id), "--format", "jsonl", "-o", str(target)])
+    assert out.exit_code == 0 and f"to {target}" in out.output
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [d["item_index"] for d in lines] == [0, 1, 2] and lines[2]["model"] == "sent@1"
+
+
+@pytest.mark.parametrize("job_id", [str(uuid.UUID(int=7)), "not-a-uuid"])
+def test_unknown_job_is_exit_1(settings_env: str, runner: CliRunner, job_id: str) -> None:
+    for args in (["results", job_id], ["jobs", "show", job_id]):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 1
+        assert result.output.startswith("Error: job ") and "Traceback" not in result.output
+
+
+def test_jobs_commands(
+    settings_env: str, session_factory: sessionmaker[Session], fake_bundle: Path, runner: CliRunner
+) -> None:
+    assert runner.invoke(cli, ["jobs", "list"]).output.strip() == "no jobs"
+    job_id = seed_job(session_factory, fake_bundle)
+    listed = runner.invoke(cli, ["jobs", "list", "--status", "partial", "--limit", "5"])
+    assert listed.exit_code == 0 and str(job_id) in listed.output and "3/3" in listed.output
+    assert str(job_id) not in runner.invoke(cli, ["jobs", "list", "--status", "done"]).output
+    shown = runner.invoke(cli, ["jobs", "show", str(job_id)])
+    assert "2 ok, 1 errors" in shown.output and "sent -> sent@1" in shown.output
+    doc = json.loads(runner.invoke(cli, ["jobs", "show", str(job_id), "--json"]).output)
+    assert doc["status"] == "partial" and doc["metadata"] == {"who": "test"}
+    assert runner.invoke(cli, ["jobs", "list", "--status", "bogus"]).exit_code == 2
+
+
+def test_models_commands(settings_env: str, runner: CliRunner, tmp_path: Path) -> None:
+    a = write_fake_bundle(tmp_path / "a", seed="a")
+    b = write_fake_bundle(tmp_path / "b", seed="b")
+    r = runner.invoke(
+        cli,
+        [
+            "models",
+            "register",
+            str(a),
+            "--name",
+            "sent",
+            "--alias",
+            "production",
+            "--tag",
+            "team=nlp",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "registered sent@1" in r.output and "sent@production -> sent@1" in r.output
+    r = runner.invoke(cli, ["models", "register", str(a), "--name", "sent"])
+    assert r.exit_code == 0 and "already registered as sent@1" in r.output
+    assert (
+        "registered sent@2"
+        in runner.invoke(cli, ["models", "register", str(b), "--name", "sent"]).output
+    )
+
+    listed = runner.invoke(cli, ["models", "list"]).output
+    assert "production" in listed and "0.9000" in listed and listed.count("sent") == 2
+    shown = runner.invoke(cli, ["models", "show", "sent"]).output
+    assert "version          1" in shown and '"team": "nlp"' in shown
+    assert (
+        json.loads(runner.invoke(cli, ["models", "show", "sent@2", "--json"]).output)["version"]
+        == 2
+    )
+
+    assert (
+        "sent@production: 1 -> 2"
+        in runner.invoke(cli, ["models", "alias", "sent", "2", "production"]).output
+    )
+    assert (
+        json.loads(runner.invoke(cli, ["models", "show", "sent", "--json"]).output)["version"] == 2
+    )
+    r = runner.invoke(cli, ["models", "export", "sent@1", str(tmp_path / "exp")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "exp" / "weights.safetensors").read_bytes() == (
+        a / "weights.safetensors"
+    ).read_bytes()
+
+    (b / "config.json").write_text("{}")
+    r = runner.invoke(cli, ["models", "register", str(b), "--name", "x"])
+    assert r.exit_code == 1 and r.output.startswith("Error: model bundle")
+    assert "config.json has been modified" in r.output and len(r.output.splitlines()) == 1
+    for args in (
+        ["models", "show", "nope"],
+        ["models", "alias", "sent", "9", "production"],
+        ["models", "show", "sent@canary"],
+    ):
+        r = runner.invoke(cli, args)
+        assert r.exit_code == 1 and r.output.startswith("Error: "), args
+    assert (
+        runner.invoke(
+            cli, ["models", "register", str(a), "--name", "s", "--tag", "novalue"]
+        ).exit_code
+        == 2
+    )
+
+
+def test_db_commands(
+    empty_db_url: str, runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from textlstm.settings import get_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TEXTLSTM_DATABASE_URL", empty_db_url)
+    get_settings.cache_clear()
+    try:
+        assert "at revision base, behind" in runner.invoke(cli, ["db", "current"]).output
+        r = runner.invoke(cli, ["db", "upgrade"])
+        assert r.exit_code == 0 and "at revision 0001" in r.output
+        assert "up to date" in runner.invoke(cli, ["db", "current"]).output
+        assert "at revision base" in runner.invoke(cli, ["db", "downgrade", "base"]).output
+        r = runner.invoke(cli, ["jobs", "list"])
+        assert r.exit_code == 1 and "db upgrade" in r.output
+    finally:
+        get_settings.cache_clear()
