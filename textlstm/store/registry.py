@@ -268,3 +268,11 @@ def export_bundle(*, session: Session, ref: str, dest: str | Path) -> tuple[Mode
         out.rmdir()
     _materialise(session, mv.bundle_sha256, out)
     return mv, out
+
+
+def fetch_model(
+    *, session: Session, ref: str | ModelRef, cache_dir: str | Path
+) -> tuple[ModelVersion, Path]:
+    """Resolve `ref` and make its bundle available locally: what a worker calls per model."""
+    mv = resolve(session=session, ref=ref)
+    return mv, fetch_to_cache(session=session, sha256=mv.bundle_sha256, cache_dir=cache_dir)

@@ -182,7 +182,9 @@ def save_predictions(
                 "latency_ms": r.latency_ms,
                 "created_at": now,
             }
-            for r in records
+            # Ascending key order: concurrent overlapping batches then take row locks in the
+            # same order on PostgreSQL, so ON CONFLICT waits can never form a deadlock.
+            for r in sorted(records, key=lambda rec: rec.item_index)
         ]
         table: Table = Prediction.__table__  # type: ignore[assignment]
         stmt = (
