@@ -14,6 +14,7 @@ from textlstm.errors import BundleError, NotFoundError, ValidationError
 from textlstm.store import repository as repo
 from textlstm.store.registry import (
     export_bundle,
+    fetch_model,
     fetch_to_cache,
     register_bundle,
     resolve,
@@ -146,3 +147,12 @@ def test_corrupt_blob_in_database_is_detected(
     with pytest.raises(BundleError, match="does not match its sha256"):
         fetch_to_cache(session=session, sha256=mv.bundle_sha256, cache_dir=tmp_path / "c")
     assert not (tmp_path / "c" / mv.bundle_sha256).exists()
+
+
+def test_fetch_model_resolves_then_caches(
+    session: Session, fake_bundle: Path, tmp_path: Path
+) -> None:
+    register_bundle(session=session, path=fake_bundle, name="m", aliases=["production"])
+    mv, path = fetch_model(session=session, ref="m", cache_dir=tmp_path / "cache")
+    assert mv.version == 1 and path.name == mv.bundle_sha256
+    assert (path / "config.json").read_bytes() == (fake_bundle / "config.json").read_bytes()
