@@ -16,6 +16,7 @@ from textlstm.store.registry import (
     export_bundle,
     fetch_model,
     fetch_to_cache,
+    headline_metrics,
     register_bundle,
     resolve,
     set_alias,
@@ -25,7 +26,9 @@ from textlstm.store.registry import (
 def test_register_is_idempotent_for_same_bytes(session: Session, fake_bundle: Path) -> None:
     mv, created = register_bundle(session=session, path=fake_bundle, name="sent", tags={"a": "1"})
     assert created and mv.version == 1 and mv.labels == ["neg", "pos"]
-    assert mv.data_fingerprint == "f" * 64 and mv.metrics["accuracy"] == 0.9
+    assert mv.data_fingerprint == "f" * 64 and mv.metrics["validation"]["accuracy"] == 0.9
+    assert headline_metrics(mv.metrics) == {"accuracy": 0.9, "macro_f1": 0.88}
+    assert headline_metrics({"accuracy": 1, "macro_f1": "x"}) == {"accuracy": 1.0}
     again, created = register_bundle(
         session=session, path=fake_bundle, name="sent", tags={"b": "2"}
     )

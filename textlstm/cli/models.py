@@ -58,7 +58,7 @@ def register(bundle: str, name: str, aliases: tuple[str, ...], tags: tuple[str, 
 def list_(name: str | None) -> None:
     """All versions (of NAME), with aliases and headline metrics."""
     from textlstm.store import repository as repo
-    from textlstm.store.registry import aliases_by_version
+    from textlstm.store.registry import aliases_by_version, headline_metrics
 
     with _scope() as session:
         versions = repo.list_model_versions(session=session, name=name)
@@ -69,8 +69,8 @@ def list_(name: str | None) -> None:
                 mv.version,
                 ",".join(aliases.get((mv.name, mv.version), [])) or None,
                 len(mv.labels),
-                _metric(mv.metrics, "accuracy"),
-                _metric(mv.metrics, "macro_f1"),
+                _metric(headline_metrics(mv.metrics), "accuracy"),
+                _metric(headline_metrics(mv.metrics), "macro_f1"),
                 mv.bundle_sha256[:12],
                 mv.created_at.strftime("%Y-%m-%d %H:%M"),
             )
@@ -83,9 +83,8 @@ def list_(name: str | None) -> None:
     click.echo(format_table(headers, rows))
 
 
-def _metric(metrics: dict[str, object], key: str) -> str | None:
-    value = metrics.get(key)
-    return f"{value:.4f}" if isinstance(value, int | float) else None
+def _metric(metrics: dict[str, float], key: str) -> str | None:
+    return f"{metrics[key]:.4f}" if key in metrics else None
 
 
 @models.command()
@@ -93,7 +92,7 @@ def _metric(metrics: dict[str, object], key: str) -> str | None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def show(ref: str, as_json: bool) -> None:
     """Details of REF (name, name@VERSION or name@ALIAS)."""
-    from textlstm.store.registry import aliases_by_version, resolve
+    from textlstm.store.registry import aliases_by_version, headline_metrics, resolve
 
     with _scope() as session:
         mv = resolve(session=session, ref=ref)
@@ -106,7 +105,8 @@ def show(ref: str, as_json: bool) -> None:
             "bundle_sha256": mv.bundle_sha256,
             "bundle_size": mv.bundle_size,
             "labels": mv.labels,
-            "metrics": mv.metrics,
+            "metrics": headline_metrics(mv.metrics),
+            "all_metrics": mv.metrics,
             "data_fingerprint": mv.data_fingerprint,
             "tags": mv.tags,
             "created_at": mv.created_at.isoformat(),

@@ -69,6 +69,17 @@ def _lineage(path: Path, config: dict[str, Any]) -> tuple[list[str], str | None]
     return labels, fingerprint
 
 
+def headline_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Accuracy and macro-F1 from metrics.json: the trainer nests them under "validation";
+    flat files (older or hand-made bundles) keep them at the top level."""
+    source = metrics.get("validation") if isinstance(metrics.get("validation"), dict) else metrics
+    return {
+        key: float(value)
+        for key in ("accuracy", "macro_f1")
+        if isinstance(value := source.get(key), int | float) and not isinstance(value, bool)
+    }
+
+
 def register_bundle(
     *,
     session: Session,
