@@ -1,6 +1,11 @@
 """Shared fixtures live in tests/fixtures/*; each module there owns one kind of resource."""
 
 import pytest
+import torch
+
+# One intra-op thread: tests share two cores with worker subprocesses, and oversubscribed
+# OpenMP threads spin instead of working.
+torch.set_num_threads(1)
 
 pytest_plugins = [
     "tests.fixtures.models",

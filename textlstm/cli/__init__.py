@@ -45,7 +45,9 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Short help comes from COMMANDS so listing never imports a command module (or torch).
-        rows = [(name, self.lazy_commands.get(name, ("", ""))[1]) for name in self.list_commands(ctx)]
+        rows = [
+            (name, self.lazy_commands.get(name, ("", ""))[1]) for name in self.list_commands(ctx)
+        ]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)

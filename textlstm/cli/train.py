@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from textlstm.cli import options
+from textlstm.training.config import ModelOptions, TokenizerOptions, TrainConfig
 
 
 class _ProgressBar:
@@ -51,110 +52,131 @@ class _ProgressBar:
         pass
 
 
+M, T, C = ModelOptions, TokenizerOptions, TrainConfig  # defaults live in training/config.py
+PATH = click.Path(path_type=Path)
+PROBABILITY = click.FloatRange(0, 1, max_open=True)
+
+
 @click.command()
-@click.argument("data", type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Bundle directory to write.",
-)
-@click.option(
-    "--val-file",
-    type=click.Path(path_type=Path),
-    help="Validation file; default: a stratified split of DATA.",
-)
+@click.argument("data", type=PATH)
+@click.option("--out", "out_dir", required=True, type=PATH, help="Bundle directory to write.")
+@click.option("--val-file", type=PATH, help="Validation file [default: split of DATA].")
 @click.option(
     "--val-fraction",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     default=0.1,
     show_default=True,
+    help="Share of DATA held out (stratified by label) when there is no --val-file.",
 )
 @options.text_column
 @options.label_column
 @click.option(
     "--epochs",
     type=click.IntRange(1),
-    default=20,
+    default=C.epochs,
     show_default=True,
     help="Most epochs; early stopping usually ends sooner.",
 )
 @click.option(
     "--patience",
     type=click.IntRange(1),
-    default=3,
+    default=C.patience,
     show_default=True,
     help="Epochs without a better validation macro-F1 before stopping.",
 )
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=C.batch_size, show_default=True)
 @click.option(
     "--lr",
     "learning_rate",
     type=click.FloatRange(0, min_open=True),
-    default=2e-3,
+    default=C.learning_rate,
     show_default=True,
+    help="AdamW learning rate.",
 )
-@click.option("--weight-decay", type=click.FloatRange(0), default=0.01, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(0), default=C.weight_decay, show_default=True)
 @click.option(
-    "--clip-norm", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True
+    "--clip-norm",
+    type=click.FloatRange(0, min_open=True),
+    default=C.clip_norm,
+    show_default=True,
+    help="Gradient norm clipping.",
 )
 @click.option(
     "--class-weights/--no-class-weights",
-    default=False,
+    default=C.class_weights,
     show_default=True,
     help="Weight the loss by inverse class frequency (imbalanced data).",
 )
 @click.option(
-    "--word-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True
+    "--word-dropout",
+    type=PROBABILITY,
+    default=C.word_dropout,
+    show_default=True,
+    help="Share of tokens replaced by <unk> while training.",
 )
 @click.option(
     "--max-length",
     type=click.IntRange(1),
-    default=256,
+    default=T.max_length,
     show_default=True,
     help="Tokens kept per text; longer texts are truncated.",
 )
 @click.option(
     "--min-freq",
     type=click.IntRange(1),
-    default=1,
+    default=T.min_freq,
     show_default=True,
     help="Minimum count for a token to enter the vocabulary.",
 )
-@click.option("--max-vocab", type=click.IntRange(3), default=50_000, show_default=True)
-@click.option("--embedding-dim", type=click.IntRange(1), default=128, show_default=True)
-@click.option("--hidden-size", type=click.IntRange(1), default=128, show_default=True)
-@click.option("--layers", "num_layers", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--bidirectional/--unidirectional", default=True, show_default=True)
+@click.option("--max-vocab", type=click.IntRange(3), default=T.max_vocab, show_default=True)
+@click.option("--embedding-dim", type=click.IntRange(1), default=M.embedding_dim, show_default=True)
+@click.option("--hidden-size", type=click.IntRange(1), default=M.hidden_size, show_default=True)
 @click.option(
-    "--pooling", type=click.Choice(["last", "max", "mean"]), default="max", show_default=True
+    "--layers", "num_layers", type=click.IntRange(1), default=M.num_layers, show_default=True
+)
+@click.option("--bidirectional/--unidirectional", default=M.bidirectional, show_default=True)
+@click.option(
+    "--pooling",
+    type=click.Choice(["last", "max", "mean"]),
+    default=M.pooling,
+    show_default=True,
+    help="How LSTM states become one vector (over real tokens).",
 )
 @click.option(
-    "--embedding-dropout",
-    type=click.FloatRange(0, 1, max_open=True),
-    default=0.3,
-    show_default=True,
+    "--embedding-dropout", type=PROBABILITY, default=M.embedding_dropout, show_default=True
 )
 @click.option(
     "--dropout",
     "output_dropout",
-    type=click.FloatRange(0, 1, max_open=True),
-    default=0.3,
+    type=PROBABILITY,
+    default=M.output_dropout,
     show_default=True,
     help="Dropout before the output layer.",
 )
 @click.option(
     "--embeddings",
     "embeddings_path",
-    type=click.Path(path_type=Path),
+    type=PATH,
     help="GloVe/word2vec text file to initialise the embeddings.",
 )
-@click.option("--seed", type=int, default=13, show_default=True)
+@click.option("--seed", type=int, default=C.seed, show_default=True)
 @options.device
 @click.option("--dry-run", is_flag=True, help="Smoke run: one epoch of a few batches.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle directory.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
+@click.option(
+    "--register",
+    "register_name",
+    metavar="NAME",
+    help="Also register the bundle in the model registry under NAME.",
+)
+@click.option(
+    "--alias",
+    "aliases",
+    multiple=True,
+    metavar="ALIAS",
+    help="With --register: point ALIAS (e.g. production) at the new version.",
+)
 def train(
     data: Path,
     out_dir: Path,
@@ -168,6 +190,8 @@ def train(
     progress: bool,
     embeddings_path: Path | None,
     seed: int,
+    register_name: str | None,
+    aliases: tuple[str, ...],
     **hyper: Any,
 ) -> None:
     """Train a classifier on DATA (CSV, TSV or JSONL with text and label columns).
@@ -179,10 +203,11 @@ def train(
     from textlstm.datasets import read_texts, stratified_split
     from textlstm.device import resolve_device
     from textlstm.errors import ConfigError
-    from textlstm.training.pipeline import ModelOptions, TokenizerOptions, fit_classifier
+    from textlstm.training.pipeline import fit_classifier
     from textlstm.training.plots import confusion_matrix_png, training_curve_png
-    from textlstm.training.trainer import TrainConfig
 
+    if aliases and not register_name:
+        raise ConfigError("--alias needs --register NAME")
     if out_dir.exists() and not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
         raise ConfigError(f"output directory {out_dir} exists and is not empty (use --overwrite)")
     torch_device = resolve_device(device)
@@ -241,3 +266,24 @@ def train(
         f"{cal['ece_after']:.4f} (temperature {cal['temperature']:.3f})"
     )
     click.echo(f"wrote {out_dir} (sha256 {digest[:12]}…, {metrics['training']['seconds']:.1f}s)")
+    if register_name:
+        _register(out_dir, register_name, aliases)
+
+
+def _register(out_dir: Path, name: str, aliases: tuple[str, ...]) -> None:
+    from textlstm.settings import get_settings, mask_url
+    from textlstm.store.db import session_scope
+    from textlstm.store.registry import register_bundle
+
+    settings = get_settings()
+    with session_scope(
+        settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    ) as session:
+        version, created = register_bundle(
+            session=session, path=out_dir, name=name, aliases=aliases
+        )
+        ref = version.ref
+    where = mask_url(settings.database_url)
+    verb = "registered" if created else "already registered as"
+    suffix = f" (aliases: {', '.join(aliases)})" if aliases else ""
+    click.echo(f"{verb} {ref} in {where}{suffix}")

@@ -21,35 +21,15 @@ from textlstm.classifier.predictor import Classifier
 from textlstm.classifier.tokenizer import Tokenizer
 from textlstm.datasets import Example
 from textlstm.errors import DataError
+from textlstm.training.config import ModelOptions, TokenizerOptions, TrainConfig
 from textlstm.training.metrics import classification_report
 from textlstm.training.trainer import (
     Callback,
     EncodedSplit,
-    TrainConfig,
     TrainReport,
     seed_everything,
     train,
 )
-
-
-@dataclass(frozen=True)
-class TokenizerOptions:
-    min_freq: int = 1
-    max_vocab: int | None = 50_000
-    max_length: int = 256
-    lowercase: bool = True
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    embedding_dim: int = 128
-    hidden_size: int = 128
-    num_layers: int = 1
-    bidirectional: bool = True
-    pooling: str = "max"
-    embedding_dropout: float = 0.3
-    lstm_dropout: float = 0.0
-    output_dropout: float = 0.3
 
 
 @dataclass

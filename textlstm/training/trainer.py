@@ -20,25 +20,8 @@ from torch.nn import functional as F
 from textlstm.classifier.batching import bucketed_batches, pad_batch
 from textlstm.classifier.inference import batched_logits
 from textlstm.classifier.tokenizer import PAD_ID, UNK_ID
+from textlstm.training.config import TrainConfig
 from textlstm.training.metrics import classification_report
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    weight_decay: float = 0.01
-    clip_norm: float = 1.0
-    patience: int = 3
-    class_weights: bool = False
-    word_dropout: float = 0.1  # share of real tokens replaced by <unk>: teaches unseen words
-    bucket_window: int = 50
-    seed: int = 13
-    max_steps_per_epoch: int | None = None  # set by --dry-run
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,87 @@
+"""Training on real data slices: it learns, it repeats exactly, and calibration helps."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.fixtures.models import make_examples
+from textlstm.datasets import read_texts, stratified_split
+from textlstm.training.metrics import expected_calibration_error
+from textlstm.training.pipeline import ModelOptions, TokenizerOptions, fit_classifier
+from textlstm.training.trainer import Callback, EpochStats, TrainConfig
+
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data"
+
+
+@pytest.mark.slow
+def test_sample_data_beats_majority_class_clearly_and_calibration_lowers_ece() -> None:
+    """The bundled AG News slice (4 balanced classes: majority 25%) and its held-out test file."""
+    data = read_texts(SAMPLE / "news_train.csv")
+    train, val = stratified_split(data.examples, fraction=0.15, seed=13)
+    result = fit_classifier(
+        train,
+        val,
+        tokenizer_options=TokenizerOptions(max_length=64),
+        model_options=ModelOptions(embedding_dim=32, hidden_size=32),
+        train_config=TrainConfig(epochs=8, patience=3, batch_size=16, learning_rate=5e-3),
+    )
+    test = read_texts(SAMPLE / "news_test.csv")
+    clf = result.classifier
+    y = np.array([clf.labels.index(lbl) for lbl in test.labels])
+    probs = clf.predict_proba(test.texts)
+    accuracy = float((probs.argmax(1) == y).mean())
+    majority = np.bincount(y).max() / len(y)
+    assert accuracy > majority + 0.35, accuracy
+
+    # The same logits with T = 1 against the fitted T, on data calibration never saw.
+    uncalibrated = clf.predict_proba(test.texts) ** (clf.temperature)  # ∝ softmax(logits)
+    uncalibrated /= uncalibrated.sum(1, keepdims=True)
+    ece_before = expected_calibration_error(uncalibrated, y)
+    ece_after = expected_calibration_error(probs, y)
+    assert result.metrics["calibration"]["ece_after"] <= result.metrics["calibration"]["ece_before"]
+    assert ece_after < ece_before, (ece_before, ece_after)
+
+
+def test_same_seed_repeats_exactly_and_early_stopping_restores_best() -> None:
+    train, val = make_examples(30, seed=1, noise=0.3), make_examples(10, seed=2, noise=0.3)
+    epochs: list[EpochStats] = []
+
+    class Record(Callback):
+        def on_epoch_end(self, stats: EpochStats) -> None:
+            epochs.append(stats)
+
+    config = TrainConfig(epochs=6, batch_size=8, patience=2, seed=5)
+    options = ModelOptions(embedding_dim=8, hidden_size=8)
+    a = fit_classifier(train, val, model_options=options, train_config=config, callbacks=[Record()])
+    b = fit_classifier(train, val, model_options=options, train_config=config)
+    for (name, wa), wb in zip(
+        a.classifier.model.state_dict().items(),
+        b.classifier.model.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(wa, wb), name
+    best = max(epochs, key=lambda s: s.val_macro_f1)
+    assert a.report.best_epoch == next(
+        s.epoch for s in epochs if s.val_macro_f1 == best.val_macro_f1
+    )
+    assert a.metrics["validation"]["macro_f1"] == pytest.approx(best.val_macro_f1)
+
+
+def test_class_weights_and_dry_run_steps() -> None:
+    train = make_examples(20, seed=1)
+    steps: list[int] = []
+
+    class Count(Callback):
+        def on_batch_end(self, *, epoch: int, step: int, loss: float, examples: int) -> None:
+            steps.append(step)
+
+    fit_classifier(
+        train,
+        make_examples(4, seed=2),
+        model_options=ModelOptions(embedding_dim=8, hidden_size=8),
+        train_config=TrainConfig(epochs=1, batch_size=8, max_steps_per_epoch=3, class_weights=True),
+        callbacks=[Count()],
+    )
+    assert steps == [1, 2, 3]

@@ -1,0 +1,48 @@
+"""Training, model and tokenizer defaults in one torch-free module.
+
+The CLI reads its option defaults from these dataclasses (so `train --help` stays instant and
+the documented defaults are the real ones), and `bench/accuracy.py` measures exactly them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TokenizerOptions:
+    min_freq: int = 1
+    max_vocab: int | None = 50_000
+    max_length: int = 256
+    lowercase: bool = True
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    embedding_dim: int = 128
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = True
+    pooling: str = "max"
+    embedding_dropout: float = 0.3
+    lstm_dropout: float = 0.0
+    output_dropout: float = 0.3
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.01
+    clip_norm: float = 1.0
+    patience: int = 3
+    class_weights: bool = False
+    word_dropout: float = 0.1  # share of real tokens replaced by <unk>: teaches unseen words
+    bucket_window: int = 50
+    seed: int = 13
+    max_steps_per_epoch: int | None = None  # set by --dry-run
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
