@@ -74,6 +74,49 @@ class Settings(BaseSettings):
     #: at least one item).
     message_max_bytes: int = Field(default=1_048_576, ge=1)
 
+    # -- worker (docs/worker.md) -------------------------------------------------------------
+    #: Most items in one forward pass (micro-batch). Throughput saturates near 128 here
+    #: (LIMITS.md); bigger batches are slower on CPU.
+    worker_batch_max_items: int = Field(default=128, ge=1)
+    #: Most tokens (estimated, before padding) in one micro-batch: bounds memory and padding
+    #: when texts are long.
+    worker_batch_max_tokens: int = Field(default=16_384, ge=1)
+    #: Longest a received item waits for its micro-batch to fill before it is flushed anyway.
+    worker_batch_max_wait_ms: int = Field(default=50, ge=0)
+    #: Unacked messages one worker process holds (received, not yet committed). Must exceed
+    #: the messages one micro-batch needs (max items when producers send one text per message).
+    worker_prefetch: int = Field(default=256, ge=1)
+    #: How often an alias (`name`, `name@production`) is re-resolved: a moved alias is picked up
+    #: within this many seconds without a restart.
+    worker_alias_refresh_s: float = Field(default=15.0, ge=0)
+    #: Loaded models kept per worker process (least recently used evicted first).
+    worker_model_cache_size: int = Field(default=2, ge=1)
+    #: Worker processes; 0 = one per CPU core (CPU) or one per allowed GPU (CUDA).
+    worker_concurrency: int = Field(default=0, ge=0)
+    #: torch intra-op threads per CPU worker process; 0 = cores // processes (at least 1), so
+    #: processes x threads never oversubscribes the cores (2 x 1 beat 1 x 2 here, LIMITS.md).
+    worker_threads: int = Field(default=0, ge=0)
+    #: auto | cpu | cuda | cuda:N. `auto` falls back to CPU (one warning) without CUDA.
+    worker_device: str = "auto"
+    #: GPU indices the worker processes are spread over (round robin by process index);
+    #: empty = every visible GPU.
+    worker_gpus: str = ""
+    #: This process's index among the worker processes (set by `textlstm-admin worker` for
+    #: each process it starts; picks the GPU).
+    worker_process_index: int = Field(default=0, ge=0)
+    #: Model reference to load and run once before taking work (empty = no warm-up).
+    worker_warmup_model: str = ""
+    #: Redis: seconds after which a delivered but unacked message is handed to another
+    #: worker. Must be well above the worst batch time (a DB outage included); redelivery of
+    #: a batch still in progress is harmless (writes are idempotent) but wasteful.
+    worker_visibility_timeout_s: int = Field(default=600, ge=1)
+    #: Redis: how often a worker sweeps for messages whose visibility timeout has expired
+    #: (messages of a killed worker come back after timeout + at most this).
+    worker_restore_interval_s: float = Field(default=10.0, gt=0)
+    #: First and longest pause between retries while the database is unreachable.
+    worker_db_retry_initial_s: float = Field(default=0.5, gt=0)
+    worker_db_retry_max_s: float = Field(default=10.0, gt=0)
+
     @field_validator("database_url")
     @classmethod
     def _use_psycopg3(cls, value: str) -> str:
@@ -108,3 +151,11 @@ def get_settings() -> Settings:
     """The process-wide settings, read once on first use (call `get_settings.cache_clear()` in
     tests after changing the environment)."""
     return Settings()
+
+
+def subprocess_env(overrides: dict[str, str]) -> dict[str, str]:
+    """This process's environment plus `overrides`: for commands that start other textlstm
+    processes (the worker supervisor), so that env reads stay in this module."""
+    import os
+
+    return {**os.environ, **overrides}
