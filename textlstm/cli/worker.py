@@ -1,0 +1,195 @@
+"""`textlstm-admin worker`: start N Celery worker processes (one per core or GPU) and supervise
+them.
+
+Each process is `celery -A worker.app worker -P solo` with its own process index (which picks
+its GPU) and thread count; the micro-batching strategy runs batches in that process. SIGTERM or
+Ctrl-C is forwarded to every process, which drains (finishes and commits what it holds) and
+exits; a process that dies unexpectedly is restarted. Children get SIGTERM if this supervisor is
+killed (Linux PR_SET_PDEATHSIG), so none is left orphaned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import click
+
+log = logging.getLogger("textlstm.worker")
+
+
+def celery_argv(*, index: int, queues: str, loglevel: str) -> list[str]:
+    """The command line of one worker process (also what tests and docs use)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.app",
+        "worker",
+        "--pool",
+        "solo",
+        "--concurrency",
+        "1",
+        "--queues",
+        queues,
+        "--hostname",
+        f"textlstm{index}@%h",
+        "--loglevel",
+        loglevel,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def preexec() -> None:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return preexec
+
+
+def plan_processes(device: str, gpus: str, concurrency: int) -> int:
+    """How many worker processes to start: the option, else one per allowed GPU or core."""
+    if concurrency > 0:
+        return concurrency
+    from textlstm.device import default_processes, parse_gpus
+
+    cuda_count = 0
+    if device.strip().lower() != "cpu":
+        import torch  # only here: deciding the process count for a GPU host
+
+        cuda_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return default_processes(
+        device, gpus=parse_gpus(gpus), cuda_count=cuda_count, cores=os.cpu_count() or 1
+    )
+
+
+def supervise(commands: Sequence[tuple[list[str], dict[str, str]]]) -> int:
+    """Run every command, restart any that dies unexpectedly, forward SIGTERM/SIGINT; return
+    the worst exit status once all have exited after a stop request."""
+    stopping = False
+    procs: list[subprocess.Popen[bytes] | None] = [None] * len(commands)
+
+    def start(i: int) -> None:
+        argv, env = commands[i]
+        procs[i] = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent())  # noqa: PLW1509
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for i in range(len(commands)):
+            start(i)
+        while True:
+            alive = False
+            for i, p in enumerate(procs):
+                if p is None:
+                    continue
+                code = p.poll()
+                if code is None:
+                    alive = True
+                elif not stopping:
+                    log.error("worker process %d exited with %s; restarting it", i, code)
+                    time.sleep(1.0)
+                    start(i)
+                    alive = True
+            if not alive:
+                break
+            time.sleep(0.2)
+        codes = [p.returncode for p in procs if p is not None]
+        return max((abs(c) for c in codes), default=0)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@click.command()
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(0),
+    default=None,
+    help="Worker processes (default: one per CPU core, or one per allowed GPU).",
+)
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [default: auto].")
+@click.option("--gpus", default=None, help="GPU indices to spread processes over, e.g. 0,1.")
+@click.option(
+    "--threads",
+    type=click.IntRange(0),
+    default=None,
+    help="torch threads per CPU process (default: cores // processes).",
+)
+@click.option("--queues", "-Q", default=None, help="Queue(s) to consume [default: TEXTLSTM_QUEUE].")
+@click.option("--batch-max-items", type=click.IntRange(1), default=None, help="Items per batch.")
+@click.option(
+    "--batch-max-wait-ms", type=click.IntRange(0), default=None, help="Longest wait to fill one."
+)
+@click.option("--warmup", "warmup_model", default=None, help="Model to load and run first.")
+@click.option("--loglevel", "-l", default="info", show_default=True)
+def worker(
+    concurrency: int | None,
+    device: str | None,
+    gpus: str | None,
+    threads: int | None,
+    queues: str | None,
+    batch_max_items: int | None,
+    batch_max_wait_ms: int | None,
+    warmup_model: str | None,
+    loglevel: str,
+) -> None:
+    """Consume classification jobs from the broker and write predictions to SQL.
+
+    Options override the TEXTLSTM_WORKER_* settings (docs/worker.md).
+    """
+    from textlstm.device import assign_device, parse_gpus
+    from textlstm.settings import get_settings, mask_url, subprocess_env
+
+    s = get_settings()
+    device = device or s.worker_device
+    gpus = s.worker_gpus if gpus is None else gpus
+    assign_device(device, process_index=0, gpus=parse_gpus(gpus), cuda_count=1)  # syntax check
+    n = plan_processes(device, gpus, s.worker_concurrency if concurrency is None else concurrency)
+    overrides = {
+        "TEXTLSTM_WORKER_DEVICE": device,
+        "TEXTLSTM_WORKER_GPUS": gpus,
+        "TEXTLSTM_WORKER_CONCURRENCY": str(n),
+    }
+    for key, value in (
+        ("TEXTLSTM_WORKER_THREADS", threads),
+        ("TEXTLSTM_WORKER_BATCH_MAX_ITEMS", batch_max_items),
+        ("TEXTLSTM_WORKER_BATCH_MAX_WAIT_MS", batch_max_wait_ms),
+        ("TEXTLSTM_WORKER_WARMUP_MODEL", warmup_model),
+    ):
+        if value is not None:
+            overrides[key] = str(value)
+    queue_list = queues or s.queue
+    click.echo(
+        f"starting {n} worker process(es): device {device}, queue(s) {queue_list}, "
+        f"broker {mask_url(s.broker_url)}, database {mask_url(s.database_url)}",
+        err=True,
+    )
+    commands = [
+        (
+            celery_argv(index=i, queues=queue_list, loglevel=loglevel),
+            subprocess_env({**overrides, "TEXTLSTM_WORKER_PROCESS_INDEX": str(i)}),
+        )
+        for i in range(n)
+    ]
+    sys.exit(supervise(commands))

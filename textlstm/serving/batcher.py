@@ -1,0 +1,203 @@
+"""Dynamic micro-batching, as pure bookkeeping (no broker, no clock, no torch).
+
+Messages arrive one by one; each carries 1..256 items of one job. The batcher gathers items of
+the same model reference from many messages into one micro-batch, bounded by `max_items` and an
+estimated `max_tokens`, and flushes a partial batch once its oldest item has waited `max_wait_s`
+(the knobs of Triton's dynamic batcher / TorchServe's batch_size + max_batch_delay). A big
+message is split across micro-batches. A message is *complete* — and only then may the caller
+ack it — once every one of its items belongs to a committed batch: acking after the commit is
+what makes a SIGKILL lose nothing.
+
+The caller owns time: every method that needs "now" takes it as an argument, so tests drive the
+batcher with plain numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from textlstm.messages import ClassifyMessage, Item
+
+_WORDS = re.compile(r"\w+|[^\w\s]")
+
+
+def estimate_tokens(text: str, cap: int = 256) -> int:
+    """Roughly the tokenizer's count (words and punctuation), capped like truncation, ≥ 1."""
+    n = 0
+    for _ in _WORDS.finditer(text):
+        n += 1
+        if n >= cap:
+            break
+    return max(1, n)
+
+
+@dataclass(eq=False)
+class Entry:
+    """A received message: its items not yet batched start at `cursor`; `open` counts items
+    not yet committed (batched or not). `handle` is the caller's (e.g. the ack callback)."""
+
+    message: ClassifyMessage
+    handle: Any
+    received_at: float
+    cursor: int = 0
+    open: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.open = len(self.message.items)
+
+    @property
+    def unbatched(self) -> int:
+        return len(self.message.items) - self.cursor
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Consecutive items of one message that belong to one micro-batch."""
+
+    entry: Entry
+    items: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """Items for one forward pass; all share `model_ref`."""
+
+    model_ref: str
+    slices: tuple[Slice, ...]
+    tokens: int
+
+    def __len__(self) -> int:
+        return sum(len(s.items) for s in self.slices)
+
+    def pairs(self) -> Iterator[tuple[Entry, Item]]:
+        for s in self.slices:
+            for item in s.items:
+                yield s.entry, item
+
+    @property
+    def messages(self) -> int:
+        return len({id(s.entry) for s in self.slices})
+
+
+class Batcher:
+    """Buffers entries and forms micro-batches; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        max_items: int,
+        max_tokens: int,
+        max_wait_s: float,
+        cost: Callable[[str], int] = estimate_tokens,
+    ) -> None:
+        if max_items < 1 or max_tokens < 1 or max_wait_s < 0:
+            raise ValueError("max_items and max_tokens must be ≥ 1 and max_wait_s ≥ 0")
+        self.max_items = max_items
+        self.max_tokens = max_tokens
+        self.max_wait_s = max_wait_s
+        self._cost = cost
+        self._entries: list[Entry] = []  # arrival order
+        self._costs: dict[int, list[int]] = {}  # id(entry) -> token cost per item
+
+    def __len__(self) -> int:
+        """Messages held (received, not yet complete)."""
+        return len(self._entries)
+
+    @property
+    def unbatched_items(self) -> int:
+        return sum(e.unbatched for e in self._entries)
+
+    def add(self, message: ClassifyMessage, handle: Hashable | Any, now: float) -> Entry:
+        entry = Entry(message, handle, now)
+        self._entries.append(entry)
+        self._costs[id(entry)] = [self._cost(i.text) for i in message.items]
+        return entry
+
+    def _groups(self) -> dict[str, list[Entry]]:
+        groups: dict[str, list[Entry]] = {}
+        for e in self._entries:
+            if e.unbatched:
+                groups.setdefault(e.message.model, []).append(e)
+        return groups
+
+    def _full(self, entries: list[Entry]) -> bool:
+        items = tokens = 0
+        for e in entries:
+            costs = self._costs[id(e)][e.cursor :]
+            items += len(costs)
+            tokens += sum(costs)
+            if items >= self.max_items or tokens >= self.max_tokens:
+                return True
+        return False
+
+    def deadline(self) -> float | None:
+        """When the oldest unbatched item must be flushed (None when nothing waits)."""
+        oldest = next((e.received_at for e in self._entries if e.unbatched), None)
+        return None if oldest is None else oldest + self.max_wait_s
+
+    def ready(self, now: float) -> bool:
+        """True when some group is full or its oldest item has waited max_wait_s."""
+        for entries in self._groups().values():
+            if self._full(entries) or now >= entries[0].received_at + self.max_wait_s:
+                return True
+        return False
+
+    def take(self, now: float, *, force: bool = False) -> MicroBatch | None:
+        """The next micro-batch that is full or due (any non-empty one when `force`), or None.
+
+        Groups are tried oldest first, so no model reference starves another.
+        """
+        for ref, entries in self._groups().items():
+            due = force or now >= entries[0].received_at + self.max_wait_s
+            if due or self._full(entries):
+                return self._cut(ref, entries)
+        return None
+
+    def _cut(self, ref: str, entries: list[Entry]) -> MicroBatch:
+        slices: list[Slice] = []
+        items = tokens = 0
+        for e in entries:
+            costs = self._costs[id(e)]
+            start = e.cursor
+            while e.cursor < len(costs):
+                c = costs[e.cursor]
+                # Always take at least one item, even one above max_tokens on its own.
+                if items and (items + 1 > self.max_items or tokens + c > self.max_tokens):
+                    break
+                items += 1
+                tokens += c
+                e.cursor += 1
+            if e.cursor > start:
+                slices.append(Slice(e, e.message.items[start : e.cursor]))
+            if items >= self.max_items or e.cursor < len(costs):
+                break
+        return MicroBatch(ref, tuple(slices), tokens)
+
+    def complete(self, batch: MicroBatch) -> list[Any]:
+        """Mark a batch committed; return the handles of messages now fully committed, in
+        arrival order, and forget them."""
+        for s in batch.slices:
+            s.entry.open -= len(s.items)
+        done = [e for e in self._entries if e.open <= 0]
+        if done:
+            self._entries = [e for e in self._entries if e.open > 0]
+            for e in done:
+                del self._costs[id(e)]
+        return [e.handle for e in done]
+
+    def release(self, batch: MicroBatch) -> None:
+        """Give a batch's items back (its write did not happen): they are batched again."""
+        for s in batch.slices:
+            first = s.items[0]
+            s.entry.cursor = min(s.entry.cursor, s.entry.message.items.index(first))
+
+    def drop_all(self) -> list[Any]:
+        """Forget everything (shutdown without commit); return the handles (left unacked, the
+        broker redelivers them)."""
+        handles = [e.handle for e in self._entries]
+        self._entries.clear()
+        self._costs.clear()
+        return handles

@@ -1,0 +1,63 @@
+"""The Celery app. `celery -A worker.app worker` finds `app` here.
+
+Configuration is added lazily (`add_defaults`), so importing this module reads no settings and
+opens no connection; the worker process reads them when it starts.
+
+- JSON only (`task_serializer`, `accept_content`): a pickle message is refused, never run.
+- No result backend: results live in SQL.
+- Acks happen after the commit, by our micro-batching strategy (`worker.batching`), which is the
+  equivalent of `task_acks_late` + `task_reject_on_worker_lost` for batched work: a message is
+  acked only once every one of its items is committed, so a killed worker's messages come back.
+  Both flags are still set, for anything else that runs through Celery's normal path.
+- Redis `visibility_timeout` (default 600 s) far above the worst batch time (well under 1 s;
+  a database outage can last longer, and then the redelivered copy is stored idempotently).
+- Pool `solo`, one consumer per OS process: the strategy runs each micro-batch in the process
+  that received its messages, so nothing is pickled between processes and each process owns one
+  device; `textlstm-admin worker` starts one such process per core or GPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from textlstm.settings import Settings, get_settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": settings.worker_visibility_timeout_s,
+            "unacked_restore_interval": settings.worker_restore_interval_s,
+            "unacked_restore_throttle": 1,
+        },
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_default_queue": settings.queue,
+        "worker_pool": "solo",
+        "worker_concurrency": 1,
+        # Unacked messages this process may hold: the batcher needs up to max_items one-text
+        # messages to fill one micro-batch (see worker_prefetch in settings).
+        "worker_prefetch_multiplier": settings.worker_prefetch,
+        "worker_send_task_events": False,
+    }
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    app = Celery("textlstm", set_as_current=False, include=["worker.tasks"])
+    app.add_defaults(lambda: celery_config(settings or get_settings()))
+    from worker.batching import FlushOnShutdown
+
+    app.steps["consumer"].add(FlushOnShutdown)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,235 @@
+"""The micro-batching consumer strategy: Celery glue around `textlstm.serving.batcher`.
+
+Celery hands every received message of a task to that task's *strategy* (celery-batches uses the
+same hook). Ours decodes and validates the message, adds its items to the Batcher and, whenever
+a micro-batch is full or its oldest item has waited `max_wait`, runs it through the task (which
+calls `textlstm.serving.service.classify_batch`: predict, then one transaction). Messages are
+acked only when all their items are committed; a malformed message is rejected at once with a
+logged reason (and recorded on its job when the job id can be read).
+
+Everything runs in the consumer's own process and thread (pool `solo`), so a forward pass
+simply pauses consumption; prefetch keeps the next messages coming. On warm shutdown the
+consumer step `FlushOnShutdown` runs what is buffered and commits before the connection closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import bootsteps
+
+from textlstm.errors import ValidationError
+from textlstm.messages import Limits, parse_message
+from textlstm.serving.batcher import Batcher, MicroBatch
+from textlstm.serving.rejects import salvage
+from textlstm.serving.retry import ShutdownRequested
+
+log = logging.getLogger("textlstm.worker")
+
+
+class _Handle:
+    """What the batcher keeps per message: how to ack it."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+    def ack(self) -> None:
+        # Directly, not via the hub's call_soon: on shutdown the loop no longer runs callbacks.
+        try:
+            self.message.ack()
+        except Exception as exc:  # noqa: BLE001 - connection lost: the broker redelivers
+            log.warning("could not ack message %s: %s", self.message.delivery_tag, exc)
+
+
+class MicroBatchConsumer:
+    """Per-process state of the strategy: the batcher, the flush timer and running stats."""
+
+    def __init__(self, task: Any, consumer: Any) -> None:
+        s = task.runtime.settings
+        self.task = task
+        self.timer = consumer.timer
+        self.limits = Limits.from_settings(s)
+        self.batcher = Batcher(
+            max_items=s.worker_batch_max_items,
+            max_tokens=s.worker_batch_max_tokens,
+            max_wait_s=s.worker_batch_max_wait_ms / 1000,
+        )
+        self._tref: Any = None
+        self._flushing = False
+        self.batches = 0
+        self.items = 0
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def on_message(self, message: Any) -> None:
+        try:
+            body = message.decode()  # enforces accept_content (JSON only)
+            if not (isinstance(body, list | tuple) and len(body) == 3):
+                raise ValidationError("not a Celery protocol 2 task body [args, kwargs, embed]")
+            args, kwargs = body[0], body[1]
+            if not isinstance(args, list | tuple) or len(args) != 1 or kwargs:
+                raise ValidationError(
+                    "the task takes exactly one positional argument (the message) and no kwargs"
+                )
+            msg = parse_message(args[0], limits=self.limits)
+        except Exception as exc:  # noqa: BLE001 - any undecodable message is rejected
+            self._reject(message, exc)
+            return
+        self.batcher.add(msg, _Handle(message), time.monotonic())
+        self.flush()
+        self._arm_timer()
+
+    def _reject(self, message: Any, exc: Exception) -> None:
+        reason = str(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+        found = None
+        try:
+            body = message.decode()
+            args = body[0] if isinstance(body, list | tuple) and body else None
+            found = salvage(args[0] if isinstance(args, list | tuple) and args else None)
+        except Exception:  # noqa: BLE001 - nothing readable
+            pass
+        job = found.job_id if found else None
+        log.error(
+            "rejected message %s (job %s): %s",
+            message.headers.get("id") if isinstance(message.headers, dict) else "?",
+            job or "unreadable",
+            reason,
+        )
+        if found is not None:
+            from textlstm.serving.service import record_rejection
+
+            rt = self.task.runtime
+            try:
+                n = record_rejection(
+                    found, reason, session_factory=rt.session_factory, retry=rt.retry
+                )
+                if n:
+                    log.info("job %s: %d item(s) stored as errors (rejected message)", job, n)
+            except ShutdownRequested:
+                return  # not acked: redelivered to the next worker, rejected there
+            except Exception:
+                log.exception("job %s: could not record the rejection", job)
+        try:
+            message.reject(requeue=False)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not reject message: %s", exc)
+
+    # -- flushing ------------------------------------------------------------------------
+
+    def _arm_timer(self) -> None:
+        deadline = self.batcher.deadline()
+        if deadline is None or self._tref is not None:
+            return
+        self._tref = self.timer.call_after(max(0.0, deadline - time.monotonic()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._tref = None
+        self.flush()
+        self._arm_timer()
+
+    def flush(self, *, force: bool = False) -> None:
+        if self._flushing:  # a timer firing inside a flush (e.g. during a DB retry sleep)
+            return
+        self._flushing = True
+        try:
+            while (batch := self.batcher.take(time.monotonic(), force=force)) is not None:
+                if not self._run(batch):
+                    return
+        finally:
+            self._flushing = False
+
+    def _run(self, batch: MicroBatch) -> bool:
+        try:
+            report = self.task.run_batch(batch)
+        except ShutdownRequested as exc:
+            held = self.batcher.drop_all()
+            log.warning("%s; %d message(s) left unacked for redelivery", exc, len(held))
+            return False
+        except Exception:
+            log.exception("micro-batch of %d item(s) failed; storing them as errors", len(batch))
+            try:
+                report = self.task.run_batch(batch, fail_reason="internal error in the worker")
+            except Exception:
+                log.exception("could not store the errors either; rejecting the messages")
+                for handle in self.batcher.complete(batch):
+                    handle.message.reject(requeue=False)
+                return True
+        self.batches += 1
+        self.items += report.items
+        log.info(
+            "batch size=%d messages=%d tokens=%d model=%s ok=%d errors=%d inserted=%d "
+            "duplicates=%d forward_ms=%.1f db_ms=%.1f db_attempts=%d mean_size=%.2f",
+            report.items,
+            report.messages,
+            report.tokens,
+            report.model or f"{report.model_ref} (unavailable)",
+            report.ok,
+            report.errors,
+            report.inserted,
+            report.duplicates,
+            report.forward_ms,
+            report.db_ms,
+            report.db_attempts,
+            self.items / self.batches,
+        )
+        for handle in self.batcher.complete(batch):
+            handle.ack()
+        return True
+
+    def drain(self) -> None:
+        """Warm shutdown: run and commit whatever is buffered, then ack it."""
+        if len(self.batcher):
+            log.info("draining %d buffered message(s) before exit", len(self.batcher))
+            self.flush(force=True)
+        log.info(
+            "worker stats: %d batch(es), %d item(s), mean batch size %.2f",
+            self.batches,
+            self.items,
+            self.items / self.batches if self.batches else 0.0,
+        )
+
+
+def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Any:
+    """Celery strategy factory (`Task.Strategy`): called when the consumer (re)connects."""
+    old = getattr(task, "_batching", None)
+    if old is not None:
+        # Reconnected: deliveries on the old channel cannot be acked; the broker restores them.
+        dropped = old.batcher.drop_all()
+        if dropped:
+            log.warning("reconnected: %d buffered message(s) will be redelivered", len(dropped))
+    task.runtime  # noqa: B018 - build device, engine and model cache now, before any message
+    warmup = task.runtime.settings.worker_warmup_model
+    if warmup and old is None:
+        task.runtime.warm_up(warmup)
+    batching = MicroBatchConsumer(task, consumer)
+    task._batching = batching
+
+    def task_message_handler(
+        message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any
+    ) -> None:
+        batching.on_message(message)
+
+    return task_message_handler
+
+
+class FlushOnShutdown(bootsteps.StartStopStep):
+    """Consumer step that drains the batcher while the broker connection is still open.
+
+    Consumer steps stop in reverse order, so requiring Tasks puts this stop before the task
+    consumer is cancelled and the connection closed.
+    """
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def stop(self, c: Any) -> None:
+        for task in c.app.tasks.values():
+            batching = getattr(task, "_batching", None)
+            if batching is not None:
+                try:
+                    batching.drain()
+                except Exception:
+                    log.exception("drain failed; buffered messages will be redelivered")
