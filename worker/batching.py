@@ -57,6 +57,7 @@ class MicroBatchConsumer:
             max_items=s.worker_batch_max_items,
             max_tokens=s.worker_batch_max_tokens,
             max_wait_s=s.worker_batch_max_wait_ms / 1000,
+            idle_s=s.worker_batch_idle_ms / 1000,
         )
         self._tref: Any = None
         self._flushing = False

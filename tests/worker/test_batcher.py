@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,6 +51,25 @@ def test_partial_batch_flushes_after_max_wait() -> None:
     assert b.take(10.04) is None
     batch = b.take(10.05)
     assert batch is not None and len(batch) == 2
+
+
+def test_partial_batch_flushes_when_the_queue_goes_quiet() -> None:
+    b = Batcher(max_items=128, max_tokens=10_000, max_wait_s=0.5, idle_s=0.01)
+    for i in range(5):
+        b.add(msg(1, start=i), i, now=i * 0.002)  # a burst, one message every 2 ms
+    assert b.take(0.0085) is None  # still arriving
+    assert b.deadline() == pytest.approx(0.018)
+    batch = b.take(0.019)
+    assert batch is not None and len(batch) == 5
+
+
+def test_a_steady_stream_fills_the_batch_until_max_wait() -> None:
+    b = Batcher(max_items=1000, max_tokens=10**6, max_wait_s=0.5, idle_s=0.01)
+    t = 0.0
+    while b.take(t) is None:
+        b.add(msg(1), None, now=t)
+        t += 0.002
+    assert t == pytest.approx(0.502, abs=0.003)
 
 
 def test_big_message_is_split_and_acked_only_when_all_parts_commit() -> None:

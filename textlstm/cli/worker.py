@@ -141,6 +141,9 @@ def supervise(commands: Sequence[tuple[list[str], dict[str, str]]]) -> int:
 @click.option(
     "--batch-max-wait-ms", type=click.IntRange(0), default=None, help="Longest wait to fill one."
 )
+@click.option(
+    "--batch-idle-ms", type=click.IntRange(0), default=None, help="Flush once the queue is quiet."
+)
 @click.option("--warmup", "warmup_model", default=None, help="Model to load and run first.")
 @click.option("--loglevel", "-l", default="info", show_default=True)
 def worker(
@@ -151,6 +154,7 @@ def worker(
     queues: str | None,
     batch_max_items: int | None,
     batch_max_wait_ms: int | None,
+    batch_idle_ms: int | None,
     warmup_model: str | None,
     loglevel: str,
 ) -> None:
@@ -175,6 +179,7 @@ def worker(
         ("TEXTLSTM_WORKER_THREADS", threads),
         ("TEXTLSTM_WORKER_BATCH_MAX_ITEMS", batch_max_items),
         ("TEXTLSTM_WORKER_BATCH_MAX_WAIT_MS", batch_max_wait_ms),
+        ("TEXTLSTM_WORKER_BATCH_IDLE_MS", batch_idle_ms),
         ("TEXTLSTM_WORKER_WARMUP_MODEL", warmup_model),
     ):
         if value is not None:

@@ -4,9 +4,13 @@ Messages arrive one by one; each carries 1..256 items of one job. The batcher ga
 the same model reference from many messages into one micro-batch, bounded by `max_items` and an
 estimated `max_tokens`, and flushes a partial batch once its oldest item has waited `max_wait_s`
 (the knobs of Triton's dynamic batcher / TorchServe's batch_size + max_batch_delay). A big
-message is split across micro-batches. A message is *complete* — and only then may the caller
-ack it — once every one of its items belongs to a committed batch: acking after the commit is
-what makes a SIGKILL lose nothing.
+message is split across micro-batches. A partial batch is also flushed as soon as no message
+has arrived for `idle_s` (the queue went quiet): at low load an item waits only that long, and
+at saturation, where messages arrive every ~1–2 ms, the batch keeps filling to its maximum
+instead of being cut by `max_wait_s` (which then only bounds the worst case).
+
+A message is *complete* — and only then may the caller ack it — once every one of its items
+belongs to a committed batch: acking after the commit is what makes a SIGKILL lose nothing.
 
 The caller owns time: every method that needs "now" takes it as an argument, so tests drive the
 batcher with plain numbers.
@@ -91,6 +95,7 @@ class Batcher:
         max_items: int,
         max_tokens: int,
         max_wait_s: float,
+        idle_s: float | None = None,
         cost: Callable[[str], int] = estimate_tokens,
     ) -> None:
         if max_items < 1 or max_tokens < 1 or max_wait_s < 0:
@@ -98,6 +103,8 @@ class Batcher:
         self.max_items = max_items
         self.max_tokens = max_tokens
         self.max_wait_s = max_wait_s
+        self.idle_s = max_wait_s if idle_s is None else min(idle_s, max_wait_s)
+        self._last_arrival = float("-inf")
         self._cost = cost
         self._entries: list[Entry] = []  # arrival order
         self._costs: dict[int, list[int]] = {}  # id(entry) -> token cost per item
@@ -112,6 +119,7 @@ class Batcher:
 
     def add(self, message: ClassifyMessage, handle: Hashable | Any, now: float) -> Entry:
         entry = Entry(message, handle, now)
+        self._last_arrival = max(self._last_arrival, now)
         self._entries.append(entry)
         self._costs[id(entry)] = [self._cost(i.text) for i in message.items]
         return entry
@@ -134,16 +142,22 @@ class Batcher:
         return False
 
     def deadline(self) -> float | None:
-        """When the oldest unbatched item must be flushed (None when nothing waits)."""
+        """When the next partial batch is due: the queue idle for idle_s, or the oldest item
+        waited max_wait_s, whichever is first (None when nothing waits)."""
         oldest = next((e.received_at for e in self._entries if e.unbatched), None)
-        return None if oldest is None else oldest + self.max_wait_s
+        if oldest is None:
+            return None
+        return min(oldest + self.max_wait_s, self._last_arrival + self.idle_s)
+
+    def _due(self, entries: list[Entry], now: float) -> bool:
+        return (
+            now >= entries[0].received_at + self.max_wait_s
+            or now >= self._last_arrival + self.idle_s
+        )
 
     def ready(self, now: float) -> bool:
-        """True when some group is full or its oldest item has waited max_wait_s."""
-        for entries in self._groups().values():
-            if self._full(entries) or now >= entries[0].received_at + self.max_wait_s:
-                return True
-        return False
+        """True when some group is full or due (queue idle, or waited max_wait_s)."""
+        return any(self._full(es) or self._due(es, now) for es in self._groups().values())
 
     def take(self, now: float, *, force: bool = False) -> MicroBatch | None:
         """The next micro-batch that is full or due (any non-empty one when `force`), or None.
@@ -151,8 +165,7 @@ class Batcher:
         Groups are tried oldest first, so no model reference starves another.
         """
         for ref, entries in self._groups().items():
-            due = force or now >= entries[0].received_at + self.max_wait_s
-            if due or self._full(entries):
+            if force or self._due(entries, now) or self._full(entries):
                 return self._cut(ref, entries)
         return None
 

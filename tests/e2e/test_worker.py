@@ -1,0 +1,254 @@
+"""Issue 4 item 9: a real worker process, the real Redis, PostgreSQL (and SQLite).
+
+Each test checks the database, not the worker's word: one row per item, equal to in-process
+`Classifier.predict`, counts and status consistent.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.e2e.conftest import WorkerProc, stored, submit, wait_job
+from tests.fixtures.models import make_examples
+from textlstm.classifier.predictor import Classifier
+from textlstm.settings import Settings
+from textlstm.store.models import Prediction
+
+PG = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+def texts(n: int, seed: int = 11) -> list[str]:
+    out = [e.text for e in make_examples(n // 3 + 1, seed=seed)]
+    return out[:n]
+
+
+def assert_matches(rows: list[Prediction], inputs: list[str], clf: Classifier) -> None:
+    """Exactly one row per item, label and probabilities as in-process predict (1e-5)."""
+    assert [r.item_index for r in rows] == list(range(len(inputs)))
+    for row, pred in zip(rows, clf.predict(inputs), strict=True):
+        assert row.status == "ok" and row.label == pred.label, row.item_index
+        assert max(abs(row.probabilities[k] - p) for k, p in pred.probabilities.items()) < 1e-5
+
+
+@PG
+def test_a_many_one_text_messages_are_batched_together(
+    workers: Callable[..., WorkerProc],
+    topics: dict,
+    e2e_settings: Settings,
+    session_factory: sessionmaker[Session],
+    tiny_classifier: Classifier,
+) -> None:
+    inputs = texts(1000)
+    # Enqueue first, then start the worker: it drains a full queue (saturation).
+    jobs = [submit(e2e_settings, inputs[i : i + 250], per_message=1) for i in range(0, 1000, 250)]
+    w = workers()
+    for n, job in enumerate(jobs):
+        st = wait_job(e2e_settings, job)
+        assert (st.status, st.ok, st.errors) == ("done", 250, 0)
+        assert_matches(
+            stored(session_factory, job), inputs[n * 250 : (n + 1) * 250], tiny_classifier
+        )
+    sizes = w.batch_sizes()
+    assert sum(sizes) == 1000
+    mean = sum(sizes) / len(sizes)
+    assert mean > 1, sizes
+    assert mean > 32, f"mean formed batch {mean:.1f} from {len(sizes)} batches: {sizes}"
+
+
+@PG
+def test_b_one_big_job_is_split_into_micro_batches(
+    workers: Callable[..., WorkerProc],
+    topics: dict,
+    e2e_settings: Settings,
+    session_factory: sessionmaker[Session],
+    tiny_classifier: Classifier,
+) -> None:
+    w = workers("--batch-max-items", "100")
+    inputs = texts(1000, seed=12)
+    job = submit(e2e_settings, inputs)  # 4 messages of up to 256 items
+    st = wait_job(e2e_settings, job)
+    assert (st.status, st.ok, st.expected, st.model) == ("done", 1000, 1000, "topics@1")
+    assert_matches(stored(session_factory, job), inputs, tiny_classifier)
+    assert max(w.batch_sizes()) <= 100 and sum(w.batch_sizes()) == 1000
+
+
+@SQLITE
+def test_b_sqlite_one_job_end_to_end(
+    workers: Callable[..., WorkerProc],
+    topics: dict,
+    e2e_settings: Settings,
+    session_factory: sessionmaker[Session],
+    tiny_classifier: Classifier,
+) -> None:
+    workers()
+    inputs = texts(300, seed=13) + ["  "]
+    job = submit(e2e_settings, inputs, per_message=64)
+    st = wait_job(e2e_settings, job)
+    assert (st.status, st.ok, st.errors) == ("partial", 300, 1)
+    rows = stored(session_factory, job)
+    assert rows[-1].status == "error" and "empty text" in rows[-1].error
+    assert_matches(rows[:-1], inputs[:-1], tiny_classifier)
+
+
+@PG
+def test_c_sigkill_mid_run_then_another_worker_stores_every_item_once(
+    workers: Callable[..., WorkerProc],
+    topics: dict,
+    e2e_settings: Settings,
+    session_factory: sessionmaker[Session],
+    tiny_classifier: Classifier,
+) -> None:
+    inputs = texts(2000, seed=14)
+    job = submit(e2e_settings, inputs, per_message=4)  # 500 messages
+    first = workers("--batch-max-items", "32")
+
+    def count() -> int:
+        with session_factory() as s:
+            return s.scalar(select(func.count()).where(Prediction.job_id == job)) or 0
+
+    deadline = time.monotonic() + 60
+    while count() < 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.kill()
+    done_at_kill = count()
+    assert 0 < done_at_kill < 2000, "the kill must land mid-run"
+    workers()
+    st = wait_job(e2e_settings, job, timeout=120)
+    assert (st.status, st.ok, st.errors, st.expected) == ("done", 2000, 0, 2000)
+    assert_matches(stored(session_factory, job), inputs, tiny_classifier)
+
+
+@PG
+def test_d_moving_the_production_alias_mid_stream(
+    workers: Callable[..., WorkerProc],
+    topics: dict,
+    e2e_settings: Settings,
+    session_factory: sessionmaker[Session],
+) -> None:
+    from textlstm.store.registry import set_alias
+
+    w = workers("--batch-max-items", "16")  # small batches: a long stream of commits
+    job = submit(e2e_settings, texts(3000, seed=15), per_message=1)
+
+    def rows_so_far() -> int:
+        with session_factory() as s:
+            return s.scalar(select(func.count()).where(Prediction.job_id == job)) or 0
+
+    while rows_so_far() < 200:
+        time.sleep(0.02)
+    with session_factory.begin() as s:
+        set_alias(session=s, name="topics", version=2, alias="production")
+    st = wait_job(e2e_settings, job, timeout=120)
+    assert st.status == "done" and st.ok == 3000
+    with session_factory() as s:
+        versions = list(
+            s.scalars(
+                select(Prediction.model_version_id)
+                .where(Prediction.job_id == job)
+                .order_by(Prediction.created_at, Prediction.item_index)
+            )
+        )
+    switch = versions.index(topics[2])
+    assert switch >= 200 and set(versions[:switch]) == {topics[1]}
+    assert set(versions[switch:]) == {topics[2]}, "no item after the switch used the old model"
+    assert "moved: topics@1 -> topics@2" in w.log()
+    later = submit(e2e_settings, texts(10, seed=16))
+    wait_job(e2e_settings, later)
+    assert {r.model_version_id for r in stored(session_factory, later)} == {topics[2]}
+
+
+def publish_raw(settings: Settings, bodies: list[tuple[Any, dict[str, Any], str]]) -> None:
+    """Send hand-made (args, kwargs, serializer) tasks, as a foreign producer might."""
+    from celery import Celery
+
+    app = Celery("raw", broker=settings.broker_url, set_as_current=False)
+    app.conf.accept_content = ["json", "pickle"]
+    try:
+        for args, kwargs, serializer in bodies:
+            app.send_task(
+                "textlstm.classify",
+                args=args,
+                kwargs=kwargs,
+                queue=settings.queue,
+                serializer=serializer,
+            )
+    finally:
+        app.close()
+
+
+@PG
+def test_e_malformed_messages_are_rejected_and_the_worker_keeps_going(
+    workers: Callable[..., WorkerProc],
+    topics: dict,
+    e2e_settings: Settings,
+    session_factory: sessionmaker[Session],
+    tiny_classifier: Classifier,
+) -> None:
+    w = workers()
+    good = texts(60, seed=17)
+    bad_job = uuid.uuid4()
+    wrong_version = {
+        "schema_version": 2,
+        "job_id": str(bad_job),
+        "model": "topics",
+        "total": 2,
+        "items": [{"index": 0, "text": "a"}, {"index": 1, "text": "b"}],
+    }
+    valid_ok = {
+        "schema_version": 1,
+        "job_id": str(uuid.uuid4()),
+        "model": "topics",
+        "total": 1,
+        "items": [{"index": 0, "text": "goal"}],
+    }
+    publish_raw(
+        e2e_settings,
+        [
+            ([wrong_version], {}, "json"),
+            ([{"schema_version": 1, "job_id": str(uuid.uuid4()), "model": "topics"}], {}, "json"),
+            ([{**valid_ok, "items": [{"index": 0, "text": 42}]}], {}, "json"),
+            ([valid_ok], {"extra": 1}, "json"),
+            (["not an object"], {}, "json"),
+            ([valid_ok], {}, "pickle"),
+        ],
+    )
+    job = submit(e2e_settings, good, per_message=7)
+    st = wait_job(e2e_settings, job)
+    assert (st.status, st.ok) == ("done", 60)
+    assert_matches(stored(session_factory, job), good, tiny_classifier)
+    bad = wait_job(e2e_settings, bad_job)
+    assert (bad.status, bad.errors) == ("failed", 2)
+    assert all(
+        "unsupported message schema_version 2" in r.error for r in stored(session_factory, bad_job)
+    )
+    w.wait_for(lambda log: log.count("rejected message") >= 6, 10, "six rejections logged")
+    assert "ContentDisallowed" in w.log() or "pickle" in w.log()
+    assert w.alive()
+    after = submit(e2e_settings, texts(5, seed=18))
+    assert wait_job(e2e_settings, after).status == "done"
+
+
+@PG
+def test_sigterm_drains_the_buffer_before_exit(
+    workers: Callable[..., WorkerProc],
+    topics: dict,
+    e2e_settings: Settings,
+    session_factory: sessionmaker[Session],
+) -> None:
+    # A long max wait: the items sit in the batcher until the drain flushes them.
+    w = workers("--batch-max-wait-ms", "60000", "--batch-idle-ms", "60000")
+    job = submit(e2e_settings, texts(20, seed=19), per_message=1)
+    time.sleep(1.5)
+    assert stored(session_factory, job) == []
+    assert w.terminate() == 0
+    assert "draining 20 buffered message(s)" in w.log()
+    st = wait_job(e2e_settings, job, timeout=5)
+    assert (st.status, st.ok) == ("done", 20)
