@@ -81,8 +81,12 @@ class Settings(BaseSettings):
     #: Most tokens (estimated, before padding) in one micro-batch: bounds memory and padding
     #: when texts are long.
     worker_batch_max_tokens: int = Field(default=16_384, ge=1)
-    #: Longest a received item waits for its micro-batch to fill before it is flushed anyway.
-    worker_batch_max_wait_ms: int = Field(default=50, ge=0)
+    #: Longest a received item waits for its micro-batch to fill before it is flushed anyway
+    #: (the worst case; see idle below for the usual case).
+    worker_batch_max_wait_ms: int = Field(default=500, ge=0)
+    #: Flush a partial micro-batch once no message has arrived for this long (the queue went
+    #: quiet). At saturation messages arrive every 1-2 ms, so batches fill to max items.
+    worker_batch_idle_ms: int = Field(default=10, ge=0)
     #: Unacked messages one worker process holds (received, not yet committed). Must exceed
     #: the messages one micro-batch needs (max items when producers send one text per message).
     worker_prefetch: int = Field(default=256, ge=1)
