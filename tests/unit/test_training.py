@@ -85,3 +85,22 @@ def test_class_weights_and_dry_run_steps() -> None:
         callbacks=[Count()],
     )
     assert steps == [1, 2, 3]
+
+
+def test_weight_average_and_plateau_decay_train_and_repeat() -> None:
+    """The averaged weights are what is validated and returned; runs still repeat exactly."""
+    train, val = make_examples(30, seed=1, noise=0.2), make_examples(10, seed=2, noise=0.2)
+    config = TrainConfig(
+        epochs=5, batch_size=8, patience=5, seed=5, ema_decay=0.99, plateau_factor=0.5
+    )
+    options = ModelOptions(embedding_dim=8, hidden_size=8)
+    a = fit_classifier(train, val, model_options=options, train_config=config)
+    b = fit_classifier(train, val, model_options=options, train_config=config)
+    plain = fit_classifier(
+        train, val, model_options=options, train_config=TrainConfig(epochs=5, batch_size=8, seed=5)
+    )
+    wa = a.classifier.model.state_dict()
+    assert all(torch.equal(wa[k], v) for k, v in b.classifier.model.state_dict().items())
+    assert not torch.equal(wa["head.weight"], plain.classifier.model.state_dict()["head.weight"])
+    best = max(h.val_macro_f1 for h in a.report.history)
+    assert a.metrics["validation"]["macro_f1"] == pytest.approx(best)

@@ -87,6 +87,23 @@ def _apply_word_dropout(ids: torch.Tensor, rate: float, generator: torch.Generat
     return ids.masked_fill(drop, UNK_ID)
 
 
+class _WeightAverage:
+    """An exponential moving average of a model's weights, with the usual warm-up so the
+    average is not dominated by the random initial weights."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.model = copy.deepcopy(model)
+        self.decay = decay
+        self.steps = 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for avg, new in zip(self.model.parameters(), model.parameters(), strict=True):
+            avg.lerp_(new, 1.0 - decay)
+
+
 def train(
     model: torch.nn.Module,
     train_split: EncodedSplit,
@@ -119,6 +136,10 @@ def train(
     for cb in callbacks:
         cb.on_train_start(epochs=config.epochs, steps_per_epoch=steps, examples=len(lengths))
 
+    # With ema_decay, an exponential moving average of the weights is what gets validated and
+    # kept: it smooths the noisy last steps of each epoch, which pays on small data sets.
+    averaged = _WeightAverage(model, config.ema_decay) if config.ema_decay else None
+    scored = averaged.model if averaged else model
     best_f1, best_epoch, best_state = -1.0, 0, copy.deepcopy(model.state_dict())
     history: list[EpochStats] = []
     started = time.perf_counter()
@@ -139,13 +160,15 @@ def train(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
             optimizer.step()
+            if averaged is not None:
+                averaged.update(model)
             total_loss += loss.item() * len(batch)
             seen += len(batch)
             for cb in callbacks:
                 cb.on_batch_end(epoch=epoch, step=step, loss=loss.item(), examples=len(batch))
         train_seconds = time.perf_counter() - t0
 
-        val_logits = batched_logits(model, val_split.sequences, device=device)
+        val_logits = batched_logits(scored, val_split.sequences, device=device)
         val_loss = float(F.cross_entropy(val_logits, val_targets))
         report = classification_report(
             val_targets.numpy(),
@@ -155,9 +178,14 @@ def train(
         improved = report["macro_f1"] > best_f1
         if improved:
             best_f1, best_epoch, stale = report["macro_f1"], epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(scored.state_dict())
         else:
             stale += 1
+            if config.plateau_factor:
+                # A validation plateau usually means the step is too big to settle into the
+                # minimum: shrink it before giving up.
+                for group in optimizer.param_groups:
+                    group["lr"] *= config.plateau_factor
         stats = EpochStats(
             epoch=epoch,
             train_loss=total_loss / max(seen, 1),
