@@ -161,3 +161,20 @@ def test_user_errors_are_one_line_without_traceback(
     assert message in result.output
     assert "Traceback" not in result.output
     assert result.output.strip().count("\n") == 0 or result.exit_code == 2
+
+
+def test_train_with_pretrained_embeddings_reports_coverage(tmp_path: Path) -> None:
+    from tests.fixtures.models import TOPICS, make_examples, write_csv
+
+    data = write_csv(tmp_path / "d.csv", make_examples(10, seed=1))
+    words = [w for topic in TOPICS.values() for w in topic][:20] + ["absent1", "absent2"]
+    vectors = tmp_path / "glove.txt"
+    vectors.write_text("".join(f"{w} {' '.join(['0.5'] * 12)}\n" for w in words))
+    out = tmp_path / "b"
+    args = ["train", str(data), "--out", str(out), "--dry-run", "--no-progress"]
+    result = CliRunner().invoke(cli, [*args, "--embeddings", str(vectors)])
+    assert result.exit_code == 0, result.output
+    assert "pretrained embeddings: 20 of" in result.output and "coverage), dim 12" in result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["embedding_dim"] == 12
+    assert config["embeddings"]["found"] == 20
