@@ -45,6 +45,40 @@ class _Handle:
             log.warning("could not ack message %s: %s", self.message.delivery_tag, exc)
 
 
+def ack_all(handles: list[_Handle]) -> None:
+    """Ack a committed batch's messages in one Redis round trip.
+
+    kombu's Redis transport acks with one pipeline per message (a ZREM + HDEL on its unacked
+    index), which measured ~1 ms per message here, more than the forward pass of that text. We
+    queue every message's removal on one pipeline, then do kombu's local bookkeeping per
+    message. Any other transport (or a kombu without these internals) acks one by one. If the
+    pipeline fails the messages stay in the unacked index and come back after the visibility
+    timeout: their rows are committed, so the redelivery inserts nothing.
+    """
+    from kombu.transport.virtual import QoS as VirtualQoS
+
+    by_channel: dict[int, list[Any]] = {}
+    for h in handles:
+        by_channel.setdefault(id(h.message.channel), []).append(h.message)
+    for messages in by_channel.values():
+        qos = getattr(messages[0].channel, "qos", None)
+        remove = getattr(qos, "_remove_from_indices", None)
+        if remove is None or not hasattr(qos, "pipe_or_acquire") or len(messages) == 1:
+            for m in messages:
+                _Handle(m).ack()
+            continue
+        try:
+            with qos.pipe_or_acquire() as pipe:  # type: ignore[union-attr]
+                for m in messages:
+                    remove(m.delivery_tag, pipe)
+                pipe.execute()
+            for m in messages:
+                VirtualQoS.ack(qos, m.delivery_tag)  # kombu's own bookkeeping (prefetch)
+                m._state = "ACK"
+        except Exception as exc:  # noqa: BLE001 - redelivered later, stored idempotently
+            log.warning("could not ack %d message(s): %s", len(messages), exc)
+
+
 class MicroBatchConsumer:
     """Per-process state of the strategy: the batcher, the flush timer and running stats."""
 
@@ -177,8 +211,7 @@ class MicroBatchConsumer:
             report.db_attempts,
             self.items / self.batches,
         )
-        for handle in self.batcher.complete(batch):
-            handle.ack()
+        ack_all(self.batcher.complete(batch))
         return True
 
     def drain(self) -> None:

@@ -137,4 +137,4 @@ def test_every_item_is_batched_once_and_each_message_acked_once(
         acked += b.complete(batch)
     assert seen == list(range(start))
     assert acked == list(range(len(sizes)))
-    assert len(b) == 0
+    assert len(b) == 0 and b.unbatched_items == 0 and b.deadline() is None

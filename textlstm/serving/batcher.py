@@ -108,6 +108,7 @@ class Batcher:
         self._cost = cost
         self._entries: list[Entry] = []  # arrival order
         self._costs: dict[int, list[int]] = {}  # id(entry) -> token cost per item
+        self._pending: dict[str, tuple[int, int]] = {}  # ref -> unbatched (items, tokens)
 
     def __len__(self) -> int:
         """Messages held (received, not yet complete)."""
@@ -115,59 +116,67 @@ class Batcher:
 
     @property
     def unbatched_items(self) -> int:
-        return sum(e.unbatched for e in self._entries)
+        return sum(n for n, _ in self._pending.values())
 
     def add(self, message: ClassifyMessage, handle: Hashable | Any, now: float) -> Entry:
         entry = Entry(message, handle, now)
         self._last_arrival = max(self._last_arrival, now)
         self._entries.append(entry)
-        self._costs[id(entry)] = [self._cost(i.text) for i in message.items]
+        costs = [self._cost(i.text) for i in message.items]
+        self._costs[id(entry)] = costs
+        self._count(message.model, len(costs), sum(costs))
         return entry
 
-    def _groups(self) -> dict[str, list[Entry]]:
-        groups: dict[str, list[Entry]] = {}
-        for e in self._entries:
-            if e.unbatched:
-                groups.setdefault(e.message.model, []).append(e)
-        return groups
+    def _count(self, ref: str, items: int, tokens: int) -> None:
+        # Running totals per model reference: O(1) per message on the hot path.
+        n, t = self._pending.get(ref, (0, 0))
+        if n + items:
+            self._pending[ref] = (n + items, t + tokens)
+        else:
+            self._pending.pop(ref, None)
 
-    def _full(self, entries: list[Entry]) -> bool:
-        items = tokens = 0
-        for e in entries:
-            costs = self._costs[id(e)][e.cursor :]
-            items += len(costs)
-            tokens += sum(costs)
-            if items >= self.max_items or tokens >= self.max_tokens:
-                return True
-        return False
+    def _oldest_unbatched(self) -> Entry | None:
+        # Arrival order, and batches are cut first-in first-out: the scan stops early.
+        return next((e for e in self._entries if e.unbatched), None)
 
     def deadline(self) -> float | None:
         """When the next partial batch is due: the queue idle for idle_s, or the oldest item
         waited max_wait_s, whichever is first (None when nothing waits)."""
-        oldest = next((e.received_at for e in self._entries if e.unbatched), None)
+        oldest = self._oldest_unbatched()
         if oldest is None:
             return None
-        return min(oldest + self.max_wait_s, self._last_arrival + self.idle_s)
+        return min(oldest.received_at + self.max_wait_s, self._last_arrival + self.idle_s)
 
-    def _due(self, entries: list[Entry], now: float) -> bool:
-        return (
-            now >= entries[0].received_at + self.max_wait_s
+    def _pick(self, now: float, force: bool) -> str | None:
+        """The model reference whose items form the next batch, or None if none is due."""
+        for ref, (items, tokens) in self._pending.items():
+            if items >= self.max_items or tokens >= self.max_tokens:
+                return ref
+        oldest = self._oldest_unbatched()
+        if oldest is None:
+            return None
+        if (
+            force
             or now >= self._last_arrival + self.idle_s
-        )
+            or now >= oldest.received_at + self.max_wait_s
+        ):
+            return oldest.message.model
+        return None
 
     def ready(self, now: float) -> bool:
         """True when some group is full or due (queue idle, or waited max_wait_s)."""
-        return any(self._full(es) or self._due(es, now) for es in self._groups().values())
+        return self._pick(now, False) is not None
 
     def take(self, now: float, *, force: bool = False) -> MicroBatch | None:
         """The next micro-batch that is full or due (any non-empty one when `force`), or None.
 
-        Groups are tried oldest first, so no model reference starves another.
+        A full group goes first; otherwise the group of the oldest waiting item, so no model
+        reference starves another.
         """
-        for ref, entries in self._groups().items():
-            if force or self._due(entries, now) or self._full(entries):
-                return self._cut(ref, entries)
-        return None
+        ref = self._pick(now, force)
+        if ref is None:
+            return None
+        return self._cut(ref, [e for e in self._entries if e.unbatched and e.message.model == ref])
 
     def _cut(self, ref: str, entries: list[Entry]) -> MicroBatch:
         slices: list[Slice] = []
@@ -185,6 +194,7 @@ class Batcher:
                 e.cursor += 1
             if e.cursor > start:
                 slices.append(Slice(e, e.message.items[start : e.cursor]))
+                self._count(ref, -(e.cursor - start), -sum(costs[start : e.cursor]))
             if items >= self.max_items or e.cursor < len(costs):
                 break
         return MicroBatch(ref, tuple(slices), tokens)
@@ -201,16 +211,11 @@ class Batcher:
                 del self._costs[id(e)]
         return [e.handle for e in done]
 
-    def release(self, batch: MicroBatch) -> None:
-        """Give a batch's items back (its write did not happen): they are batched again."""
-        for s in batch.slices:
-            first = s.items[0]
-            s.entry.cursor = min(s.entry.cursor, s.entry.message.items.index(first))
-
     def drop_all(self) -> list[Any]:
         """Forget everything (shutdown without commit); return the handles (left unacked, the
         broker redelivers them)."""
         handles = [e.handle for e in self._entries]
         self._entries.clear()
         self._costs.clear()
+        self._pending.clear()
         return handles
