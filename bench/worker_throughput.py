@@ -102,7 +102,7 @@ def worker_argv(mode: str, queue: str, concurrency: int) -> list[str]:
 
 def run_one(args: argparse.Namespace, mode: str, per_message: int, texts: list[str]) -> dict:
     from textlstm.client import Client
-    from textlstm.settings import Settings
+    from textlstm.settings import Settings, subprocess_env
 
     queue = f"bench-{mode}-{uuid.uuid4().hex[:8]}"
     settings = Settings(
@@ -112,16 +112,17 @@ def run_one(args: argparse.Namespace, mode: str, per_message: int, texts: list[s
         message_max_items=per_message,
         _env_file=None,
     )  # type: ignore[call-arg]
-    env = {
-        **os.environ,
-        "TEXTLSTM_DATABASE_URL": args.db_url,
-        "TEXTLSTM_BROKER_URL": args.broker,
-        "TEXTLSTM_QUEUE": queue,
-        "TEXTLSTM_MODEL_CACHE_DIR": str(args.tmp / "cache"),
-        "TEXTLSTM_WORKER_WARMUP_MODEL": "bench",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), args.cb_path) if p),
-    }
+    env = subprocess_env(
+        {
+            "TEXTLSTM_DATABASE_URL": args.db_url,
+            "TEXTLSTM_BROKER_URL": args.broker,
+            "TEXTLSTM_QUEUE": queue,
+            "TEXTLSTM_MODEL_CACHE_DIR": str(args.tmp / "cache"),
+            "TEXTLSTM_WORKER_WARMUP_MODEL": "bench",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), args.cb_path) if p),
+        }
+    )
     client = Client(settings)
     t0 = time.monotonic()
     job = client.submit(texts, model="bench", record_job=True)

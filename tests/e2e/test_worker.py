@@ -252,3 +252,33 @@ def test_sigterm_drains_the_buffer_before_exit(
     assert "draining 20 buffered message(s)" in w.log()
     st = wait_job(e2e_settings, job, timeout=5)
     assert (st.status, st.ok) == ("done", 20)
+
+
+@PG
+def test_database_outage_is_retried_without_acking_and_items_land_after(
+    workers: Callable[..., WorkerProc],
+    topics: dict,
+    e2e_settings: Settings,
+    db_url: str,
+    session_factory: sessionmaker[Session],
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    from tests.e2e.proxy import TcpProxy
+
+    url = make_url(db_url)
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
+    via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        w = workers("--warmup", "topics", env={"TEXTLSTM_DATABASE_URL": via_proxy})
+        proxy.pause()
+        job = submit(e2e_settings, texts(50, seed=21), per_message=5)
+        w.wait_for(lambda log: "failed (attempt 3)" in log, 30, "retries with backoff")
+        assert stored(session_factory, job) == []
+        proxy.resume()
+        st = wait_job(e2e_settings, job, timeout=60)
+        assert (st.status, st.ok, st.errors) == ("done", 50, 0)
+        assert len(stored(session_factory, job)) == 50
+        assert w.alive()
+    finally:
+        proxy.close()

@@ -90,7 +90,7 @@ class ModelCache:
                 )
             started = time.perf_counter()
             classifier = self._loader(path, self._device)
-        except (BundleError, NotFoundError) as exc:
+        except (BundleError, NotFoundError, OSError) as exc:  # OSError: cache dir unwritable
             raise ModelUnavailable(f"model {ref} ({res.ref}) cannot be loaded: {exc}") from None
         loaded = LoadedModel(res.version_id, res.ref, res.bundle_sha256, classifier)
         self._loaded[res.bundle_sha256] = loaded
