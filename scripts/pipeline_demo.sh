@@ -68,6 +68,8 @@ echo "worker ready (log: $workdir/worker.log)"
 $admin submit examples/data/news_test.csv --model news --wait --timeout 300 | tee "$workdir/submit.out"
 job=$(head -1 "$workdir/submit.out")
 $admin jobs show "$job"
-$admin results "$job" --format table | head -15
+$admin results "$job" --format table --output "$workdir/results.txt"
+head -15 "$workdir/results.txt"
 echo "… (all rows: $admin results $job --format csv)"
-grep "batch size=" "$workdir/worker.log" | sed 's/.*\] //' | head -5
+grep "batch size=" "$workdir/worker.log" | sed 's/.*\] //' > "$workdir/batches.txt" || true
+head -5 "$workdir/batches.txt"
