@@ -109,7 +109,7 @@ def run_job(settings: Any, texts: list[str], per_message: int, timeout: float) -
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=20_000)
-    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--processes", type=int, default=0, help="0 = one per GPU (or per core)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--require-gpu", action="store_true")
     p.add_argument("--broker", default=None, help="[default: TEXTLSTM_BROKER_URL]")
