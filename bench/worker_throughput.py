@@ -164,6 +164,20 @@ def run_one(args: argparse.Namespace, mode: str, per_message: int, texts: list[s
     return row
 
 
+def model_ceiling(texts: list[str]) -> int:
+    """The model alone in this process (1 thread, batch 128): the per-process ceiling."""
+    import torch
+
+    from textlstm.classifier.predictor import Classifier
+
+    torch.set_num_threads(1)
+    clf = Classifier.load(ensure_bundle())
+    clf.predict(texts[:128])
+    t0 = time.perf_counter()
+    clf.predict(texts, batch_size=128)
+    return round(len(texts) / (time.perf_counter() - t0))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=2000)
@@ -190,6 +204,8 @@ def main() -> None:
     with (ROOT / "examples/data/news_test.csv").open(newline="", encoding="utf-8") as fh:
         base = [r["text"] for r in csv.DictReader(fh)]
     texts = [base[i % len(base)] for i in range(args.n)]
+    ceiling = model_ceiling(texts)
+    print(json.dumps({"model_alone_texts_per_s_1_thread_bs128": ceiling}), flush=True)
     rows = []
     for _ in range(args.repeats):
         for per in [int(x) for x in args.per_message.split(",")]:
@@ -211,6 +227,7 @@ def main() -> None:
     db = args.db_url.split(":")[0]
     args.out.with_suffix(".md").write_text(
         f"# Worker throughput ({args.n} texts, {db}, `python bench/worker_throughput.py`)\n\n"
+        f"Model alone, 1 thread, batch 128, same run: {ceiling} texts/s per process.\n\n"
         + "\n".join(lines)
         + "\n"
     )
