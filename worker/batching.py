@@ -191,7 +191,10 @@ class MicroBatchConsumer:
             except Exception:
                 log.exception("could not store the errors either; rejecting the messages")
                 for handle in self.batcher.complete(batch):
-                    handle.message.reject(requeue=False)
+                    try:
+                        handle.message.reject(requeue=False)
+                    except Exception as exc:  # noqa: BLE001 - redelivered later
+                        log.warning("could not reject message: %s", exc)
                 return True
         self.batches += 1
         self.items += report.items
