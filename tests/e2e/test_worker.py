@@ -30,6 +30,14 @@ def texts(n: int, seed: int = 11) -> list[str]:
     return out[:n]
 
 
+def assert_all_acked(redis_client: Any, queue: str) -> None:
+    """Nothing left in the queue and nothing delivered-but-unacked (kombu's Redis index)."""
+    deadline = time.monotonic() + 5
+    while redis_client.hlen("unacked") and time.monotonic() < deadline:
+        time.sleep(0.05)  # the last batch's ack follows its commit by a moment
+    assert redis_client.llen(queue) == 0 and redis_client.hlen("unacked") == 0
+
+
 def assert_matches(rows: list[Prediction], inputs: list[str], clf: Classifier) -> None:
     """Exactly one row per item, label and probabilities as in-process predict (1e-5)."""
     assert [r.item_index for r in rows] == list(range(len(inputs)))
@@ -40,6 +48,7 @@ def assert_matches(rows: list[Prediction], inputs: list[str], clf: Classifier) -
 
 @PG
 def test_a_many_one_text_messages_are_batched_together(
+    redis_client: Any,
     workers: Callable[..., WorkerProc],
     topics: dict,
     e2e_settings: Settings,
@@ -56,6 +65,7 @@ def test_a_many_one_text_messages_are_batched_together(
         assert_matches(
             stored(session_factory, job), inputs[n * 250 : (n + 1) * 250], tiny_classifier
         )
+    assert_all_acked(redis_client, e2e_settings.queue)
     sizes = w.batch_sizes()
     assert sum(sizes) == 1000
     mean = sum(sizes) / len(sizes)
@@ -65,6 +75,7 @@ def test_a_many_one_text_messages_are_batched_together(
 
 @PG
 def test_b_one_big_job_is_split_into_micro_batches(
+    redis_client: Any,
     workers: Callable[..., WorkerProc],
     topics: dict,
     e2e_settings: Settings,
@@ -78,6 +89,7 @@ def test_b_one_big_job_is_split_into_micro_batches(
     assert (st.status, st.ok, st.expected, st.model) == ("done", 1000, 1000, "topics@1")
     assert_matches(stored(session_factory, job), inputs, tiny_classifier)
     assert max(w.batch_sizes()) <= 100 and sum(w.batch_sizes()) == 1000
+    assert_all_acked(redis_client, e2e_settings.queue)
 
 
 @SQLITE

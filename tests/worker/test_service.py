@@ -161,6 +161,21 @@ def test_unloadable_bundle_fails_the_job_with_the_reason(
     assert row.status == "error" and "cannot be loaded" in row.error
 
 
+def test_last_resort_stores_every_item_as_an_error_with_the_reason(
+    registered: dict, models: ModelCache, session_factory: sessionmaker[Session]
+) -> None:
+    m = message(["goal", "stock"])
+    report = classify_batch(
+        batch_of(m),
+        models=models,
+        session_factory=session_factory,
+        retry=FAST,
+        fail_reason="internal error in the worker",
+    )
+    assert (report.errors, report.inserted, report.model) == (2, 2, None)
+    assert {r.error for r in rows(session_factory, m.job_id)} == {"internal error in the worker"}
+
+
 def test_moved_alias_is_picked_up_after_the_refresh_interval(
     registered: dict, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
