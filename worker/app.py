@@ -45,8 +45,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_pool": "solo",
         "worker_concurrency": 1,
         # Unacked messages this process may hold: the batcher needs up to max_items one-text
-        # messages to fill one micro-batch (see worker_prefetch in settings).
-        "worker_prefetch_multiplier": settings.worker_prefetch,
+        # messages to fill one micro-batch (see worker_prefetch in settings), so never fewer.
+        "worker_prefetch_multiplier": max(
+            settings.worker_prefetch, settings.worker_batch_max_items
+        ),
         "worker_send_task_events": False,
     }
 

@@ -100,7 +100,8 @@ def test_b_sqlite_one_job_end_to_end(
     session_factory: sessionmaker[Session],
     tiny_classifier: Classifier,
 ) -> None:
-    workers()
+    w = workers()
+    assert "device cpu, 1 torch thread(s)" in w.log()
     inputs = texts(300, seed=13) + ["  "]
     job = submit(e2e_settings, inputs, per_message=64)
     st = wait_job(e2e_settings, job)
