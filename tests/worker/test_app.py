@@ -1,0 +1,26 @@
+"""The Celery app's contract: JSON only, no result backend, acks after work, Redis timeouts."""
+
+from __future__ import annotations
+
+from textlstm.messages import TASK_NAME
+from textlstm.settings import Settings
+from worker.app import celery_config, create_app
+
+
+def test_config_is_json_only_without_results_and_with_a_long_visibility_timeout() -> None:
+    s = Settings(broker_url="redis://h:1/2", queue="q", worker_batch_max_items=512, _env_file=None)  # type: ignore[call-arg]
+    conf = celery_config(s)
+    assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
+    assert conf["result_backend"] is None and conf["task_ignore_result"] is True
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["broker_transport_options"]["visibility_timeout"] == 600
+    assert conf["worker_pool"] == "solo" and conf["task_default_queue"] == "q"
+    assert conf["worker_prefetch_multiplier"] == 512  # never below one batch of messages
+
+
+def test_app_registers_the_task_lazily_from_settings() -> None:
+    app = create_app(Settings(broker_url="redis://h:1/3", _env_file=None))  # type: ignore[call-arg]
+    app.loader.import_default_modules()
+    assert TASK_NAME in app.tasks
+    assert app.conf.broker_url == "redis://h:1/3"
+    assert "FlushOnShutdown" in {s.__name__ for s in app.steps["consumer"]}
