@@ -5,11 +5,14 @@ from textlstm.classifier.batching import pad_batch
 from textlstm.classifier.network import LSTMClassifier, LSTMConfig
 
 
-@pytest.mark.parametrize("pooling", ["last", "max", "mean"])
+@pytest.mark.parametrize(
+    ("pooling", "skip"),
+    [("last", False), ("max", False), ("mean", False), ("max", True), ("mean", True)],
+)
 @pytest.mark.parametrize("bidirectional", [True, False])
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_padding_never_changes_a_texts_output(
-    pooling: str, bidirectional: bool, num_layers: int
+    pooling: str, skip: bool, bidirectional: bool, num_layers: int
 ) -> None:
     torch.manual_seed(0)
     config = LSTMConfig(
@@ -20,6 +23,7 @@ def test_padding_never_changes_a_texts_output(
         num_layers=num_layers,
         bidirectional=bidirectional,
         pooling=pooling,  # type: ignore[arg-type]
+        embedding_skip=skip,
     )
     model = LSTMClassifier(config).eval()
     short = [5, 6, 7]

@@ -28,11 +28,17 @@ class LSTMConfig:
     embedding_dropout: float = 0.3
     lstm_dropout: float = 0.0  # between stacked layers; ignored by torch for a single layer
     output_dropout: float = 0.3
+    # Concatenate each token's embedding to its LSTM output before pooling (a skip connection,
+    # as ELMo mixes its embedding layer with its LSTM layers): keyword evidence reaches the
+    # classifier directly while the LSTM adds word order and context.
+    embedding_skip: bool = False
     padding_idx: int = 0
 
     def __post_init__(self) -> None:
         if self.pooling not in ("last", "max", "mean"):
             raise ValueError(f"pooling must be last, max or mean, not {self.pooling!r}")
+        if self.embedding_skip and self.pooling == "last":
+            raise ValueError("embedding_skip needs max or mean pooling")
         if self.vocab_size < 2 or self.num_classes < 2:
             raise ValueError("vocab_size and num_classes must be at least 2")
         for name in ("embedding_dropout", "lstm_dropout", "output_dropout"):
@@ -65,7 +71,10 @@ class LSTMClassifier(nn.Module):
         )
         directions = 2 if config.bidirectional else 1
         self.output_dropout = nn.Dropout(config.output_dropout)
-        self.head = nn.Linear(config.hidden_size * directions, config.num_classes)
+        features = config.hidden_size * directions
+        if config.embedding_skip:
+            features += config.embedding_dim
+        self.head = nn.Linear(features, config.num_classes)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids (B, T) int64 right-padded, lengths (B,) ≥ 1 → logits (B, C)."""
@@ -82,6 +91,8 @@ class LSTMClassifier(nn.Module):
                 features = h_n[-1]
         else:
             seq, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.size(1))
+            if self.config.embedding_skip:
+                seq = torch.cat([seq, x], dim=-1)  # (B, T, H·D + E)
             mask = (
                 torch.arange(ids.size(1), device=ids.device)[None, :]
                 < lengths.to(ids.device)[:, None]

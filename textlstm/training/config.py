@@ -28,6 +28,7 @@ class ModelOptions:
     embedding_dropout: float = 0.3
     lstm_dropout: float = 0.0
     output_dropout: float = 0.3
+    embedding_skip: bool = False
 
 
 @dataclass(frozen=True)
