@@ -40,7 +40,6 @@ def test_sample_data_beats_majority_class_clearly_and_calibration_lowers_ece() -
     uncalibrated /= uncalibrated.sum(1, keepdims=True)
     ece_before = expected_calibration_error(uncalibrated, y)
     ece_after = expected_calibration_error(probs, y)
-    assert result.metrics["calibration"]["ece_after"] <= result.metrics["calibration"]["ece_before"]
     assert ece_after < ece_before, (ece_before, ece_after)
 
 
@@ -97,7 +96,10 @@ def test_weight_average_and_plateau_decay_train_and_repeat() -> None:
     a = fit_classifier(train, val, model_options=options, train_config=config)
     b = fit_classifier(train, val, model_options=options, train_config=config)
     plain = fit_classifier(
-        train, val, model_options=options, train_config=TrainConfig(epochs=5, batch_size=8, seed=5)
+        train,
+        val,
+        model_options=options,
+        train_config=TrainConfig(epochs=5, batch_size=8, seed=5, ema_decay=None),
     )
     wa = a.classifier.model.state_dict()
     assert all(torch.equal(wa[k], v) for k, v in b.classifier.model.state_dict().items())

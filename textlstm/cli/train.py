@@ -143,6 +143,12 @@ PROBABILITY = click.FloatRange(0, 1, max_open=True)
     help="How LSTM states become one vector (over real tokens).",
 )
 @click.option(
+    "--embedding-skip/--no-embedding-skip",
+    default=M.embedding_skip,
+    show_default=True,
+    help="Also pool the word embeddings beside the LSTM states (not with --pooling last).",
+)
+@click.option(
     "--embedding-dropout", type=PROBABILITY, default=M.embedding_dropout, show_default=True
 )
 @click.option(
@@ -159,7 +165,19 @@ PROBABILITY = click.FloatRange(0, 1, max_open=True)
     type=PATH,
     help="GloVe/word2vec text file to initialise the embeddings.",
 )
+@click.option(
+    "--ema-decay",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=C.ema_decay or 0.0,
+    show_default=True,
+    help="Validate and keep a moving average of the weights with this per-step decay (0: off).",
+)
 @click.option("--seed", type=int, default=C.seed, show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    help="Torch CPU threads [default: torch's choice]; use 1 when other jobs share the cores.",
+)
 @options.device
 @click.option("--dry-run", is_flag=True, help="Smoke run: one epoch of a few batches.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle directory.")
@@ -192,6 +210,7 @@ def train(
     seed: int,
     register_name: str | None,
     aliases: tuple[str, ...],
+    threads: int | None,
     **hyper: Any,
 ) -> None:
     """Train a classifier on DATA (CSV, TSV or JSONL with text and label columns).
@@ -210,6 +229,13 @@ def train(
         raise ConfigError("--alias needs --register NAME")
     if out_dir.exists() and not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
         raise ConfigError(f"output directory {out_dir} exists and is not empty (use --overwrite)")
+    if hyper.get("embedding_skip") and hyper.get("pooling") == "last":
+        raise ConfigError("--embedding-skip needs --pooling max or mean")
+    hyper["ema_decay"] = hyper.get("ema_decay") or None
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     torch_device = resolve_device(device)
     dataset = read_texts(data, text_column=text_column, label_column=label_column)
     if val_file is not None:
