@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     database_url: str = Field(default="sqlite:///./textlstm.db", repr=False)
     #: Celery broker URL; the producer needs nothing else.
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
-    #: Celery queue (and routing key) that classify messages are sent to.
+    #: Celery queue (and routing key) that classify messages are sent to. Priorities use
+    #: `<queue>.high` and `<queue>.bulk` next to it (normal keeps this name).
     queue: str = "textlstm"
     #: Model reference used when a producer does not name one (`name`, `name@3`, `name@alias`).
     default_model: str | None = None
@@ -73,6 +74,24 @@ class Settings(BaseSettings):
     #: Soft cap on the summed UTF-8 size of the texts in one message (a message always holds
     #: at least one item).
     message_max_bytes: int = Field(default=1_048_576, ge=1)
+
+    # -- producer backpressure (docs/operations.md) ------------------------------------------
+    #: Most messages a queue may hold waiting (not yet delivered to a worker) before the
+    #: producer stops adding more; 0 = no limit. Bounds Redis memory under a runaway producer.
+    queue_max_pending: int = Field(default=0, ge=0)
+    #: What `submit` does when the queue is over `queue_max_pending`: `refuse` (raise
+    #: QueueFullError, nothing sent) or `block` (send as room appears, up to the timeout).
+    queue_full_policy: Literal["refuse", "block"] = "refuse"
+    #: How long a blocked producer waits for room before raising QueueFullError.
+    queue_full_timeout_s: float = Field(default=60.0, ge=0)
+
+    # -- metrics (docs/operations.md) -----------------------------------------------------
+    #: Port of the worker's Prometheus endpoint (`/metrics`); 0 = off. `textlstm-admin worker`
+    #: serves all its processes on this one port; a `celery` process started by hand serves
+    #: its own on port + process index.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    #: Address the metrics endpoint binds to.
+    metrics_addr: str = "0.0.0.0"
 
     # -- worker (docs/worker.md) -------------------------------------------------------------
     #: Most items in one forward pass (micro-batch). Throughput saturates near 128 here
@@ -120,6 +139,9 @@ class Settings(BaseSettings):
     #: First and longest pause between retries while the database is unreachable.
     worker_db_retry_initial_s: float = Field(default=0.5, gt=0)
     worker_db_retry_max_s: float = Field(default=10.0, gt=0)
+    #: Prefix of each worker process's Celery node name (`<name><index>@<host>`): give
+    #: workers sharing a host different names so `textlstm-admin status` tells them apart.
+    worker_name: str = Field(default="textlstm", pattern=r"^[A-Za-z0-9_.-]+$")
 
     @field_validator("database_url")
     @classmethod
