@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "results": ("textlstm.cli.results:results", "Print or save the predictions of a job."),
     "worker": ("textlstm.cli.worker:worker", "Run worker processes that classify queued jobs."),
     "submit": ("textlstm.cli.submit:submit", "Enqueue a CSV or JSONL file as a job."),
+    "status": ("textlstm.cli.status:status", "Queues, workers online, jobs and model aliases."),
 }
 
 
