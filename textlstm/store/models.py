@@ -32,6 +32,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -45,9 +46,10 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-JOB_STATUSES = ("queued", "running", "done", "failed", "partial")
-FINISHED_STATUSES = ("done", "failed", "partial")
-ITEM_STATUSES = ("ok", "error")
+JOB_STATUSES = ("queued", "running", "done", "failed", "partial", "expired")
+FINISHED_STATUSES = ("done", "failed", "partial", "expired")
+#: `expired`: not started before the job's deadline (migration 0002); counted as an error.
+ITEM_STATUSES = ("ok", "error", "expired")
 
 # JSONB on PostgreSQL (indexable, operators for analysts), JSON text elsewhere. none_as_null so a
 # Python None is SQL NULL, not the JSON literal null.
@@ -135,13 +137,15 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('queued', 'running', 'done', 'failed', 'partial')", name="status"
+            "status IN ('queued', 'running', 'done', 'failed', 'partial', 'expired')",
+            name="status",
         ),
         CheckConstraint(
             "expected_count >= 1 AND ok_count >= 0 AND error_count >= 0 "
             "AND ok_count + error_count <= expected_count",
             name="counts",
         ),
+        CheckConstraint("expired_count >= 0 AND expired_count <= error_count", name="expired"),
         Index("ix_jobs_status_submitted_at", "status", "submitted_at"),
         Index("ix_jobs_submitted_at", "submitted_at"),
     )
@@ -155,6 +159,8 @@ class Job(Base):
     expected_count: Mapped[int] = mapped_column(Integer)
     ok_count: Mapped[int] = mapped_column(Integer, default=0)
     error_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Items stored as `expired` (a subset of error_count): the job's deadline passed first.
+    expired_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -169,7 +175,7 @@ class Job(Base):
 class Prediction(Base):
     __tablename__ = "predictions"
     __table_args__ = (
-        CheckConstraint("status IN ('ok', 'error')", name="status"),
+        CheckConstraint("status IN ('ok', 'error', 'expired')", name="status"),
         CheckConstraint("item_index >= 0", name="item_index_nonnegative"),
         Index("ix_predictions_job_id_external_id", "job_id", "external_id"),
         Index("ix_predictions_model_version_id_label", "model_version_id", "label"),

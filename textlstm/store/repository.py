@@ -130,6 +130,24 @@ def list_jobs(*, session: Session, status: str | None = None, limit: int = 50) -
     return list(session.scalars(stmt))
 
 
+def job_counts(*, session: Session) -> dict[str, int]:
+    """Number of jobs in each status (every status present, zeros included)."""
+    rows = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+    counts = dict.fromkeys(JOB_STATUSES, 0)
+    counts.update({status: int(n) for status, n in rows})
+    return counts
+
+
+def oldest_in_flight(*, session: Session) -> Job | None:
+    """The earliest-submitted job still queued or running (ix_jobs_status_submitted_at)."""
+    return session.scalar(
+        select(Job)
+        .where(Job.status.in_(("queued", "running")))
+        .order_by(Job.submitted_at, Job.id)
+        .limit(1)
+    )
+
+
 def _check_records(records: Sequence[PredictionRecord], expected: int, job_id: uuid.UUID) -> None:
     seen: set[int] = set()
     for rec in records:
@@ -158,7 +176,8 @@ def save_predictions(
     One bulk INSERT … ON CONFLICT DO NOTHING RETURNING tells which rows are new; only those are
     added to ok/error counts, in one UPDATE whose arithmetic runs in SQL (concurrent workers
     cannot lose increments, and counts never pass the total). Status moves queued → running →
-    done (no errors) / failed (no ok items) / partial once every item is in. The job must exist
+    done (no errors) / expired (every item expired) / failed (no ok items) / partial once
+    every item is in; `expired` items count as errors and in expired_count. The job must exist
     (see `ensure_job`, which can run in the same transaction). The caller commits.
     """
     expected = session.scalar(select(Job.expected_count).where(Job.id == job_id))
@@ -195,6 +214,7 @@ def save_predictions(
         inserted = list(session.execute(stmt, rows).scalars())
     ok_new = inserted.count("ok")
     err_new = len(inserted) - ok_new
+    exp_new = inserted.count("expired")
     if not inserted:
         job = get_job(session=session, job_id=job_id)
         return SaveOutcome(0, len(records), job.ok_count, job.error_count, expected, job.status)
@@ -202,6 +222,7 @@ def save_predictions(
     jobs: Table = Job.__table__  # type: ignore[assignment]
     new_ok = jobs.c.ok_count + ok_new
     new_err = jobs.c.error_count + err_new
+    new_exp = jobs.c.expired_count + exp_new
     finished = new_ok + new_err >= jobs.c.expected_count
     stmt_u = (
         update(jobs)
@@ -209,9 +230,11 @@ def save_predictions(
         .values(
             ok_count=new_ok,
             error_count=new_err,
+            expired_count=new_exp,
             status=case(
                 (~finished, "running"),
                 (new_err == 0, "done"),
+                (new_exp >= jobs.c.expected_count, "expired"),
                 (new_ok == 0, "failed"),
                 else_="partial",
             ),
