@@ -18,14 +18,16 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from textlstm.errors import BrokerError, NotFoundError, ValidationError
+from textlstm.backpressure import Gate
+from textlstm.errors import BrokerError, ConfigError, NotFoundError, ValidationError
 from textlstm.messages import TASK_NAME, ClassifyMessage, Limits, build_messages, parse_job_id
+from textlstm.queues import queue_for
 from textlstm.settings import Settings, get_settings, mask_url
 
-FINISHED = frozenset({"done", "failed", "partial"})
+FINISHED = frozenset({"done", "failed", "partial", "expired"})
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class JobStatus:
     started_at: datetime | None
     finished_at: datetime | None
     metadata: dict[str, Any] | None
+    expired: int = 0  # items not started before the job's deadline (counted in `errors` too)
 
     @property
     def finished(self) -> bool:
@@ -68,8 +71,35 @@ class ItemResult:
     latency_ms: float | None
 
 
-def _publish(settings: Settings, messages: list[ClassifyMessage]) -> None:
-    """Send every message on one broker connection, as JSON Celery tasks with stable ids."""
+def _gate(settings: Settings, queue: str, policy: str | None, timeout: float | None) -> Gate:
+    """Backpressure for `queue`: reads its depth from Redis only when a limit is set."""
+    limit = settings.queue_max_pending
+
+    def depth() -> int:
+        from textlstm.queues import queue_depths, redis_client
+
+        client = redis_client(settings.broker_url)
+        try:
+            return queue_depths(client, [queue])[queue]
+        finally:
+            client.close()
+
+    if limit and not settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("TEXTLSTM_QUEUE_MAX_PENDING needs a Redis broker (it reads LLEN)")
+    return Gate(
+        queue=queue,
+        limit=limit,
+        policy=policy or settings.queue_full_policy,
+        timeout_s=settings.queue_full_timeout_s if timeout is None else timeout,
+        depth=depth,
+    )
+
+
+def _publish(
+    settings: Settings, messages: list[ClassifyMessage], *, queue: str, gate: Gate
+) -> None:
+    """Send every message on one broker connection, as JSON Celery tasks with stable ids,
+    as fast as the backpressure gate admits them."""
     from celery import Celery  # imported here: keeps `import textlstm.client` light
     from kombu.exceptions import KombuError, OperationalError
 
@@ -84,19 +114,23 @@ def _publish(settings: Settings, messages: list[ClassifyMessage]) -> None:
     retry = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
     try:
         with app.producer_or_acquire() as producer:
-            for msg in messages:
-                first = msg.items[0].index
-                app.send_task(
-                    TASK_NAME,
-                    args=[msg.to_json()],
-                    queue=settings.queue,
-                    # Deterministic per (job, first item): a resubmitted chunk keeps its task id.
-                    task_id=str(uuid.uuid5(msg.job_id, str(first))),
-                    serializer="json",
-                    producer=producer,
-                    retry=True,
-                    retry_policy=retry,
-                )
+            sent = 0
+            while sent < len(messages):
+                n = gate.admit(len(messages) - sent, sent=sent, total=len(messages))
+                for msg in messages[sent : sent + n]:
+                    first = msg.items[0].index
+                    app.send_task(
+                        TASK_NAME,
+                        args=[msg.to_json()],
+                        queue=queue,
+                        # Deterministic per (job, first item): a resubmitted chunk keeps its id.
+                        task_id=str(uuid.uuid5(msg.job_id, str(first))),
+                        serializer="json",
+                        producer=producer,
+                        retry=True,
+                        retry_policy=retry,
+                    )
+                sent += n
     except (OperationalError, KombuError, OSError) as exc:
         raise BrokerError(
             f"could not enqueue job {messages[0].job_id} on broker "
@@ -119,6 +153,7 @@ def _status_from(job: Any, model: str | None) -> JobStatus:
         started_at=job.started_at,
         finished_at=job.finished_at,
         metadata=job.meta,
+        expired=job.expired_count,
     )
 
 
@@ -136,27 +171,53 @@ class Client:
         metadata: Mapping[str, Any] | None = None,
         job_id: str | uuid.UUID | None = None,
         record_job: bool | None = None,
+        priority: str = "normal",
+        deadline: datetime | None = None,
+        expires: float | timedelta | None = None,
+        on_full: str | None = None,
+        full_timeout: float | None = None,
     ) -> uuid.UUID:
         """Validate `texts`, split them into messages and enqueue them; return the job id.
 
         `model` defaults to TEXTLSTM_DEFAULT_MODEL. `record_job` defaults to "only if
         TEXTLSTM_DATABASE_URL was set explicitly". Passing the same `job_id` again re-sends the
         job safely: workers store each item once.
+
+        `priority` ("high", "normal", "bulk") picks the queue; workers drain higher ones first.
+        `deadline` (an aware datetime) or `expires` (seconds or a timedelta from now): items not
+        started by then are stored as `expired` instead of being classified. `on_full`
+        ("refuse" or "block") and `full_timeout` override the backpressure settings for this
+        call; QueueFullError says what happened.
         """
         jid = parse_job_id(job_id) if job_id is not None else uuid.uuid4()
         model = model or self.settings.default_model
         if not model:
             raise ValidationError("no model given: pass model=... or set TEXTLSTM_DEFAULT_MODEL")
+        now = datetime.now(UTC)
+        if expires is not None:
+            if deadline is not None:
+                raise ValidationError("give deadline or expires, not both")
+            seconds = expires.total_seconds() if isinstance(expires, timedelta) else expires
+            deadline = now + timedelta(seconds=float(seconds))
         messages = build_messages(
             texts,
             job_id=jid,
             model=model,
             metadata=metadata,
             limits=Limits.from_settings(self.settings),
+            submitted_at=now,
+            priority=priority,
+            deadline=deadline,
         )
+        queue = queue_for(self.settings.queue, priority)
+        if on_full not in (None, "refuse", "block"):
+            raise ValidationError(f"on_full must be 'refuse' or 'block', got {on_full!r}")
+        gate = _gate(self.settings, queue, on_full, full_timeout)
+        if gate.policy == "refuse":  # before the job row is written: a refusal leaves nothing
+            gate.admit(len(messages), sent=0, total=len(messages))
         if self.settings.database_configured if record_job is None else record_job:
             self._record_job(messages[0])
-        _publish(self.settings, messages)
+        _publish(self.settings, messages, queue=queue, gate=gate)
         return jid
 
     def _record_job(self, first: ClassifyMessage) -> None:
@@ -253,9 +314,20 @@ def submit(
     model: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     job_id: str | uuid.UUID | None = None,
+    priority: str = "normal",
+    deadline: datetime | None = None,
+    expires: float | timedelta | None = None,
 ) -> uuid.UUID:
     """Submit a job with the process settings (see Client.submit)."""
-    return Client().submit(texts, model=model, metadata=metadata, job_id=job_id)
+    return Client().submit(
+        texts,
+        model=model,
+        metadata=metadata,
+        job_id=job_id,
+        priority=priority,
+        deadline=deadline,
+        expires=expires,
+    )
 
 
 def status(job_id: str | uuid.UUID) -> JobStatus:

@@ -34,3 +34,7 @@ class StoreError(TextlstmError):
 
 class BrokerError(TextlstmError):
     """The message broker is unreachable or refused a message (URL shown masked)."""
+
+
+class QueueFullError(BrokerError):
+    """The target queue holds more pending messages than TEXTLSTM_QUEUE_MAX_PENDING allows."""

@@ -13,7 +13,12 @@ Message body (schema_version 1), sent as the only positional argument of the Cel
      "total": 1000,                        # items in the whole job (not in this message)
      "items": [{"index": 0, "id": "a-1", "text": "…"}, …],   # index in [0, total); id optional
      "metadata": {…} | null,               # producer metadata, repeated in every message
-     "submitted_at": "2026-11-29T14:00:00+00:00" | null}
+     "submitted_at": "2026-11-29T14:00:00+00:00" | null,
+     "priority": "high" | "normal" | "bulk",      # optional, default normal (also the queue)
+     "deadline": "2026-11-29T14:05:00+00:00" | null}   # optional: items not started by then
+                                                       # are stored as `expired`
+
+`priority` and `deadline` were added without a schema bump: older workers ignore unknown keys.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from textlstm.errors import ValidationError
+from textlstm.queues import PRIORITIES
 from textlstm.store.refs import parse_model_ref
 
 SCHEMA_VERSION = 1
@@ -73,6 +79,12 @@ class ClassifyMessage:
     items: tuple[Item, ...]
     metadata: dict[str, Any] | None = None
     submitted_at: datetime | None = None
+    priority: str = "normal"
+    deadline: datetime | None = None
+
+    def expired(self, now: datetime) -> bool:
+        """True when the deadline passed before `now` (the moment processing would start)."""
+        return self.deadline is not None and now > self.deadline
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +95,8 @@ class ClassifyMessage:
             "items": [{"index": i.index, "id": i.id, "text": i.text} for i in self.items],
             "metadata": self.metadata,
             "submitted_at": self.submitted_at.isoformat() if self.submitted_at else None,
+            "priority": self.priority,
+            "deadline": self.deadline.isoformat() if self.deadline else None,
         }
 
 
@@ -204,17 +218,41 @@ def build_messages(
     limits: Limits,
     metadata: Mapping[str, Any] | None = None,
     submitted_at: datetime | None = None,
+    priority: str = "normal",
+    deadline: datetime | None = None,
 ) -> list[ClassifyMessage]:
     """Validate a whole job and split it into messages; raises before anything can be sent."""
     parse_model_ref(model)
     jid = parse_job_id(job_id)
     meta = check_metadata(metadata)
+    check_priority(priority)
+    if deadline is not None and deadline.tzinfo is None:
+        raise ValidationError("deadline must be timezone-aware (e.g. datetime.now(UTC) + ...)")
     items = normalize_items(texts, limits=limits)
     when = submitted_at or datetime.now(UTC)
     return [
-        ClassifyMessage(jid, model, len(items), chunk, meta, when)
+        ClassifyMessage(jid, model, len(items), chunk, meta, when, priority, deadline)
         for chunk in split_items(items, limits=limits)
     ]
+
+
+def check_priority(priority: Any) -> str:
+    if priority not in PRIORITIES:
+        raise ValidationError(
+            f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r:.40}"
+        )
+    return priority
+
+
+def _timestamp(value: Any, field: str) -> datetime | None:
+    """An optional ISO 8601 field; UTC is assumed when it has no offset."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"message {field} {value!r:.40} is not ISO 8601") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
 def _int(value: Any, field: str) -> int:
@@ -253,21 +291,13 @@ def parse_message(body: Any, *, limits: Limits) -> ClassifyMessage:
         where = f"item {index}"
         text = _check_text(raw.get("text"), where, limits)
         items.append(Item(index, text, _check_id(raw.get("id"), where)))
-    submitted = body.get("submitted_at")
-    when: datetime | None = None
-    if submitted is not None:
-        try:
-            when = datetime.fromisoformat(submitted)
-        except (TypeError, ValueError):
-            msg = f"message submitted_at {submitted!r:.40} is not ISO 8601"
-            raise ValidationError(msg) from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
     return ClassifyMessage(
         jid,
         model,
         total,
         tuple(items),
         check_metadata(body.get("metadata")),
-        when,  # type: ignore[arg-type]
+        _timestamp(body.get("submitted_at"), "submitted_at"),
+        check_priority(body.get("priority") or "normal"),
+        _timestamp(body.get("deadline"), "deadline"),
     )

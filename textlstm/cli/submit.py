@@ -20,6 +20,19 @@ from textlstm.cli import options
 @options.text_column
 @click.option("--job-id", default=None, help="Your own job UUID (re-sending a job is safe).")
 @click.option("--metadata", default=None, help="JSON object stored on the job.")
+@click.option(
+    "--priority",
+    type=click.Choice(["high", "normal", "bulk"]),
+    default="normal",
+    show_default=True,
+    help="Queue priority: workers take high before normal before bulk.",
+)
+@click.option(
+    "--expires",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="Seconds from now: items not started by then are stored as expired.",
+)
 @click.option("--wait", is_flag=True, help="Show progress until the job is done, then a summary.")
 @click.option(
     "--timeout", type=click.FloatRange(0), default=600.0, show_default=True, help="For --wait."
@@ -30,6 +43,8 @@ def submit(
     text_column: str,
     job_id: str | None,
     metadata: str | None,
+    priority: str,
+    expires: float | None,
     wait: bool,
     timeout: float,
 ) -> None:
@@ -52,6 +67,8 @@ def submit(
         model=model,
         metadata={"source": str(file), **(meta or {})},
         job_id=job_id,
+        priority=priority,
+        expires=expires,
     )
     click.echo(str(jid))
     click.echo(f"submitted {len(data.examples)} text(s) from {file} as job {jid}", err=True)
