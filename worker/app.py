@@ -11,6 +11,8 @@ opens no connection; the worker process reads them when it starts.
   Both flags are still set, for anything else that runs through Celery's normal path.
 - Redis `visibility_timeout` (default 600 s) far above the worst batch time (well under 1 s;
   a database outage can last longer, and then the redelivered copy is stored idempotently).
+- Queues are consumed in priority order (`queue_order_strategy: priority`); `worker.control`
+  adds the `textlstm_info` inspect command that `textlstm-admin status` uses.
 - Pool `solo`, one consumer per OS process: the strategy runs each micro-batch in the process
   that received its messages, so nothing is pickled between processes and each process owns one
   device; `textlstm-admin worker` starts one such process per core or GPU.
@@ -33,6 +35,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "visibility_timeout": settings.worker_visibility_timeout_s,
             "unacked_restore_interval": settings.worker_restore_interval_s,
             "unacked_restore_throttle": 1,
+            # BRPOP lists the queues in the order of --queues, every time (kombu's default
+            # rotates them for fairness): high, then normal, then bulk (textlstm.queues).
+            "queue_order_strategy": "priority",
         },
         "result_backend": None,
         "task_ignore_result": True,
@@ -54,7 +59,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def create_app(settings: Settings | None = None) -> Celery:
-    app = Celery("textlstm", set_as_current=False, include=["worker.tasks"])
+    app = Celery("textlstm", set_as_current=False, include=["worker.tasks", "worker.control"])
     app.add_defaults(lambda: celery_config(settings or get_settings()))
     from worker.batching import FlushOnShutdown
 

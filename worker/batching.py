@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import bootsteps
 
 from textlstm.errors import ValidationError
-from textlstm.messages import Limits, parse_message
+from textlstm.messages import ClassifyMessage, Limits, parse_message
 from textlstm.serving.batcher import Batcher, MicroBatch
+from textlstm.serving.metrics import get_metrics
 from textlstm.serving.rejects import salvage
 from textlstm.serving.retry import ShutdownRequested
 
@@ -79,6 +82,20 @@ def ack_all(handles: list[_Handle]) -> None:
             log.warning("could not ack %d message(s): %s", len(messages), exc)
 
 
+def with_header_deadline(msg: ClassifyMessage, message: Any) -> ClassifyMessage:
+    """A message without a body `deadline` takes the Celery `expires` header as its deadline,
+    so a foreign producer using Celery's own `expires=` gets the same `expired` rows."""
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    expires = headers.get("expires")
+    if msg.deadline is not None or not isinstance(expires, str):
+        return msg
+    try:
+        deadline = datetime.fromisoformat(expires)
+    except ValueError:
+        return msg
+    return replace(msg, deadline=deadline if deadline.tzinfo else deadline.replace(tzinfo=UTC))
+
+
 class MicroBatchConsumer:
     """Per-process state of the strategy: the batcher, the flush timer and running stats."""
 
@@ -110,7 +127,7 @@ class MicroBatchConsumer:
                 raise ValidationError(
                     "the task takes exactly one positional argument (the message) and no kwargs"
                 )
-            msg = parse_message(args[0], limits=self.limits)
+            msg = with_header_deadline(parse_message(args[0], limits=self.limits), message)
         except Exception as exc:  # noqa: BLE001 - any undecodable message is rejected
             self._reject(message, exc)
             return
@@ -128,6 +145,7 @@ class MicroBatchConsumer:
         except Exception:  # noqa: BLE001 - nothing readable
             pass
         job = found.job_id if found else None
+        get_metrics().rejected.inc()
         log.error(
             "rejected message %s (job %s): %s",
             message.headers.get("id") if isinstance(message.headers, dict) else "?",
@@ -198,6 +216,10 @@ class MicroBatchConsumer:
                 return True
         self.batches += 1
         self.items += report.items
+        try:
+            get_metrics().observe_batch(report)
+        except Exception:  # noqa: BLE001 - metrics must never stop the work
+            log.exception("could not record metrics")
         log.info(
             "batch size=%d messages=%d tokens=%d model=%s ok=%d errors=%d inserted=%d "
             "duplicates=%d forward_ms=%.1f db_ms=%.1f db_attempts=%d mean_size=%.2f",

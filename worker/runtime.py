@@ -68,12 +68,22 @@ class Runtime:
             settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
         )
         factory = make_session_factory(engine)
+        from textlstm.serving.metrics import get_metrics, serve
+
+        metrics = get_metrics()
+        metrics.process_started(device)
+        if settings.metrics_port:  # started by hand: this process serves its own metrics
+            port = settings.metrics_port + index
+            serve(port, settings.metrics_addr)
+            log.info("worker process %d: Prometheus metrics on port %d", index, port)
         models = ModelCache(
             session_factory=factory,
             cache_dir=settings.model_cache_dir,
             device=device,
             refresh_s=settings.worker_alias_refresh_s,
             capacity=settings.worker_model_cache_size,
+            on_load=metrics.model_loaded,
+            on_evict=metrics.model_evicted,
         )
         retry = RetryPolicy(
             initial_s=settings.worker_db_retry_initial_s,

@@ -23,7 +23,7 @@ import click
 log = logging.getLogger("textlstm.worker")
 
 
-def celery_argv(*, index: int, queues: str, loglevel: str) -> list[str]:
+def celery_argv(*, index: int, queues: str, loglevel: str, name: str = "textlstm") -> list[str]:
     """The command line of one worker process (also what tests and docs use)."""
     return [
         sys.executable,
@@ -39,7 +39,7 @@ def celery_argv(*, index: int, queues: str, loglevel: str) -> list[str]:
         "--queues",
         queues,
         "--hostname",
-        f"textlstm{index}@%h",
+        f"{name}{index}@%h",
         "--loglevel",
         loglevel,
         "--without-gossip",
@@ -76,11 +76,22 @@ def plan_processes(device: str, gpus: str, concurrency: int) -> int:
     )
 
 
-def supervise(commands: Sequence[tuple[list[str], dict[str, str]]]) -> int:
+def supervise(
+    commands: Sequence[tuple[list[str], dict[str, str]]],
+    *,
+    on_exit: Callable[[int], None] | None = None,
+) -> int:
     """Run every command, restart any that dies unexpectedly, forward SIGTERM/SIGINT; return
-    the worst exit status once all have exited after a stop request."""
+    the worst exit status once all have exited after a stop request. `on_exit(pid)` is called
+    once per exited process (the metrics drop its live gauges)."""
     stopping = False
     procs: list[subprocess.Popen[bytes] | None] = [None] * len(commands)
+    reaped: set[int] = set()
+
+    def exited(p: subprocess.Popen[bytes]) -> None:
+        if on_exit is not None and p.pid not in reaped:
+            reaped.add(p.pid)
+            on_exit(p.pid)
 
     def start(i: int) -> None:
         argv, env = commands[i]
@@ -103,6 +114,8 @@ def supervise(commands: Sequence[tuple[list[str], dict[str, str]]]) -> int:
                 if p is None:
                     continue
                 code = p.poll()
+                if code is not None:
+                    exited(p)
                 if code is None:
                     alive = True
                 elif not stopping:
@@ -145,6 +158,18 @@ def supervise(commands: Sequence[tuple[list[str], dict[str, str]]]) -> int:
     "--batch-idle-ms", type=click.IntRange(0), default=None, help="Flush once the queue is quiet."
 )
 @click.option("--warmup", "warmup_model", default=None, help="Model to load and run first.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics of all processes here (0 = off) [default: "
+    "TEXTLSTM_METRICS_PORT].",
+)
+@click.option(
+    "--name",
+    default=None,
+    help="Node name prefix: processes are NAME0@host, NAME1@host… [default: TEXTLSTM_WORKER_NAME].",
+)
 @click.option("--loglevel", "-l", default="info", show_default=True)
 def worker(
     concurrency: int | None,
@@ -156,11 +181,14 @@ def worker(
     batch_max_wait_ms: int | None,
     batch_idle_ms: int | None,
     warmup_model: str | None,
+    metrics_port: int | None,
+    name: str | None,
     loglevel: str,
 ) -> None:
     """Consume classification jobs from the broker and write predictions to SQL.
 
-    Options override the TEXTLSTM_WORKER_* settings (docs/worker.md).
+    Options override the TEXTLSTM_WORKER_* settings (docs/worker.md). Without --queues the
+    processes take the high, normal and bulk queues of TEXTLSTM_QUEUE, in that order.
     """
     from textlstm.device import assign_device, parse_gpus
     from textlstm.settings import get_settings, mask_url, subprocess_env
@@ -184,17 +212,42 @@ def worker(
     ):
         if value is not None:
             overrides[key] = str(value)
-    queue_list = queues or s.queue
+    from textlstm.queues import consume_order
+
+    queue_list = queues or ",".join(consume_order(s.queue))
+    port = s.metrics_port if metrics_port is None else metrics_port
+    node = name or s.worker_name
+    metrics_dir = None
+    if port:
+        import tempfile
+
+        # Children record into this directory; this process serves their sum on one port.
+        metrics_dir = tempfile.mkdtemp(prefix="textlstm-metrics-")
+        overrides["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        overrides["TEXTLSTM_METRICS_PORT"] = "0"  # children do not serve their own
     click.echo(
         f"starting {n} worker process(es): device {device}, queue(s) {queue_list}, "
-        f"broker {mask_url(s.broker_url)}, database {mask_url(s.database_url)}",
+        f"broker {mask_url(s.broker_url)}, database {mask_url(s.database_url)}"
+        + (f", metrics on :{port}/metrics" if port else ""),
         err=True,
     )
     commands = [
         (
-            celery_argv(index=i, queues=queue_list, loglevel=loglevel),
+            celery_argv(index=i, queues=queue_list, loglevel=loglevel, name=node),
             subprocess_env({**overrides, "TEXTLSTM_WORKER_PROCESS_INDEX": str(i)}),
         )
         for i in range(n)
     ]
-    sys.exit(supervise(commands))
+    if metrics_dir is None:
+        sys.exit(supervise(commands))
+    import shutil
+
+    from textlstm.serving.metrics import mark_dead, serve
+
+    server = serve(port, s.metrics_addr, multiproc_dir=metrics_dir)
+    try:
+        code = supervise(commands, on_exit=lambda pid: mark_dead(pid, metrics_dir))
+    finally:
+        server.shutdown()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    sys.exit(code)

@@ -26,6 +26,9 @@ from typing import Any
 from textlstm.messages import ClassifyMessage, Item
 
 _WORDS = re.compile(r"\w+|[^\w\s]")
+#: Within a model's group, high-priority items are cut into a batch before normal and bulk ones
+#: (the broker already hands them over first; this covers what the worker had buffered).
+PRIORITY_RANK = {"high": 0, "normal": 1, "bulk": 2}
 
 
 def estimate_tokens(text: str, cap: int = 256) -> int:
@@ -160,6 +163,13 @@ class Batcher:
             or now >= self._last_arrival + self.idle_s
             or now >= oldest.received_at + self.max_wait_s
         ):
+            if oldest.message.priority != "high":
+                # A high-priority item waiting behind it goes first (its model's group).
+                urgent = next(
+                    (e for e in self._entries if e.unbatched and e.message.priority == "high"),
+                    oldest,
+                )
+                return urgent.message.model
             return oldest.message.model
         return None
 
@@ -176,7 +186,10 @@ class Batcher:
         ref = self._pick(now, force)
         if ref is None:
             return None
-        return self._cut(ref, [e for e in self._entries if e.unbatched and e.message.model == ref])
+        entries = [e for e in self._entries if e.unbatched and e.message.model == ref]
+        # Higher priority first, arrival order within a priority (sorted() is stable).
+        entries.sort(key=lambda e: PRIORITY_RANK.get(e.message.priority, 1))
+        return self._cut(ref, entries)
 
     def _cut(self, ref: str, entries: list[Entry]) -> MicroBatch:
         slices: list[Slice] = []

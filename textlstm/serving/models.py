@@ -62,7 +62,10 @@ class ModelCache:
         capacity: int = 2,
         loader: Callable[[Path, str], Any] = _default_loader,
         clock: Callable[[], float] = time.monotonic,
+        on_load: Callable[[str, float], None] | None = None,
+        on_evict: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_load(ref, seconds)` and `on_evict(ref)` report changes (the worker's metrics)."""
         self._sessions = session_factory
         self._cache_dir = cache_dir
         self._device = device
@@ -72,6 +75,8 @@ class ModelCache:
         self._clock = clock
         self._resolved: dict[str, _Resolution] = {}
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()  # by bundle sha256
+        self._on_load = on_load
+        self._on_evict = on_evict
 
     def get(self, ref: str) -> LoadedModel:
         """The model `ref` means now. Raises ModelUnavailable with a reason a user can act on;
@@ -83,12 +88,12 @@ class ModelCache:
             return loaded
         from textlstm.store.registry import fetch_to_cache
 
+        started = time.perf_counter()  # fetch (first time on this host) + load
         try:
             with self._sessions() as session:
                 path = fetch_to_cache(
                     session=session, sha256=res.bundle_sha256, cache_dir=self._cache_dir
                 )
-            started = time.perf_counter()
             classifier = self._loader(path, self._device)
         except (BundleError, NotFoundError, OSError) as exc:  # OSError: cache dir unwritable
             raise ModelUnavailable(f"model {ref} ({res.ref}) cannot be loaded: {exc}") from None
@@ -97,14 +102,19 @@ class ModelCache:
         while len(self._loaded) > self._capacity:
             old_sha, old = self._loaded.popitem(last=False)
             log.info("model cache: evicted %s (bundle %s)", old.ref, old_sha[:12])
+            if self._on_evict is not None:
+                self._on_evict(old.ref)
+        seconds = time.perf_counter() - started
         log.info(
             "model cache: loaded %s for %r on %s in %.0f ms (bundle %s)",
             res.ref,
             ref,
             self._device,
-            (time.perf_counter() - started) * 1000,
+            seconds * 1000,
             res.bundle_sha256[:12],
         )
+        if self._on_load is not None:
+            self._on_load(res.ref, seconds)
         return loaded
 
     def _resolve(self, ref: str) -> _Resolution:

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,6 +48,10 @@ class BatchReport:
     db_ms: float
     db_attempts: int
     skipped_jobs: tuple[str, ...] = ()
+    expired: int = 0
+    #: Seconds from submission to the start of this batch, per item that was submitted with a
+    #: timestamp (the queue-wait metric).
+    queue_wait_s: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class ItemOutcome:
     score: float | None = None
     probabilities: dict[str, float] | None = None
     error: str | None = None
+    expired: bool = False
 
 
 def predict_isolated(
@@ -82,6 +88,35 @@ def predict_isolated(
     ]
 
 
+def expired_reason(deadline: datetime, now: datetime) -> str:
+    late = (now - deadline).total_seconds()
+    return f"expired: not started before the deadline {deadline.isoformat()} ({late:.1f}s late)"
+
+
+def _outcomes(
+    batch: MicroBatch,
+    now: datetime,
+    predict: Callable[[list[str]], list[ItemOutcome]],
+) -> list[ItemOutcome]:
+    """Outcomes in batch order: items whose deadline passed before `now` (the start of the
+    batch) become `expired` outcomes without touching the model; the rest are predicted."""
+    pairs = list(batch.pairs())
+    outcomes: list[ItemOutcome] = []
+    live: list[int] = []
+    for i, (entry, _) in enumerate(pairs):
+        deadline = entry.message.deadline
+        if deadline is not None and entry.message.expired(now):
+            outcomes.append(ItemOutcome(error=expired_reason(deadline, now), expired=True))
+        else:
+            outcomes.append(ItemOutcome())  # placeholder, replaced by the prediction below
+            live.append(i)
+    if live:
+        predicted = predict([pairs[i][1].text for i in live])
+        for i, out in zip(live, predicted, strict=True):
+            outcomes[i] = out
+    return outcomes
+
+
 def _records(
     batch: MicroBatch, outcomes: Sequence[ItemOutcome], latency_ms: Sequence[float]
 ) -> dict[uuid.UUID, tuple[ClassifyMessage, list[PredictionRecord]]]:
@@ -94,7 +129,7 @@ def _records(
             item.index,
             PredictionRecord(
                 item_index=item.index,
-                status="error" if out.error else "ok",
+                status="expired" if out.expired else "error" if out.error else "ok",
                 label=out.label,
                 score=out.score,
                 probabilities=out.probabilities,
@@ -145,19 +180,30 @@ def classify_batch(
     retry: RetryPolicy,
     fail_reason: str | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> BatchReport:
     """Predict `batch` with the model its reference names now, and store every item once.
 
     Returns after the commit; raises ShutdownRequested if asked to stop while the database is
     down (nothing is committed then, and the caller must not ack). With `fail_reason`, the
     model is skipped and every item is stored as an error with that reason (last resort after
-    an unexpected failure, so the job still finishes).
+    an unexpected failure, so the job still finishes). Items whose message's deadline passed
+    before the batch started are stored as `expired` and never reach the model.
     """
     texts = [item.text for _, item in batch.pairs()]
+    start_wall = wall_clock()
+    waits = tuple(
+        (start_wall - entry.message.submitted_at).total_seconds()
+        for entry, _ in batch.pairs()
+        if entry.message.submitted_at is not None
+    )
     model: LoadedModel | None = None
-    if fail_reason is not None:
-        outcomes = [ItemOutcome(error=fail_reason)] * len(texts)
-    else:
+    forward_s = 0.0
+
+    def predict(live: list[str]) -> list[ItemOutcome]:
+        nonlocal model, forward_s
+        if fail_reason is not None:
+            return [ItemOutcome(error=fail_reason)] * len(live)
         try:
             model, _ = retrying(
                 lambda: models.get(batch.model_ref),
@@ -165,15 +211,17 @@ def classify_batch(
                 what=f"resolve {batch.model_ref}",
             )
         except ModelUnavailable as exc:
-            reason = f"model unavailable: {exc}"
             log.error(
-                "%d item(s) of model %r stored as errors: %s", len(texts), batch.model_ref, exc
+                "%d item(s) of model %r stored as errors: %s", len(live), batch.model_ref, exc
             )
-            outcomes = [ItemOutcome(error=reason)] * len(texts)
-    started = time.perf_counter()
-    if model is not None:
-        outcomes = predict_isolated(model.classifier, texts, batch_size=len(texts), max_tokens=None)
-    forward_ms = (time.perf_counter() - started) * 1000
+            return [ItemOutcome(error=f"model unavailable: {exc}")] * len(live)
+        started = time.perf_counter()
+        out = predict_isolated(model.classifier, live, batch_size=len(live), max_tokens=None)
+        forward_s = time.perf_counter() - started
+        return out
+
+    outcomes = _outcomes(batch, start_wall, predict)
+    forward_ms = forward_s * 1000
     now = clock()
     latency = [(now - entry.received_at) * 1000 for entry, _ in batch.pairs()]
     jobs = _records(batch, outcomes, latency)
@@ -188,6 +236,9 @@ def classify_batch(
         write, policy=retry, what=f"store {len(texts)} item(s)"
     )
     errors = sum(1 for o in outcomes if o.error)
+    expired = sum(1 for o in outcomes if o.expired)
+    if expired:
+        log.warning("%d item(s) stored as expired: their deadline passed before the batch", expired)
     return BatchReport(
         model_ref=batch.model_ref,
         model=model.ref if model is not None else None,
@@ -202,6 +253,8 @@ def classify_batch(
         db_ms=(time.perf_counter() - started) * 1000,
         db_attempts=attempts,
         skipped_jobs=tuple(skipped),
+        expired=expired,
+        queue_wait_s=waits,
     )
 
 
