@@ -1,0 +1,99 @@
+"""`textlstm-admin status`: queues, workers, jobs and aliases at a glance (`--json` for scripts).
+
+Exit status 0 when every source answered, 2 when some did not (the rest is still printed), so
+a health check can tell "down" from "idle".
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from textlstm.cli.results import format_table
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def render(st: object) -> str:
+    """The human-readable report of a `textlstm.fleet.FleetStatus` (pure)."""
+    from textlstm.fleet import FleetStatus
+
+    assert isinstance(st, FleetStatus)
+    lines = [f"broker    {st.broker}", f"database  {st.database}", ""]
+    if "queues" in st.errors:
+        lines.append(f"queues: unavailable ({st.errors['queues']})")
+    else:
+        rows = [(name, n) for name, n in st.queues.items()]
+        lines.append(format_table(("queue", "waiting"), rows))
+        lines.append(f"delivered, not yet acked: {st.unacked}")
+    lines.append("")
+    if "workers" in st.errors:
+        lines.append(f"workers: unavailable ({st.errors['workers']})")
+    elif not st.workers:
+        lines.append("workers: none answered (none running, or all busy past the timeout)")
+    else:
+        rows = [
+            (
+                w.node,
+                w.device or "-",
+                ", ".join(w.models) or "-",
+                ",".join(w.queues),
+                w.items,
+                w.buffered_messages,
+            )
+            for w in st.workers
+        ]
+        lines.append(f"workers online: {len(st.workers)}")
+        lines.append(
+            format_table(("worker", "device", "models", "queues", "items", "buffered"), rows)
+        )
+    lines.append("")
+    if "database" in st.errors:
+        lines.append(f"jobs: unavailable ({st.errors['database']})")
+    else:
+        lines.append(
+            "jobs: " + ", ".join(f"{n} {status}" for status, n in st.jobs.items() if n)
+            if any(st.jobs.values())
+            else "jobs: none"
+        )
+        o = st.oldest_in_flight
+        if o is not None:
+            lines.append(
+                f"oldest in flight: {o['job_id']} ({o['status']}, {o['done']}/{o['expected']} "
+                f"items, submitted {_age(o['age_s'])} ago)"
+            )
+        if st.aliases:
+            lines.append(
+                "aliases: " + ", ".join(f"{k} -> v{v}" for k, v in sorted(st.aliases.items()))
+            )
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds to wait for workers to answer.",
+)
+def status(as_json: bool, timeout: float) -> None:
+    """Queue depths, workers online (device, loaded models), jobs by status, aliases."""
+    from textlstm.fleet import collect
+    from textlstm.settings import get_settings
+
+    st = collect(get_settings(), timeout=timeout)
+    if as_json:
+        click.echo(json.dumps(st.to_json(), indent=2))
+    else:
+        click.echo(render(st))
+    if st.errors:
+        raise SystemExit(2)

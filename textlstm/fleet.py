@@ -1,0 +1,139 @@
+"""What the whole deployment is doing: queue depths, workers online, jobs, model aliases.
+
+`collect(settings)` asks each source separately (Redis for queues, Celery remote control for
+workers, SQL for jobs and aliases) and records a source that does not answer as an error
+string instead of failing: a status command is most needed when something is down.
+`textlstm-admin status` prints it; `FleetStatus.to_json()` is the `--json` document.
+Imports neither torch nor the worker package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from textlstm.queues import consume_order, queue_depths, redis_client, unacked_count
+from textlstm.settings import Settings, mask_url
+
+INFO_COMMAND = "textlstm_info"  # worker/control.py
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    node: str  # Celery node name, e.g. textlstm0@gpu-host-3
+    device: str | None
+    models: list[str]
+    queues: list[str]
+    batches: int
+    items: int
+    buffered_messages: int
+    pid: int | None
+
+
+@dataclass
+class FleetStatus:
+    broker: str  # masked URL
+    database: str  # masked URL
+    queues: dict[str, int] = field(default_factory=dict)  # waiting messages per queue
+    unacked: int | None = None  # delivered to a worker, not yet committed and acked
+    workers: list[WorkerInfo] = field(default_factory=list)
+    jobs: dict[str, int] = field(default_factory=dict)
+    oldest_in_flight: dict[str, Any] | None = None  # job id, status, submitted_at, age_s
+    aliases: dict[str, int] = field(default_factory=dict)  # "name@alias" -> version
+    errors: dict[str, str] = field(default_factory=dict)  # source -> why it did not answer
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def collect(
+    settings: Settings, *, timeout: float = 2.0, now: datetime | None = None
+) -> FleetStatus:
+    """Ask Redis, the workers (waiting up to `timeout` s for replies) and the database."""
+    st = FleetStatus(broker=mask_url(settings.broker_url), database=mask_url(settings.database_url))
+    _queues(settings, st)
+    _workers(settings, st, timeout)
+    _database(settings, st, now or datetime.now(UTC))
+    return st
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _queues(settings: Settings, st: FleetStatus) -> None:
+    try:
+        client = redis_client(settings.broker_url)
+        try:
+            st.queues = queue_depths(client, consume_order(settings.queue))
+            st.unacked = unacked_count(client)
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        st.errors["queues"] = _why(exc)
+
+
+def parse_replies(replies: dict[str, Any] | None) -> list[WorkerInfo]:
+    """Workers from the `textlstm_info` broadcast replies, sorted by node name (pure)."""
+    out = []
+    for node, info in sorted((replies or {}).items()):
+        if not isinstance(info, dict):
+            info = {}
+        out.append(
+            WorkerInfo(
+                node=node,
+                device=info.get("device"),
+                models=list(info.get("models") or []),
+                queues=list(info.get("queues") or []),
+                batches=int(info.get("batches") or 0),
+                items=int(info.get("items") or 0),
+                buffered_messages=int(info.get("buffered_messages") or 0),
+                pid=info.get("pid"),
+            )
+        )
+    return out
+
+
+def _workers(settings: Settings, st: FleetStatus, timeout: float) -> None:
+    from celery import Celery
+
+    app = Celery("textlstm-status", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        accept_content=["json"],
+        result_backend=None,
+        broker_connection_retry_on_startup=False,
+        broker_connection_max_retries=1,
+    )
+    try:
+        replies = app.control.inspect(timeout=timeout)._request(INFO_COMMAND)
+        st.workers = parse_replies(replies)
+    except Exception as exc:  # noqa: BLE001
+        st.errors["workers"] = _why(exc)
+    finally:
+        app.close()
+
+
+def _database(settings: Settings, st: FleetStatus, now: datetime) -> None:
+    from textlstm.store import repository as repo
+    from textlstm.store.db import session_scope
+
+    try:
+        with session_scope(settings.database_url) as session:
+            st.jobs = repo.job_counts(session=session)
+            job = repo.oldest_in_flight(session=session)
+            if job is not None:
+                st.oldest_in_flight = {
+                    "job_id": str(job.id),
+                    "status": job.status,
+                    "submitted_at": job.submitted_at.isoformat(),
+                    "age_s": round((now - job.submitted_at).total_seconds(), 1),
+                    "done": job.done_count,
+                    "expected": job.expected_count,
+                }
+            st.aliases = {
+                f"{a.name}@{a.alias}": a.version for a in repo.list_aliases(session=session)
+            }
+    except Exception as exc:  # noqa: BLE001
+        st.errors["database"] = _why(exc)
