@@ -1,0 +1,156 @@
+"""Item 1: docker-compose.yml and the Dockerfile say what the docs promise, and every command
+in them exists. No Docker engine runs here: `docker compose config -q` is run when the docker
+client has the compose plugin, and the structure is always checked with PyYAML."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import yaml
+
+from textlstm.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+SECRETS = {"POSTGRES_PASSWORD": "pw-test", "REDIS_PASSWORD": "redis-test"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def _has_compose_plugin() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+    return probe.returncode == 0
+
+
+def test_docker_compose_config_validates(tmp_path: Path) -> None:
+    if not _has_compose_plugin():
+        pytest.skip("docker client without the compose plugin (`docker compose version` fails)")
+    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", **SECRETS}
+    ok = subprocess.run(
+        [
+            "docker",
+            "compose",
+            "-f",
+            str(COMPOSE),
+            "--profile",
+            "gpu",
+            "--profile",
+            "monitoring",
+            "--profile",
+            "tools",
+            "config",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert ok.returncode == 0, ok.stderr
+    missing = subprocess.run(
+        ["docker", "compose", "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        env={"PATH": env["PATH"]},
+        cwd=ROOT,
+    )
+    assert missing.returncode != 0 and "POSTGRES_PASSWORD" in missing.stderr
+
+
+def test_services_dependencies_and_health_checks(compose: dict[str, Any]) -> None:
+    s = compose["services"]
+    assert {"redis", "postgres", "migrate", "worker", "worker-gpu", "flower"} <= set(s)
+    redis_cmd = s["redis"]["command"]
+    assert redis_cmd[redis_cmd.index("--appendonly") + 1] == "yes"
+    assert "redis-data:/data" in s["redis"]["volumes"]
+    assert any(v.startswith("postgres-data:") for v in s["postgres"]["volumes"])
+    assert {"redis-data", "postgres-data", "model-cache"} <= set(compose["volumes"])
+    for name in ("redis", "postgres"):
+        assert s[name]["healthcheck"]["test"], name
+    assert s["migrate"]["command"] == ["db", "upgrade"]
+    assert s["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("worker", "worker-gpu"):
+        deps = s[name]["depends_on"]
+        assert deps["migrate"]["condition"] == "service_completed_successfully", name
+        assert deps["redis"]["condition"] == deps["postgres"]["condition"] == "service_healthy"
+        assert "container_name" not in s[name], "a fixed name would break --scale"
+        assert "ports" not in s[name], "host ports would collide under --scale"
+        assert s[name]["environment"]["TEXTLSTM_METRICS_PORT"] == "9100"
+        assert "9100" in s[name]["healthcheck"]["test"][-1]
+    assert s["worker-gpu"]["profiles"] == ["gpu"]
+    (device,) = s["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    assert "whl/cu" in s["worker-gpu"]["build"]["args"]["TORCH_INDEX"]
+    assert s["flower"]["profiles"] == ["monitoring"]
+    assert "profiles" not in s["worker"] and "profiles" not in s["migrate"]
+
+
+def test_no_secret_is_baked_in(compose: dict[str, Any]) -> None:
+    text = COMPOSE.read_text()
+    for var in SECRETS:
+        # Every use of a password is required from the environment, never defaulted.
+        uses = re.findall(r"\$\{" + var + r"([^}]*)\}", text)
+        assert uses and all(u.startswith(":?") for u in uses), (var, uses)
+    assert "PASSWORD=" not in (ROOT / "Dockerfile").read_text()
+    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+
+
+def test_dockerfile_cpu_torch_by_default_with_a_cuda_build_arg() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert 'ARG TORCH_INDEX="https://download.pytorch.org/whl/cpu"' in text
+    assert 'ENTRYPOINT ["textlstm-admin"]' in text
+    for path in re.findall(r"^COPY (\S+) ", text, flags=re.M):
+        assert (ROOT / path).exists(), path
+    for path in re.findall(r"^COPY ((?:\S+ )+)\./$", text, flags=re.M):
+        for p in path.split():
+            assert "*" in p or (ROOT / p).exists(), p
+
+
+def _rest(ctx: click.Context) -> list[str]:
+    """Tokens a group left for its subcommand (Click keeps the subcommand's name apart)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # protected_args, Click < 9
+        return [*ctx.protected_args, *ctx.args]
+
+
+def _resolve(argv: list[str]) -> None:
+    """Parse `textlstm-admin ARGV` down to the leaf command without running it."""
+    ctx = cli.make_context("textlstm-admin", list(argv), resilient_parsing=False)
+    cmd: click.Command = cli
+    args = _rest(ctx)
+    while isinstance(cmd, click.Group) and args:
+        name, args = args[0], args[1:]
+        sub = cmd.get_command(ctx, name)
+        assert sub is not None, f"no command {name!r} in {argv}"
+        ctx = sub.make_context(name, list(args), parent=ctx, resilient_parsing=False)
+        cmd, args = sub, _rest(ctx)
+    assert not isinstance(cmd, click.Group), f"{argv} names a group, not a command"
+    assert not args, f"unparsed arguments {args} in {argv}"
+
+
+def test_every_textlstm_command_in_the_file_exists(compose: dict[str, Any]) -> None:
+    ours = {
+        name: svc
+        for name, svc in compose["services"].items()
+        if "build" in svc or str(svc.get("image", "")).startswith("textlstm")
+    }
+    assert {"migrate", "worker", "worker-gpu", "admin"} <= set(ours)
+    for svc in ours.values():
+        _resolve(svc["command"])  # the image's ENTRYPOINT is textlstm-admin
+    _resolve(["db", "upgrade"])
+    with pytest.raises(click.UsageError):
+        _resolve(["worker", "--no-such-option"])
+    with pytest.raises(AssertionError, match="no command"):
+        _resolve(["db", "upgrayedd"])
