@@ -2,7 +2,8 @@
 
 Pure functions only (no broker, no database, no torch), shared by the producer, which validates a
 whole job before it enqueues anything, and by the worker, which re-validates what it receives
-(a producer in another language may have built it). The schema is documented in docs/store.md.
+(a producer in another language may have built it). The schema is documented in README.md
+("The message, for producers in other languages").
 
 Message body (schema_version 1), sent as the only positional argument of the Celery task
 ``textlstm.classify`` with JSON serialization::

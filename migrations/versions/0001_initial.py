@@ -28,7 +28,7 @@ def _ts() -> sa.types.TypeEngine:
     return sa.DateTime(timezone=True)
 
 
-# Flat, documented view for analysts (docs/store.md): one row per item with model and job info.
+# Flat, documented view for analysts (README.md): one row per item with model and job info.
 PREDICTION_RESULTS_VIEW = """
 CREATE VIEW prediction_results AS
 SELECT p.job_id, p.item_index, p.external_id, p.status, p.label, p.score, p.probabilities,

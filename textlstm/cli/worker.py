@@ -187,7 +187,7 @@ def worker(
 ) -> None:
     """Consume classification jobs from the broker and write predictions to SQL.
 
-    Options override the TEXTLSTM_WORKER_* settings (docs/worker.md). Without --queues the
+    Options override the TEXTLSTM_WORKER_* settings (README.md, "Knobs"). Without --queues the
     processes take the high, normal and bulk queues of TEXTLSTM_QUEUE, in that order.
     """
     from textlstm.device import assign_device, parse_gpus
