@@ -56,4 +56,5 @@ def test_config_rejects_bad_values() -> None:
         LSTMConfig(vocab_size=10, num_classes=2, pooling="sum")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="dropout"):
         LSTMConfig(vocab_size=10, num_classes=2, output_dropout=1.0)
-    assert LSTMConfig.from_dict(LSTMConfig(10, 2).to_dict()) == LSTMConfig(10, 2)
+    config = LSTMConfig(vocab_size=10, num_classes=2)
+    assert LSTMConfig.from_dict(config.to_dict()) == config

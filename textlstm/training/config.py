@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from textlstm.classifier.config import ModelOptions
+
+__all__ = ["ModelOptions", "TokenizerOptions", "TrainConfig"]
+
 
 @dataclass(frozen=True)
 class TokenizerOptions:
@@ -19,19 +23,6 @@ class TokenizerOptions:
     max_vocab: int | None = 50_000
     max_length: int = 256
     lowercase: bool = True
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    embedding_dim: int = 128
-    hidden_size: int = 128
-    num_layers: int = 1
-    bidirectional: bool = True
-    pooling: str = "max"
-    embedding_dropout: float = 0.3
-    lstm_dropout: float = 0.0
-    output_dropout: float = 0.3
-    embedding_skip: bool = True
 
 
 @dataclass(frozen=True)

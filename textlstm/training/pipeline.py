@@ -98,7 +98,7 @@ def fit_classifier(
     model_config = LSTMConfig(
         vocab_size=len(tokenizer),
         num_classes=len(labels),
-        **{**model_options.__dict__, "embedding_dim": embedding_dim},
+        **{**model_options.to_dict(), "embedding_dim": embedding_dim},
     )
     model = LSTMClassifier(model_config)
     if vectors is not None:
