@@ -1,0 +1,130 @@
+"""Pure parts of status and metrics: reply parsing, the text report, what a batch records,
+and the supervisor calling back for each exited process (metrics drop its live gauges)."""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from textlstm.cli.status import render
+from textlstm.cli.worker import celery_argv, supervise
+from textlstm.fleet import FleetStatus, parse_replies
+from textlstm.serving.metrics import WorkerMetrics
+
+
+def test_parse_replies_and_render() -> None:
+    workers = parse_replies(
+        {
+            "b1@h2": {
+                "device": "cuda:0",
+                "models": ["news@2"],
+                "queues": ["q.high", "q"],
+                "items": 5,
+                "batches": 1,
+                "buffered_messages": 0,
+                "pid": 7,
+            },
+            "a0@h1": "not a dict",
+        }
+    )
+    assert [w.node for w in workers] == ["a0@h1", "b1@h2"]
+    assert workers[0].device is None and workers[1].models == ["news@2"]
+    st = FleetStatus(
+        broker="redis://:***@r:6379/0",
+        database="postgresql+psycopg://u:***@db/t",
+        queues={"q.high": 0, "q": 12, "q.bulk": 3400},
+        unacked=256,
+        workers=workers,
+        jobs={"queued": 2, "running": 1, "done": 9, "failed": 0, "partial": 0, "expired": 1},
+        oldest_in_flight={
+            "job_id": "j-1",
+            "status": "running",
+            "submitted_at": "…",
+            "age_s": 4000.0,
+            "done": 10,
+            "expected": 99,
+        },
+        aliases={"news@production": 2},
+    )
+    text = render(st)
+    assert "q.bulk  3400" in text and "delivered, not yet acked: 256" in text
+    assert "workers online: 2" in text and "cuda:0" in text
+    assert "jobs: 2 queued, 1 running, 9 done, 1 expired" in text
+    assert "oldest in flight: j-1 (running, 10/99 items, submitted 67m ago)" in text
+    assert "news@production -> v2" in text and "***" in text
+    down = FleetStatus(
+        broker="b",
+        database="d",
+        errors={"workers": "OperationalError: x", "database": "StoreError: y"},
+    )
+    assert "workers: unavailable (OperationalError: x)" in render(down)
+    assert "jobs: unavailable (StoreError: y)" in render(down)
+
+
+def test_observe_batch_counts_ok_errors_expired_and_waits() -> None:
+    reg = CollectorRegistry()
+    m = WorkerMetrics(
+        processed=Counter("p", "", ["model"], registry=reg),
+        failed=Counter("f", "", ["model", "reason"], registry=reg),
+        batch_size=Histogram("b", "", registry=reg),
+        queue_wait=Histogram("w", "", registry=reg),
+        inference=Histogram("i", "", registry=reg),
+        db_write=Histogram("d", "", registry=reg),
+        rejected=Counter("r", "", registry=reg),
+        load_seconds=Gauge("l", "", ["model"], registry=reg),
+        loaded=Gauge("m", "", ["model"], registry=reg),
+        processes=Gauge("x", "", ["device"], registry=reg),
+    )
+    report = SimpleNamespace(
+        model="news@2",
+        model_ref="news",
+        items=10,
+        ok=6,
+        errors=4,
+        expired=3,
+        forward_ms=12.0,
+        db_ms=5.0,
+        queue_wait_s=(0.5,) * 10,
+    )
+    m.observe_batch(report)
+    m.observe_batch(
+        SimpleNamespace(
+            **{
+                **vars(report),
+                "model": None,
+                "ok": 0,
+                "errors": 10,
+                "expired": 0,
+                "queue_wait_s": (),
+            }
+        )
+    )
+    get = reg.get_sample_value
+    assert get("p_total", {"model": "news@2"}) == 6
+    assert get("f_total", {"model": "news@2", "reason": "expired"}) == 3
+    assert get("f_total", {"model": "news@2", "reason": "error"}) == 1
+    assert get("f_total", {"model": "news", "reason": "unavailable"}) == 10
+    assert get("b_count") == 2 and get("b_sum") == 20
+    assert get("w_count") == 10 and get("i_count") == 1  # no forward pass without a model
+    m.model_loaded("news@2", 1.5)
+    m.model_evicted("news@2")
+    assert get("l", {"model": "news@2"}) == 1.5 and get("m", {"model": "news@2"}) == 0
+
+
+def test_supervisor_reports_each_exited_process_once() -> None:
+    seen: list[int] = []
+    script = (
+        "import os, signal, sys\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+        "os.kill(os.getppid(), signal.SIGTERM)\n"
+        "signal.pause()\n"
+    )
+    code = supervise([([sys.executable, "-c", script], {})], on_exit=seen.append)
+    assert code == 0 and len(seen) == 1
+
+
+def test_node_names_tell_workers_on_one_host_apart() -> None:
+    argv = celery_argv(index=2, queues="q.high,q,q.bulk", loglevel="info", name="gpu-a")
+    assert argv[argv.index("--hostname") + 1] == "gpu-a2@%h"
