@@ -128,3 +128,20 @@ def test_supervisor_reports_each_exited_process_once() -> None:
 def test_node_names_tell_workers_on_one_host_apart() -> None:
     argv = celery_argv(index=2, queues="q.high,q,q.bulk", loglevel="info", name="gpu-a")
     assert argv[argv.index("--hostname") + 1] == "gpu-a2@%h"
+
+
+def test_a_busy_metrics_port_is_one_line_and_starts_nothing(tmp_path: object) -> None:
+    import socket
+
+    from click.testing import CliRunner
+
+    from textlstm.cli import cli
+
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(
+            cli, ["worker", "--device", "cpu", "-c", "1", "--metrics-port", str(port)]
+        )
+    assert result.exit_code == 1 and f"Error: metrics port {port}:" in result.output

@@ -64,6 +64,7 @@ def show(job_id: str, as_json: bool) -> None:
             "expected": st.expected,
             "ok": st.ok,
             "errors": st.errors,
+            "expired": st.expired,
             "submitted_at": st.submitted_at.isoformat(),
             "started_at": st.started_at.isoformat() if st.started_at else None,
             "finished_at": st.finished_at.isoformat() if st.finished_at else None,
@@ -78,7 +79,8 @@ def show(job_id: str, as_json: bool) -> None:
     lines = [
         f"job        {st.job_id}",
         f"status     {st.status}",
-        f"progress   {st.done}/{st.expected} items ({pct:.0f}%): {st.ok} ok, {st.errors} errors",
+        f"progress   {st.done}/{st.expected} items ({pct:.0f}%): {st.ok} ok, {st.errors} errors"
+        + (f" ({st.expired} expired: deadline passed)" if st.expired else ""),
         f"model      {st.model_ref}" + (f" -> {st.model}" if st.model else ""),
         f"submitted  {_fmt_time(st.submitted_at)} UTC",
         f"started    {_fmt_time(st.started_at) or '-'}",

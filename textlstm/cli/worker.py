@@ -244,7 +244,11 @@ def worker(
 
     from textlstm.serving.metrics import mark_dead, serve
 
-    server = serve(port, s.metrics_addr, multiproc_dir=metrics_dir)
+    try:
+        server = serve(port, s.metrics_addr, multiproc_dir=metrics_dir)
+    except OSError as exc:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        raise click.ClickException(f"metrics port {port}: {exc}") from None
     try:
         code = supervise(commands, on_exit=lambda pid: mark_dead(pid, metrics_dir))
     finally:
