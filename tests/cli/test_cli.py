@@ -146,6 +146,7 @@ def test_train_register_puts_the_bundle_in_the_registry(settings_env: str, tmp_p
         (["train", "missing.csv", "--out", "b"], "missing.csv: file not found"),
         (["train", "{data}", "--out", "b", "--alias", "x"], "--alias needs --register NAME"),
         (["train", "{data}", "--out", "b", "--device", "tpu"], "invalid device 'tpu'"),
+        (["train", "{data}", "--out", "b", "--pooling", "last"], "add --no-embedding-skip"),
         (["train", "{data}", "--out", "b", "--label-column", "y"], "missing column 'y'"),
         (["predict", "nowhere"], "nothing to classify"),
         (["predict", "nowhere", "hello"], "model bundle nowhere not found"),

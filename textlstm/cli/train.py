@@ -12,16 +12,17 @@ from textlstm.training.config import ModelOptions, TokenizerOptions, TrainConfig
 
 
 class _ProgressBar:
-    """Trainer callback drawing a tqdm bar per epoch with the running loss and examples/s."""
+    """Trainer callback (duck-typed, so this module imports no torch): a tqdm bar per epoch
+    counting examples, so its rate is examples/s, with the running loss."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.bar: Any = None
         self.epochs = 0
-        self.steps = 0
+        self.examples = 0
 
     def on_train_start(self, *, epochs: int, steps_per_epoch: int, examples: int) -> None:
-        self.epochs, self.steps = epochs, steps_per_epoch
+        self.epochs, self.examples = epochs, examples
 
     def on_batch_end(self, *, epoch: int, step: int, loss: float, examples: int) -> None:
         if not self.enabled:
@@ -30,11 +31,10 @@ class _ProgressBar:
             from tqdm import tqdm
 
             self.bar = tqdm(
-                total=self.steps, desc=f"epoch {epoch}/{self.epochs}", unit="batch", leave=False
+                total=self.examples, desc=f"epoch {epoch}/{self.epochs}", unit="ex", leave=False
             )
-        self.bar.update(1)
-        rate = self.bar.format_dict.get("rate") or 0.0
-        self.bar.set_postfix(loss=f"{loss:.3f}", ex_s=f"{rate * examples:.0f}", refresh=False)
+        self.bar.update(examples)
+        self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
 
     def on_epoch_end(self, stats: Any) -> None:
         if self.bar is not None:
@@ -230,7 +230,7 @@ def train(
     if out_dir.exists() and not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
         raise ConfigError(f"output directory {out_dir} exists and is not empty (use --overwrite)")
     if hyper.get("embedding_skip") and hyper.get("pooling") == "last":
-        raise ConfigError("--embedding-skip needs --pooling max or mean")
+        raise ConfigError("--pooling last cannot pool embeddings: add --no-embedding-skip")
     hyper["ema_decay"] = hyper.get("ema_decay") or None
     if threads is not None:
         import torch
@@ -249,7 +249,9 @@ def train(
         )
         val_source = {"split_of_training_file": True, "fraction": val_fraction, "seed": seed}
 
-    pick = lambda cls: {k: hyper[k] for k in cls.__dataclass_fields__ if k in hyper}  # noqa: E731
+    def pick(cls: type) -> dict[str, Any]:
+        return {k: hyper[k] for k in cls.__dataclass_fields__ if k in hyper}  # type: ignore[attr-defined]
+
     train_config = TrainConfig(
         seed=seed,
         epochs=1 if dry_run else hyper["epochs"],
