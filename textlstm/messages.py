@@ -112,6 +112,33 @@ def parse_job_id(job_id: str | uuid.UUID) -> uuid.UUID:
     raise ValidationError(f"job id {job_id!r} is not a UUID")
 
 
+def unstorable(value: str) -> str | None:
+    """Why `value` cannot be stored in a PostgreSQL text or JSONB column, or None if it can.
+
+    PostgreSQL refuses NUL characters and UTF-8 cannot encode lone surrogates (JSON allows both
+    as escapes). Found at validation, such an id or metadata value is one clear rejection;
+    found at the INSERT, it would fail the whole micro-batch, valid neighbours included.
+    """
+    if "\x00" in value:
+        return "contains a NUL character (\\u0000)"
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        return "contains a lone surrogate (invalid Unicode)"
+    return None
+
+
+def _check_storable(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        if (why := unstorable(value)) is not None:
+            raise ValidationError(f"{where} {why}")
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_storable(k, f"{where} key")
+            _check_storable(v, where)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _check_storable(v, where)
+
+
 def check_metadata(metadata: Any) -> dict[str, Any] | None:
     """Metadata is an optional JSON object with string keys, at most MAX_METADATA_BYTES."""
     if metadata is None:
@@ -124,6 +151,7 @@ def check_metadata(metadata: Any) -> dict[str, Any] | None:
         raise ValidationError(f"metadata is not JSON-serialisable: {exc}") from None
     if len(encoded.encode()) > MAX_METADATA_BYTES:
         raise ValidationError(f"metadata is over {MAX_METADATA_BYTES} bytes once encoded as JSON")
+    _check_storable(metadata, "metadata")
     return json.loads(encoded)
 
 
@@ -148,6 +176,8 @@ def _check_id(value: Any, where: str) -> str | None:
             f"{where}: id must be a non-empty string (or integer) of at most {MAX_ID_CHARS} "
             f"characters, got {value!r:.60}"
         )
+    if (why := unstorable(value)) is not None:
+        raise ValidationError(f"{where}: id {why}")
     return value
 
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from textlstm.messages import unstorable
+
 
 @dataclass(frozen=True)
 class Salvage:
@@ -33,7 +35,7 @@ def salvage(body: Any) -> Salvage:
     except ValueError:
         job_id = None
     model = body.get("model")
-    model = model[:100] if isinstance(model, str) and model else None
+    model = model[:100] if isinstance(model, str) and model and not unstorable(model) else None
     total = _int(body.get("total"))
     if total is not None and total < 1:
         total = None
@@ -50,5 +52,8 @@ def salvage(body: Any) -> Salvage:
             continue
         seen.add(index)
         ext = raw.get("id")
-        items.append((index, ext[:256] if isinstance(ext, str) and ext else None))
+        # An id PostgreSQL cannot hold (NUL, lone surrogate) is dropped, not allowed to fail
+        # the error rows that record why the message was rejected.
+        ok_ext = isinstance(ext, str) and ext and not unstorable(ext)
+        items.append((index, ext[:256] if ok_ext else None))
     return Salvage(job_id, model, total, tuple(items))
