@@ -145,3 +145,75 @@ def test_a_busy_metrics_port_is_one_line_and_starts_nothing(tmp_path: object) ->
             cli, ["worker", "--device", "cpu", "-c", "1", "--metrics-port", str(port)]
         )
     assert result.exit_code == 1 and f"Error: metrics port {port}:" in result.output
+
+
+def test_metrics_add_up_over_processes_and_dead_ones_leave_the_live_gauges(
+    tmp_path: object,
+) -> None:
+    """What the supervisor does for N worker processes, with two small processes instead."""
+    import os
+    import socket
+    import subprocess
+    import urllib.request
+    from pathlib import Path
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from textlstm.serving.metrics import mark_dead, serve
+
+    mp = Path(str(tmp_path)) / "mp"
+    mp.mkdir()
+    child = (
+        "import sys\n"
+        "from textlstm.serving.metrics import get_metrics\n"
+        "m = get_metrics()\n"
+        "m.process_started('cpu')\n"
+        "m.model_loaded('news@2', 0.5)\n"
+        "m.processed.labels('news@2').inc(5)\n"
+        "m.batch_size.observe(5)\n"
+        "print('ready', flush=True)\n"
+        "if sys.argv[1] == 'stay': sys.stdin.read()\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(mp)}
+    gone = subprocess.run([sys.executable, "-c", child, "exit"], env=env, check=True)
+    assert gone.returncode == 0
+    stay = subprocess.Popen(
+        [sys.executable, "-c", child, "stay"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert stay.stdout is not None and stay.stdout.readline().strip() == b"ready"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = serve(port, "127.0.0.1", multiproc_dir=str(mp))
+
+        def scrape() -> dict[tuple[str, str], float]:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+            return {
+                (x.name, ",".join(f"{k}={v}" for k, v in sorted(x.labels.items()))): x.value
+                for fam in text_string_to_metric_families(body)
+                for x in fam.samples
+            }
+
+        before = scrape()
+        assert before[("textlstm_items_processed_total", "model=news@2")] == 10
+        assert before[("textlstm_batch_size_count", "")] == 2
+        assert before[("textlstm_worker_processes", "device=cpu")] == 2
+        # The supervisor marks an exited process dead: its live gauges go, its counts stay.
+        dead_pid = next(
+            int(p.stem.rsplit("_", 1)[1])
+            for p in mp.glob("gauge_livesum_*.db")
+            if int(p.stem.rsplit("_", 1)[1]) != stay.pid
+        )
+        mark_dead(dead_pid, str(mp))
+        after = scrape()
+        assert after[("textlstm_worker_processes", "device=cpu")] == 1
+        assert after[("textlstm_model_loaded", "model=news@2")] == 1
+        assert after[("textlstm_items_processed_total", "model=news@2")] == 10
+        server.shutdown()
+    finally:
+        stay.kill()
+        stay.wait()
