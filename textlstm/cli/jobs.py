@@ -1,4 +1,5 @@
-"""`textlstm-admin jobs`: list jobs and show one job's progress, model and timings."""
+"""`textlstm-admin jobs`: list jobs, show one job's progress, model and timings, and recover
+stuck jobs (`requeue`, `reap`: textlstm/recovery.py)."""
 
 from __future__ import annotations
 
@@ -89,3 +90,107 @@ def show(job_id: str, as_json: bool) -> None:
     if st.metadata:
         lines.append(f"metadata   {json.dumps(st.metadata, ensure_ascii=False)}")
     click.echo("\n".join(lines))
+
+
+def _requeue_line(r: object) -> str:
+    from textlstm.recovery import RequeueReport
+
+    assert isinstance(r, RequeueReport)
+    if not r.missing:
+        return f"job {r.job_id}: {r.status}, every item has a row; nothing to requeue"
+    parts = [f"job {r.job_id}: {r.status}, {r.missing} of {r.expected} item(s) have no row"]
+    if r.waiting:
+        parts.append(f"{r.waiting} waiting in a queue (left alone)")
+    if r.from_broker:
+        parts.append(f"{r.from_broker} re-sent from unacked broker copies")
+    if r.from_input:
+        parts.append(f"{r.from_input} re-sent from --input")
+    if r.lost:
+        shown = ", ".join(map(str, r.lost[:10])) + (" …" if len(r.lost) > 10 else "")
+        parts.append(f"{len(r.lost)} lost (no copy in the broker; pass --input): {shown}")
+    return "; ".join(parts)
+
+
+def _read_input(path: object, text_column: str) -> list[str]:
+    from textlstm.datasets import read_texts
+
+    return [ex.text for ex in read_texts(path, text_column=text_column, label_column=None).examples]
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option(
+    "--input",
+    "input_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="The file the job was submitted from: texts of items lost from the broker.",
+)
+@click.option("--text-column", default="text", show_default=True, help="For --input.")
+@click.option("--dry-run", is_flag=True, help="Report what would be sent; send nothing.")
+def requeue(job_id: str, input_file: str | None, text_column: str, dry_run: bool) -> None:
+    """Re-enqueue the items of JOB_ID that have no row yet (safe to repeat).
+
+    Items still waiting in a queue are left alone; items delivered to a worker but never acked
+    are sent again from the broker's copy; items found nowhere are taken from --input (the
+    producer's file, numbered as `submit` numbers it) or reported as lost. Exit status 1 when
+    some items are lost.
+    """
+    from textlstm.messages import parse_job_id
+    from textlstm.recovery import requeue_job
+    from textlstm.settings import get_settings
+
+    texts = _read_input(input_file, text_column) if input_file else None
+    report = requeue_job(
+        parse_job_id(job_id), settings=get_settings(), input_texts=texts, dry_run=dry_run
+    )
+    click.echo(_requeue_line(report) + (" (dry run: nothing sent)" if dry_run else ""))
+    if report.lost:
+        raise SystemExit(1)
+
+
+@jobs.command()
+@click.option(
+    "--older-than",
+    default="15m",
+    show_default=True,
+    help="No item stored for this long (90s, 15m, 2h, 1d).",
+)
+@click.option("--requeue", "do_requeue", is_flag=True, help="Requeue their missing items.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per stuck job.")
+def reap(older_than: str, do_requeue: bool, as_json: bool) -> None:
+    """Find jobs stuck in queued/running (no progress for --older-than) and report, or with
+    --requeue re-enqueue, their missing items."""
+    from datetime import UTC, datetime
+
+    from textlstm.recovery import parse_duration, requeue_job, stuck_jobs
+    from textlstm.settings import get_settings
+    from textlstm.store.db import session_scope
+
+    settings = get_settings()
+    with session_scope(settings.database_url) as session:
+        found = stuck_jobs(
+            session=session, older_than=parse_duration(older_than), now=datetime.now(UTC)
+        )
+    if not found:
+        click.echo(f"no job without progress for {older_than}")
+        return
+    for job in found:
+        r = requeue_job(job.job_id, settings=settings, dry_run=not do_requeue)
+        if as_json:
+            doc = {
+                "job_id": str(job.job_id),
+                "status": job.status,
+                "done": job.done,
+                "expected": job.expected,
+                "last_activity": job.last_activity.isoformat(),
+                "missing": r.missing,
+                "waiting": r.waiting,
+                "unacked": r.from_broker,
+                "lost": len(r.lost),
+                "requeued": r.sent if do_requeue else 0,
+            }
+            click.echo(json.dumps(doc))
+        else:
+            idle = f"idle since {_fmt_time(job.last_activity)} UTC"
+            click.echo(_requeue_line(r) + f" [{idle}]" + ("" if do_requeue else " (report only)"))

@@ -1,0 +1,60 @@
+"""Several worker processes for one fault test, each with its own log file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.e2e.conftest import WorkerProc
+
+
+class Fleet:
+    """Start, kill, stop and resume worker processes (each a `textlstm-admin worker -c 1`
+    in its own process group, so a kill takes the supervisor and its Celery child together)."""
+
+    def __init__(self, env: dict[str, str], logdir: Path) -> None:
+        self.env = env
+        self.logdir = logdir
+        self.procs: list[WorkerProc] = []
+
+    def start(self, *extra: str) -> WorkerProc:
+        w = WorkerProc(dict(self.env), self.logdir / f"worker-{len(self.procs)}.log")
+        self.procs.append(w)
+        return w.start(*extra, timeout=120)
+
+    def signal(self, w: WorkerProc, sig: signal.Signals) -> None:
+        assert w.proc is not None
+        os.killpg(w.proc.pid, sig)
+
+    def logs(self) -> str:
+        return "".join(p.log_path.read_text(errors="replace") for p in self.procs)
+
+    def close(self) -> None:
+        for w in self.procs:
+            if w.alive():
+                self.signal(w, signal.SIGCONT)
+                w.close()
+
+
+def row_count(session_factory: sessionmaker[Session], job: uuid.UUID) -> int:
+    from textlstm.store.models import Prediction
+
+    with session_factory() as s:
+        return s.scalar(select(func.count()).where(Prediction.job_id == job)) or 0
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := cond():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")

@@ -1,0 +1,238 @@
+"""Recovery: find the items of a job that have no row yet, and enqueue them again.
+
+Why this exists: acks-after-commit keeps every *delivered* message safe, but a message can still
+leave the broker without reaching SQL. Celery's Redis transport pops a message with BRPOP and
+only then records it in its `unacked` hash (celery/celery#7950): a worker SIGKILLed in between,
+or while a popped reply still sits in its socket, loses that message. A Redis restarted without
+append-only persistence loses every queued one. Such a job stays `running` (or `queued`) for
+ever. `reap` finds those jobs; `requeue` re-enqueues their missing items.
+
+Where the texts come from (SQL holds no texts): a copy of the job's messages still in the broker
+(waiting in a queue list: left alone, a worker will get them; or delivered-but-unacked: sent
+again now rather than after the visibility timeout), else the producer's own input file
+(`--input`, numbered like `submit` numbers it). Items found nowhere are reported as lost.
+
+Idempotent: predictions are keyed by (job, item index), so an item enqueued twice is stored once;
+a second `requeue` finds the first one's messages waiting in the queue and sends nothing.
+Broker payloads are decoded as JSON only: anything else is skipped, never unpickled.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from textlstm.errors import ValidationError
+from textlstm.messages import ClassifyMessage, Item, Limits, parse_message, split_items
+from textlstm.queues import PRIORITIES, consume_order, queue_for
+from textlstm.settings import Settings
+from textlstm.store import repository as repo
+from textlstm.store.models import Job, Prediction
+
+#: kombu's Redis keys: messages a worker received and has not acked, and the priority sub-lists.
+UNACKED_KEY = "unacked"
+_PRIORITY_STEPS = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+@dataclass(frozen=True)
+class BrokerCopy:
+    """A message of the job found in the broker: `where` is `queued` or `unacked`."""
+
+    where: str
+    queue: str
+    message: ClassifyMessage
+
+
+@dataclass
+class RequeueReport:
+    job_id: uuid.UUID
+    status: str
+    expected: int
+    missing: int
+    waiting: int = 0  # missing items already waiting in a queue: nothing to do
+    from_broker: int = 0  # re-sent from an unacked copy
+    from_input: int = 0  # re-sent from the producer's input file
+    lost: list[int] = field(default_factory=list)  # no copy anywhere
+    messages_sent: int = 0
+
+    @property
+    def sent(self) -> int:
+        return self.from_broker + self.from_input
+
+
+def decode_payload(payload: Any, limits: Limits) -> ClassifyMessage | None:
+    """A kombu message dict (as stored in a Redis list or the unacked hash) -> our message, or
+    None when it is not a valid JSON classify task. Never deserialises anything but JSON."""
+    if not isinstance(payload, dict) or payload.get("content-type") != "application/json":
+        return None
+    body = payload.get("body")
+    props = payload.get("properties") or {}
+    try:
+        if props.get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        decoded = json.loads(body)
+        args = decoded[0]
+        return parse_message(args[0], limits=limits)
+    except (ValueError, TypeError, IndexError, KeyError, ValidationError):
+        return None
+
+
+def broker_copies(
+    client: Any, job_id: uuid.UUID, *, queues: Sequence[str], limits: Limits
+) -> Iterator[BrokerCopy]:
+    """Every message of `job_id` waiting in `queues` or delivered and unacked (scans them all:
+    an operator's tool, not a hot path)."""
+    for queue in queues:
+        for step in _PRIORITY_STEPS:
+            for raw in client.lrange(queue + step, 0, -1):
+                msg = decode_payload(_loads(raw), limits)
+                if msg is not None and msg.job_id == job_id:
+                    yield BrokerCopy("queued", queue, msg)
+    for _tag, raw in client.hscan_iter(UNACKED_KEY):
+        entry = _loads(raw)
+        if not isinstance(entry, list) or len(entry) != 3:
+            continue
+        msg = decode_payload(entry[0], limits)
+        if msg is not None and msg.job_id == job_id:
+            yield BrokerCopy("unacked", str(entry[2]), msg)
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def missing_indexes(*, session: Session, job: Job) -> list[int]:
+    """Item indexes of `job` without a row, ascending."""
+    have = set(session.scalars(select(Prediction.item_index).where(Prediction.job_id == job.id)))
+    return [i for i in range(job.expected_count) if i not in have]
+
+
+def requeue_job(
+    job_id: uuid.UUID,
+    *,
+    settings: Settings,
+    input_texts: Sequence[str] | None = None,
+    dry_run: bool = False,
+) -> RequeueReport:
+    """Re-enqueue the items of `job_id` that have no row yet (see the module docstring)."""
+    from textlstm.queues import redis_client
+    from textlstm.store.db import session_scope
+
+    limits = Limits.from_settings(settings)
+    with session_scope(settings.database_url) as session:
+        job = repo.get_job(session=session, job_id=job_id)
+        missing = missing_indexes(session=session, job=job)
+        status, expected, model_ref = job.status, job.expected_count, job.model_ref
+        metadata, submitted_at = job.meta, job.submitted_at
+    report = RequeueReport(job_id, status, expected, len(missing))
+    if not missing:
+        return report
+    if input_texts is not None and len(input_texts) != expected:
+        raise ValidationError(
+            f"--input has {len(input_texts)} text(s) but job {job_id} has {expected} items: "
+            "give the exact file the job was submitted from"
+        )
+    client = redis_client(settings.broker_url)
+    try:
+        copies = list(
+            broker_copies(client, job_id, queues=consume_order(settings.queue), limits=limits)
+        )
+    finally:
+        client.close()
+    wanted = set(missing)
+    waiting = {i.index for c in copies if c.where == "queued" for i in c.message.items}
+    report.waiting = len(wanted & waiting)
+    wanted -= waiting
+    texts: dict[int, Item] = {}
+    priority, deadline = "normal", None
+    for c in copies:
+        priority, deadline = c.message.priority, c.message.deadline
+        for item in c.message.items:
+            if item.index in wanted and c.where == "unacked":
+                texts.setdefault(item.index, item)
+    report.from_broker = len(texts)
+    for index in sorted(wanted - texts.keys()):
+        if input_texts is not None:
+            texts[index] = Item(index, input_texts[index])
+            report.from_input += 1
+        else:
+            report.lost.append(index)
+    if not texts or dry_run:
+        return report
+    items = [texts[i] for i in sorted(texts)]
+    messages = [
+        ClassifyMessage(
+            job_id, model_ref, expected, chunk, metadata, submitted_at, priority, deadline
+        )
+        for chunk in split_items(items, limits=limits)
+    ]
+    from textlstm.backpressure import Gate
+    from textlstm.client import _publish
+
+    queue = queue_for(settings.queue, priority if priority in PRIORITIES else "normal")
+    gate = Gate(queue=queue, limit=0, policy="refuse", timeout_s=0, depth=lambda: 0)
+    _publish(settings, messages, queue=queue, gate=gate)
+    report.messages_sent = len(messages)
+    return report
+
+
+@dataclass(frozen=True)
+class StuckJob:
+    job_id: uuid.UUID
+    status: str
+    done: int
+    expected: int
+    last_activity: datetime
+
+
+def stuck_jobs(*, session: Session, older_than: timedelta, now: datetime) -> list[StuckJob]:
+    """Jobs still `queued` or `running` whose last stored item (or submission, if none) is
+    older than `older_than`: no progress for that long."""
+    cutoff = now - older_than
+    last_row = (
+        select(Prediction.job_id, func.max(Prediction.created_at).label("last"))
+        .group_by(Prediction.job_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Job, last_row.c.last)
+        .outerjoin(last_row, last_row.c.job_id == Job.id)
+        .where(Job.status.in_(("queued", "running")), Job.submitted_at < cutoff)
+        .order_by(Job.submitted_at)
+    ).all()
+    out = []
+    for job, last in rows:
+        activity = last or job.submitted_at
+        if activity.tzinfo is None:  # SQLite hands back naive values from an aggregate
+            from datetime import UTC
+
+            activity = activity.replace(tzinfo=UTC)
+        if activity < cutoff:
+            out.append(StuckJob(job.id, job.status, job.done_count, job.expected_count, activity))
+    return out
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `15m`, `2h`, `1d` (or plain seconds) -> timedelta."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = text.strip().lower()
+    scale = units.get(value[-1:], None)
+    number = value[:-1] if scale else value
+    try:
+        seconds = float(number) * (scale or 1)
+    except ValueError:
+        raise ValidationError(f"duration {text!r} is not like 90s, 15m, 2h or 1d") from None
+    if seconds < 0:
+        raise ValidationError(f"duration {text!r} is negative")
+    return timedelta(seconds=seconds)
