@@ -83,7 +83,7 @@ class OwnRedis:
         return redis.Redis.from_url(self.url)
 
 
-def wait_settled(settings: Settings, job: Any, quiet_s: float = 15.0, limit_s: float = 90.0) -> Any:
+def wait_settled(settings: Settings, job: Any, quiet_s: float = 10.0, limit_s: float = 90.0) -> Any:
     """The job's status once it is finished or has made no progress for `quiet_s` (longer than
     the test's visibility timeout + restore interval + a worker restart)."""
     from textlstm.client import Client
@@ -128,25 +128,25 @@ def test_queued_jobs_survive_a_redis_restart_and_a_worker_rides_one_out(
     try:
         w.start("--batch-max-items", "16")
         assert wait_job(settings, queued).ok == 400
-        inputs = texts(3000, seed=52)
+        inputs = texts(1500, seed=52)
         running = submit(settings, inputs, per_message=2)
-        w.wait_for(lambda log: log.count("batch size=") >= 30, 30, "the second job under way")
-        assert len(stored(session_factory, running)) < 3000, "the restart must land mid-run"
+        w.wait_for(lambda log: log.count("batch size=") >= 20, 30, "the second job under way")
+        assert len(stored(session_factory, running)) < 1500, "the restart must land mid-run"
         own_redis.stop()  # Redis goes away mid-run...
         time.sleep(1.0)
         own_redis.start()  # ...and comes back with its AOF
         st = wait_settled(settings, running)
-        if st.done < 3000:
+        if st.done < 1500:
             # kombu's Redis transport pops a message (BRPOP) and records it as unacked in a
             # second round trip; a message popped in the instant Redis went away exists only
-            # in the dead connection's buffer. Rare (seen in about 1 run in 6 here), at most
-            # the messages in flight, and the remedy is to send the same job id again.
-            assert 3000 - st.done <= 4, f"more than one in-flight message lost: {st}"
+            # in the dead connection's buffer. Seen in 6 of 16 runs here, always one message:
+            # the remedy is to send the same job id again (only missing items are stored).
+            assert 1500 - st.done <= 4, f"more than one in-flight message lost: {st}"
             again = settings.model_copy(update={"message_max_items": 2})
             Client(again).submit(inputs, model="topics", job_id=running, record_job=False)
             st = wait_job(settings, running, timeout=60)
-        assert (st.status, st.ok, st.errors) == ("done", 3000, 0)
-        assert len(stored(session_factory, running)) == 3000
+        assert (st.status, st.ok, st.errors) == ("done", 1500, 0)
+        assert len(stored(session_factory, running)) == 1500
         assert w.alive()
     finally:
         w.close()
