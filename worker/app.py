@@ -3,7 +3,8 @@
 Configuration is added lazily (`add_defaults`), so importing this module reads no settings and
 opens no connection; the worker process reads them when it starts.
 
-- JSON only (`task_serializer`, `accept_content`): a pickle message is refused, never run.
+- JSON only (`task_serializer`, `accept_content`): a pickle message is refused, never run; a
+  worker whose final configuration accepts more refuses to start (`worker.guards`).
 - No result backend: results live in SQL.
 - Acks happen after the commit, by our micro-batching strategy (`worker.batching`), which is the
   equivalent of `task_acks_late` + `task_reject_on_worker_lost` for batched work: a message is
@@ -62,8 +63,10 @@ def create_app(settings: Settings | None = None) -> Celery:
     app = Celery("textlstm", set_as_current=False, include=["worker.tasks", "worker.control"])
     app.add_defaults(lambda: celery_config(settings or get_settings()))
     from worker.batching import FlushOnShutdown
+    from worker.guards import RefuseUnsafeContent
 
     app.steps["consumer"].add(FlushOnShutdown)
+    app.steps["worker"].add(RefuseUnsafeContent)
     return app
 
 

@@ -67,8 +67,10 @@ class OwnRedis:
             argv += ["--requirepass", self.password]
         if self.acl_user:
             user, pw = self.acl_user
-            # The default user is switched off: only this user, with only what Celery needs.
-            argv += ["--user", "default off", "--user", f"{user} on >{pw} ~* &* +@all"]
+            # The default user is switched off: only this named user may connect.
+            acl = self.dir / "users.acl"
+            acl.write_text(f"user default off\nuser {user} on >{pw} ~* &* +@all\n")
+            argv += ["--aclfile", str(acl)]
         if self.tls:
             argv += ["--port", "0", "--tls-port", str(self.port)]
             argv += ["--tls-cert-file", str(self.tls["cert"]), "--tls-key-file"]
