@@ -1,0 +1,154 @@
+"""Issue 6 item 1: worker crashes. Each test ends with `assert_exactly_once`: every submitted item
+has exactly one row, job counts match the rows, nothing is left queued or running, and the
+test's own Redis holds nothing queued or unacked.
+
+- SIGKILL of a worker (supervisor and Celery process together) mid-batch, five times in one
+  run, while two workers share the queue: a killed worker's unacked messages come back after
+  the visibility timeout (4 s here) and the survivors store what is missing. Celery's Redis
+  transport can still lose a message popped by BRPOP but not yet written to its unacked hash
+  (celery/celery#7950): a job that stops making progress is recovered the way an operator
+  would, `jobs requeue` with the producer's texts, and a warning says how many items needed
+  it (in two runs: one 4-item message per run of five kills).
+- A worker stopped with SIGSTOP past the visibility timeout while holding messages: another
+  worker gets them and finishes the job; when the stuck one resumes and commits the same items
+  again, the database keeps one row each and the counters do not move.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.e2e.conftest import submit, wait_job
+from tests.e2e.test_worker import texts
+from tests.faults.services import OwnRedis, assert_exactly_once, assert_queue_drained
+from tests.faults.workers import Fleet, row_count, wait_until
+from textlstm.settings import Settings
+
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.parametrize("db_url", ["postgresql"], indirect=True),
+]
+
+
+@pytest.fixture
+def fleet(worker_env: dict[str, str], own_redis: OwnRedis, tmp_path: Path):  # type: ignore[no-untyped-def]
+    f = Fleet({**worker_env, "TEXTLSTM_BROKER_URL": own_redis.url}, tmp_path)
+    yield f
+    f.close()
+
+
+def recover_stalled(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    jobs: dict[uuid.UUID, int],
+    inputs: dict[uuid.UUID, list[str]],
+    stall_s: float = 20.0,
+) -> int:
+    """Wait until every job is finished or nothing was stored for `stall_s` (the visibility
+    timeout is 4 s, the restore interval 1 s); requeue the missing items of stalled jobs from
+    the producer's texts. Returns how many items had to be requeued (0 when nothing was lost)."""
+    from textlstm.recovery import requeue_job
+
+    deadline = time.monotonic() + 240
+    last, changed = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        counts = {j: row_count(session_factory, j) for j in jobs}
+        if all(counts[j] == n for j, n in jobs.items()):
+            return 0
+        if sum(counts.values()) != last:
+            last, changed = sum(counts.values()), time.monotonic()
+        elif time.monotonic() - changed > stall_s:
+            break
+        time.sleep(0.25)
+    requeued = 0
+    for job in jobs:
+        report = requeue_job(job, settings=settings, input_texts=inputs[job])
+        assert not report.lost
+        requeued += report.sent
+        if report.from_input:
+            warnings.warn(
+                f"job {job}: {report.from_input} item(s) were in no queue and no unacked entry "
+                f"(lost by the broker; {report.from_broker} more were unacked); requeued from "
+                "the producer's texts",
+                stacklevel=1,
+            )
+    return requeued
+
+
+def test_sigkill_mid_batch_five_times_with_two_workers(
+    fleet: Fleet,
+    topics: dict,
+    e2e_settings: Settings,
+    own_redis: OwnRedis,
+    session_factory: sessionmaker[Session],
+) -> None:
+    settings = e2e_settings.model_copy(update={"broker_url": own_redis.url})
+    live = [fleet.start("--batch-max-items", "32"), fleet.start("--batch-max-items", "32")]
+    jobs: dict[uuid.UUID, int] = {}
+    inputs: dict[uuid.UUID, list[str]] = {}
+    redis = own_redis.client()
+    in_flight_at_kill: list[int] = []
+    for k in range(5):
+        n = 1200
+        inputs_k = texts(n, seed=100 + k)
+        job = submit(settings, inputs_k, per_message=4)  # 300 messages
+        jobs[job], inputs[job] = n, inputs_k
+        wait_until(lambda j=job: row_count(session_factory, j) >= 150, 120, "the job under way")
+        in_flight_at_kill.append(int(redis.hlen("unacked")))
+        victim = live.pop(k % 2)
+        fleet.signal(victim, signal.SIGKILL)
+        assert victim.proc is not None and victim.proc.wait(10) == -signal.SIGKILL
+        assert row_count(session_factory, job) < n, "the kill must land mid-run"
+        live.insert(k % 2, fleet.start("--batch-max-items", "32"))
+    lost = recover_stalled(settings, session_factory, jobs, inputs)
+    assert lost <= 600, "nearly everything came back through the visibility timeout"
+    for job in jobs:
+        wait_job(settings, job, timeout=120)
+    assert all(n > 0 for n in in_flight_at_kill), "every kill left delivered, unacked messages"
+    assert_exactly_once(session_factory, jobs)
+    assert_queue_drained(redis, [settings.queue])
+    assert "duplicates=" in fleet.logs()
+    assert all(w.alive() for w in live)
+    redis.close()
+
+
+def test_worker_stopped_past_the_visibility_timeout_then_resumed(
+    fleet: Fleet,
+    topics: dict,
+    e2e_settings: Settings,
+    own_redis: OwnRedis,
+    session_factory: sessionmaker[Session],
+) -> None:
+    settings = e2e_settings.model_copy(update={"broker_url": own_redis.url})
+    # The stuck worker buffers everything it receives (no flush for a minute), so it is
+    # stopped while holding unacked messages and no open transaction.
+    stuck = fleet.start(
+        "--batch-max-items", "1000", "--batch-max-wait-ms", "60000", "--batch-idle-ms", "60000"
+    )
+    n = 400
+    job = submit(settings, texts(n, seed=120), per_message=4)  # 100 messages
+    redis = own_redis.client()
+    wait_until(lambda: redis.hlen("unacked") == 100, 60, "all 100 messages held by one worker")
+    fleet.signal(stuck, signal.SIGSTOP)
+    assert row_count(session_factory, job) == 0
+    helper = fleet.start()
+    # Redelivered after the 4 s visibility timeout and finished while the first is stopped.
+    st = wait_job(settings, job, timeout=120)
+    assert (st.status, st.ok) == ("done", n)
+    assert_exactly_once(session_factory, {job: n})
+
+    fleet.signal(stuck, signal.SIGCONT)
+    assert stuck.terminate(60) == 0  # drains its buffer: the same 400 items, committed again
+    assert "draining 100 buffered message(s)" in stuck.log()
+    assert "inserted=0 duplicates=400" in stuck.log()
+    assert_exactly_once(session_factory, {job: n})
+    assert_queue_drained(redis, [settings.queue])
+    assert helper.alive()
+    redis.close()

@@ -1,0 +1,113 @@
+"""Issue 6 item 1: the services go away mid-run. Each test ends with `assert_exactly_once`.
+
+- PostgreSQL unreachable for ~10 s while two workers are mid-job: the connection is cut by a
+  TCP proxy between the workers and the shared server (which is never stopped). Workers retry
+  with backoff, ack nothing meanwhile, and finish once it is back; messages whose visibility
+  timeout (4 s) passed during the outage are redelivered and stored once.
+- Redis restarted mid-run (a redis-server the test owns, `--appendonly yes --appendfsync
+  always`, the compose setting being `everysec`): queued messages and kombu's unacked hash are
+  in the append-only file, so the job finishes with nothing lost; workers reconnect by
+  themselves. What does not survive: with persistence off, every queued message (see
+  test_recovery.py for how `jobs requeue` recovers that).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.e2e.conftest import submit, wait_job
+from tests.e2e.proxy import TcpProxy
+from tests.e2e.test_worker import texts
+from tests.faults.services import OwnRedis, assert_exactly_once, assert_queue_drained
+from tests.faults.workers import Fleet, row_count, wait_until
+from textlstm.settings import Settings
+
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.parametrize("db_url", ["postgresql"], indirect=True),
+]
+
+
+def test_postgresql_unreachable_for_ten_seconds_mid_run(
+    topics: dict,
+    e2e_settings: Settings,
+    worker_env: dict[str, str],
+    own_redis: OwnRedis,
+    db_url: str,
+    tmp_path: Path,
+    session_factory: sessionmaker[Session],
+) -> None:
+    url = make_url(db_url)
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
+    via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    env = {**worker_env, "TEXTLSTM_BROKER_URL": own_redis.url, "TEXTLSTM_DATABASE_URL": via_proxy}
+    fleet = Fleet(env, tmp_path)
+    settings = e2e_settings.model_copy(update={"broker_url": own_redis.url})
+    try:
+        fleet.start("--batch-max-items", "32")
+        fleet.start("--batch-max-items", "32")
+        n = 3000
+        job = submit(settings, texts(n, seed=140), per_message=4)
+        wait_until(lambda: row_count(session_factory, job) >= 300, 120, "the job under way")
+        proxy.pause()
+        cut_at = row_count(session_factory, job)  # read directly, not through the proxy
+        assert cut_at < n, "the outage must land mid-run"
+        started = time.monotonic()
+        wait_until(lambda: fleet.logs().count("failed (attempt") >= 4, 30, "both workers retrying")
+        time.sleep(max(0.0, 10 - (time.monotonic() - started)))  # the outage lasts ~10 s
+        assert row_count(session_factory, job) == cut_at, "nothing stored while it was down"
+        proxy.resume()
+        wait_job(settings, job, timeout=180)
+        assert_exactly_once(session_factory, {job: n})
+        c = own_redis.client()
+        assert_queue_drained(c, [settings.queue])
+        c.close()
+        assert all(w.alive() for w in fleet.procs)
+    finally:
+        fleet.close()
+        proxy.close()
+
+
+def test_redis_restarted_mid_run_with_append_only_persistence(
+    topics: dict,
+    e2e_settings: Settings,
+    worker_env: dict[str, str],
+    own_redis: OwnRedis,
+    tmp_path: Path,
+    session_factory: sessionmaker[Session],
+) -> None:
+    fleet = Fleet({**worker_env, "TEXTLSTM_BROKER_URL": own_redis.url}, tmp_path)
+    settings = e2e_settings.model_copy(update={"broker_url": own_redis.url})
+    try:
+        # Queued before any worker exists: all of it must survive the restarts.
+        early = submit(settings, texts(400, seed=141), per_message=4)
+        fleet.start("--batch-max-items", "16")
+        fleet.start("--batch-max-items", "16")
+        n = 3000
+        job = submit(settings, texts(n, seed=142), per_message=2)
+        jobs: dict[uuid.UUID, int] = {early: 400, job: n}
+        wait_until(lambda: row_count(session_factory, job) >= 200, 120, "the job under way")
+        c = own_redis.client()
+        queued, unacked = c.llen(settings.queue), c.hlen("unacked")
+        c.close()
+        own_redis.stop()  # Redis goes away mid-run (a managed restart)...
+        assert row_count(session_factory, job) < n, "the restart must land mid-run"
+        time.sleep(2.0)  # ...stays away long enough for every worker to notice...
+        own_redis.start()  # ...and comes back with its append-only file
+        c = own_redis.client()
+        assert c.llen(settings.queue) + c.hlen("unacked") > 0
+        assert queued + unacked > 0
+        for j in jobs:
+            wait_job(settings, j, timeout=180)
+        assert_exactly_once(session_factory, jobs)
+        assert_queue_drained(c, [settings.queue])
+        c.close()
+        assert all(w.alive() for w in fleet.procs)
+    finally:
+        fleet.close()
