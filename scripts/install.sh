@@ -9,3 +9,12 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "$TORCH_SPEC"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+
+# Optional: a compose CLI lets tests/ops/test_compose.py validate docker-compose.yml's schema.
+# Debian's standalone docker-compose is enough; skipped quietly where apt is not available.
+if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose) \
+      >/dev/null 2>&1 || echo "note: could not install docker-compose; its test will be skipped" >&2
+  fi
+fi

@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     #: at least one item).
     message_max_bytes: int = Field(default=1_048_576, ge=1)
 
-    # -- producer backpressure (docs/operations.md) ------------------------------------------
+    # -- producer backpressure (README.md) ------------------------------------------
     #: Most messages a queue may hold waiting (not yet delivered to a worker) before the
     #: producer stops adding more; 0 = no limit. Bounds Redis memory under a runaway producer.
     queue_max_pending: int = Field(default=0, ge=0)
@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     #: How long a blocked producer waits for room before raising QueueFullError.
     queue_full_timeout_s: float = Field(default=60.0, ge=0)
 
-    # -- metrics (docs/operations.md) -----------------------------------------------------
+    # -- metrics (README.md) -----------------------------------------------------
     #: Port of the worker's Prometheus endpoint (`/metrics`); 0 = off. `textlstm-admin worker`
     #: serves all its processes on this one port; a `celery` process started by hand serves
     #: its own on port + process index.
@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     #: Address the metrics endpoint binds to.
     metrics_addr: str = "0.0.0.0"
 
-    # -- worker (docs/worker.md) -------------------------------------------------------------
+    # -- worker (README.md, "The worker") ------------------------------------------------
     #: Most items in one forward pass (micro-batch). Throughput saturates near 128 here
     #: (LIMITS.md); bigger batches are slower on CPU.
     worker_batch_max_items: int = Field(default=128, ge=1)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from textlstm.settings import Settings
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+DOC = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_settings_table_lists_every_setting_with_its_default() -> None:
