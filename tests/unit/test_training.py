@@ -86,12 +86,10 @@ def test_class_weights_and_dry_run_steps() -> None:
     assert steps == [1, 2, 3]
 
 
-def test_weight_average_and_plateau_decay_train_and_repeat() -> None:
+def test_weight_average_trains_and_repeats() -> None:
     """The averaged weights are what is validated and returned; runs still repeat exactly."""
     train, val = make_examples(30, seed=1, noise=0.2), make_examples(10, seed=2, noise=0.2)
-    config = TrainConfig(
-        epochs=5, batch_size=8, patience=5, seed=5, ema_decay=0.99, plateau_factor=0.5
-    )
+    config = TrainConfig(epochs=5, batch_size=8, patience=5, seed=5, ema_decay=0.99)
     options = ModelOptions(embedding_dim=8, hidden_size=8)
     a = fit_classifier(train, val, model_options=options, train_config=config)
     b = fit_classifier(train, val, model_options=options, train_config=config)

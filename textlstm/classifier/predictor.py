@@ -4,7 +4,6 @@ bundles and predicts calibrated probabilities. The worker calls exactly `Classif
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,7 +200,3 @@ class Classifier:
             device=device,
             metadata={k: v for k, v in config.items() if k not in reserved},
         )
-
-
-def read_metrics(path: str | Path) -> dict[str, Any]:
-    return json.loads((Path(path) / bundle.METRICS).read_text())

@@ -84,9 +84,6 @@ class Tokenizer:
         get = self._index.get
         return [get(tok, UNK_ID) for tok in tokens]
 
-    def decode(self, ids: Iterable[int]) -> list[str]:
-        return [self.vocab[i] for i in ids]
-
     def token_id(self, token: str) -> int:
         return self._index.get(token, UNK_ID)
 

@@ -36,7 +36,6 @@ class TrainConfig:
     class_weights: bool = False
     word_dropout: float = 0.1  # share of real tokens replaced by <unk>: teaches unseen words
     ema_decay: float | None = 0.995  # per-step decay of a weight average that is validated/kept
-    plateau_factor: float | None = None  # multiply the learning rate by this after a flat epoch
     bucket_window: int = 50
     seed: int = 13
     max_steps_per_epoch: int | None = None  # set by --dry-run

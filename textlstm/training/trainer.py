@@ -181,11 +181,6 @@ def train(
             best_state = copy.deepcopy(scored.state_dict())
         else:
             stale += 1
-            if config.plateau_factor:
-                # A validation plateau usually means the step is too big to settle into the
-                # minimum: shrink it before giving up.
-                for group in optimizer.param_groups:
-                    group["lr"] *= config.plateau_factor
         stats = EpochStats(
             epoch=epoch,
             train_loss=total_loss / max(seen, 1),
