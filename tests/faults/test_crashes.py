@@ -8,7 +8,7 @@ test's own Redis holds nothing queued or unacked.
   transport can still lose a message popped by BRPOP but not yet written to its unacked hash
   (celery/celery#7950): a job that stops making progress is recovered the way an operator
   would, `jobs requeue` with the producer's texts, and a warning says how many items needed
-  it (in two runs: one 4-item message per run of five kills).
+  it (one 4-item message in each of four runs of five kills).
 - A worker stopped with SIGSTOP past the visibility timeout while holding messages: another
   worker gets them and finishes the job; when the stuck one resumes and commits the same items
   again, the database keeps one row each and the counters do not move.
@@ -17,9 +17,7 @@ test's own Redis holds nothing queued or unacked.
 from __future__ import annotations
 
 import signal
-import time
 import uuid
-import warnings
 from pathlib import Path
 
 import pytest
@@ -28,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.e2e.conftest import submit, wait_job
 from tests.e2e.test_worker import texts
 from tests.faults.services import OwnRedis, assert_exactly_once, assert_queue_drained
-from tests.faults.workers import Fleet, row_count, wait_until
+from tests.faults.workers import Fleet, recover_stalled, row_count, wait_until
 from textlstm.settings import Settings
 
 pytestmark = [
@@ -42,44 +40,6 @@ def fleet(worker_env: dict[str, str], own_redis: OwnRedis, tmp_path: Path):  # t
     f = Fleet({**worker_env, "TEXTLSTM_BROKER_URL": own_redis.url}, tmp_path)
     yield f
     f.close()
-
-
-def recover_stalled(
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    jobs: dict[uuid.UUID, int],
-    inputs: dict[uuid.UUID, list[str]],
-    stall_s: float = 20.0,
-) -> int:
-    """Wait until every job is finished or nothing was stored for `stall_s` (the visibility
-    timeout is 4 s, the restore interval 1 s); requeue the missing items of stalled jobs from
-    the producer's texts. Returns how many items had to be requeued (0 when nothing was lost)."""
-    from textlstm.recovery import requeue_job
-
-    deadline = time.monotonic() + 240
-    last, changed = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        counts = {j: row_count(session_factory, j) for j in jobs}
-        if all(counts[j] == n for j, n in jobs.items()):
-            return 0
-        if sum(counts.values()) != last:
-            last, changed = sum(counts.values()), time.monotonic()
-        elif time.monotonic() - changed > stall_s:
-            break
-        time.sleep(0.25)
-    requeued = 0
-    for job in jobs:
-        report = requeue_job(job, settings=settings, input_texts=inputs[job])
-        assert not report.lost
-        requeued += report.sent
-        if report.from_input:
-            warnings.warn(
-                f"job {job}: {report.from_input} item(s) were in no queue and no unacked entry "
-                f"(lost by the broker; {report.from_broker} more were unacked); requeued from "
-                "the producer's texts",
-                stacklevel=1,
-            )
-    return requeued
 
 
 def test_sigkill_mid_batch_five_times_with_two_workers(

@@ -6,9 +6,10 @@
   timeout (4 s) passed during the outage are redelivered and stored once.
 - Redis restarted mid-run (a redis-server the test owns, `--appendonly yes --appendfsync
   always`, the compose setting being `everysec`): queued messages and kombu's unacked hash are
-  in the append-only file, so the job finishes with nothing lost; workers reconnect by
-  themselves. What does not survive: with persistence off, every queued message (see
-  test_recovery.py for how `jobs requeue` recovers that).
+  in the append-only file, so the job finishes with nothing lost but (rarely) the one message
+  kombu had popped at that instant, which is requeued from the producer's texts with a
+  warning (docs/reliability.md); workers reconnect by themselves. What does not survive:
+  with persistence off, every queued message (test_recovery.py shows `jobs requeue` then).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.e2e.conftest import submit, wait_job
 from tests.e2e.proxy import TcpProxy
 from tests.e2e.test_worker import texts
 from tests.faults.services import OwnRedis, assert_exactly_once, assert_queue_drained
-from tests.faults.workers import Fleet, row_count, wait_until
+from tests.faults.workers import Fleet, recover_stalled, row_count, wait_until
 from textlstm.settings import Settings
 
 pytestmark = [
@@ -86,23 +87,23 @@ def test_redis_restarted_mid_run_with_append_only_persistence(
     settings = e2e_settings.model_copy(update={"broker_url": own_redis.url})
     try:
         # Queued before any worker exists: all of it must survive the restarts.
-        early = submit(settings, texts(400, seed=141), per_message=4)
+        inputs = {"early": texts(400, seed=141), "main": texts(12_000, seed=142)}
+        early = submit(settings, inputs["early"], per_message=4)
         fleet.start("--batch-max-items", "16")
         fleet.start("--batch-max-items", "16")
-        n = 3000
-        job = submit(settings, texts(n, seed=142), per_message=2)
-        jobs: dict[uuid.UUID, int] = {early: 400, job: n}
+        job = submit(settings, inputs["main"], per_message=3)  # 4,000 messages
+        jobs: dict[uuid.UUID, int] = {early: 400, job: 12_000}
         wait_until(lambda: row_count(session_factory, job) >= 200, 120, "the job under way")
-        c = own_redis.client()
-        queued, unacked = c.llen(settings.queue), c.hlen("unacked")
-        c.close()
         own_redis.stop()  # Redis goes away mid-run (a managed restart)...
-        assert row_count(session_factory, job) < n, "the restart must land mid-run"
+        assert row_count(session_factory, job) < 12_000, "the restart must land mid-run"
         time.sleep(2.0)  # ...stays away long enough for every worker to notice...
         own_redis.start()  # ...and comes back with its append-only file
         c = own_redis.client()
-        assert c.llen(settings.queue) + c.hlen("unacked") > 0
-        assert queued + unacked > 0
+        assert c.llen(settings.queue) + c.hlen("unacked") > 0, "the AOF kept the backlog"
+        # A message popped (BRPOP) at the instant Redis went away can be lost in kombu
+        # (docs/reliability.md): recovered from the producer's texts, with a warning.
+        texts_by_job = {early: inputs["early"], job: inputs["main"]}
+        recover_stalled(settings, session_factory, jobs, texts_by_job)
         for j in jobs:
             wait_job(settings, j, timeout=180)
         assert_exactly_once(session_factory, jobs)

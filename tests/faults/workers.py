@@ -6,6 +6,7 @@ import os
 import signal
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.e2e.conftest import WorkerProc
+from textlstm.settings import Settings
 
 
 class Fleet:
@@ -58,3 +60,41 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def recover_stalled(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    jobs: dict[uuid.UUID, int],
+    inputs: dict[uuid.UUID, list[str]],
+    stall_s: float = 20.0,
+) -> int:
+    """Wait until every job is finished or nothing was stored for `stall_s` (the visibility
+    timeout is 4 s, the restore interval 1 s); requeue the missing items of stalled jobs from
+    the producer's texts. Returns how many items had to be requeued (0 when nothing was lost)."""
+    from textlstm.recovery import requeue_job
+
+    deadline = time.monotonic() + 240
+    last, changed = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        counts = {j: row_count(session_factory, j) for j in jobs}
+        if all(counts[j] == n for j, n in jobs.items()):
+            return 0
+        if sum(counts.values()) != last:
+            last, changed = sum(counts.values()), time.monotonic()
+        elif time.monotonic() - changed > stall_s:
+            break
+        time.sleep(0.25)
+    requeued = 0
+    for job in jobs:
+        report = requeue_job(job, settings=settings, input_texts=inputs[job])
+        assert not report.lost
+        requeued += report.sent
+        if report.from_input:
+            warnings.warn(
+                f"job {job}: {report.from_input} item(s) were in no queue and no unacked entry "
+                f"(lost by the broker; {report.from_broker} more were unacked); requeued from "
+                "the producer's texts",
+                stacklevel=1,
+            )
+    return requeued
