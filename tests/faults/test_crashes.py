@@ -8,7 +8,7 @@ test's own Redis holds nothing queued or unacked.
   transport can still lose a message popped by BRPOP but not yet written to its unacked hash
   (celery/celery#7950): a job that stops making progress is recovered the way an operator
   would, `jobs requeue` with the producer's texts, and a warning says how many items needed
-  it (one 4-item message in each of four runs of five kills).
+  it (one or two 4-item messages in each of five runs of five kills).
 - A worker stopped with SIGSTOP past the visibility timeout while holding messages: another
   worker gets them and finishes the job; when the stuck one resumes and commits the same items
   again, the database keeps one row each and the counters do not move.
