@@ -138,8 +138,8 @@ def test_c_sigkill_mid_run_then_another_worker_stores_every_item_once(
         st = wait_job(e2e_settings, job, timeout=60)
     except TimeoutError:
         # kombu's Redis transport can lose the message popped (BRPOP) but not yet recorded as
-        # unacked at the instant of the kill (docs/reliability.md). Resending the job with the
-        # same id is the documented recovery: only the missing items are stored.
+        # unacked at the instant of the kill (README.md, "Known limitation"). Resending the job
+        # with the same id is the documented recovery: only the missing items are stored.
         from textlstm.client import Client
 
         Client(e2e_settings.model_copy(update={"message_max_items": 4})).submit(

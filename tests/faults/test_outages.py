@@ -8,7 +8,7 @@
   always`, the compose setting being `everysec`): queued messages and kombu's unacked hash are
   in the append-only file, so the job finishes with nothing lost but (rarely) the one message
   kombu had popped at that instant, which is requeued from the producer's texts with a
-  warning (docs/reliability.md); workers reconnect by themselves. What does not survive:
+  warning (README.md, "Known limitation"); workers reconnect by themselves. What does not survive:
   with persistence off, every queued message (test_recovery.py shows `jobs requeue` then).
 """
 
@@ -101,7 +101,7 @@ def test_redis_restarted_mid_run_with_append_only_persistence(
         c = own_redis.client()
         assert c.llen(settings.queue) + c.hlen("unacked") > 0, "the AOF kept the backlog"
         # A message popped (BRPOP) at the instant Redis went away can be lost in kombu
-        # (docs/reliability.md): recovered from the producer's texts, with a warning.
+        # (README.md, "Known limitation"): recovered from the producer's texts, with a warning.
         texts_by_job = {early: inputs["early"], job: inputs["main"]}
         recover_stalled(settings, session_factory, jobs, texts_by_job)
         for j in jobs:
