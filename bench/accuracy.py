@@ -90,7 +90,7 @@ def run_dataset(folder: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     predict_seconds = time.perf_counter() - t0
     predicted = [p.label or "" for p in preds]
     truth = test_set.labels
-    examples_seen = sum(1 for _ in train_ex) * len(result.report.history)
+    examples_seen = len(train_ex) * len(result.report.history)
 
     base_pred, base_seconds = tfidf_baseline(
         [e.text for e in train_set.examples], train_set.labels, test_set.texts
