@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     #: Redis: how often a worker sweeps for messages whose visibility timeout has expired
     #: (messages of a killed worker come back after timeout + at most this).
     worker_restore_interval_s: float = Field(default=10.0, gt=0)
+    #: Redis: how long an idle worker waits on one queue before looking at all of its queues
+    #: again (the atomic pop cannot block; see README "Nothing lost"). A message on the queue
+    #: that last had work wakes it at once; one on another queue waits at most this long.
+    worker_idle_poll_ms: int = Field(default=25, ge=1, le=1000)
     #: First and longest pause between retries while the database is unreachable.
     worker_db_retry_initial_s: float = Field(default=0.5, gt=0)
     worker_db_retry_max_s: float = Field(default=10.0, gt=0)

@@ -21,15 +21,35 @@ opens no connection; the worker process reads them when it starts.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 
 from textlstm.settings import Settings, get_settings
 
 
+def broker_transport(broker_url: str) -> dict[str, Any]:
+    """On Redis, our transport whose pop cannot lose a message (`worker.transport`).
+
+    Naming the transport class stops kombu from reading the URL's scheme, so the one thing
+    the scheme decides, TLS for `rediss://`, is said here: certificates are verified against
+    the system's trust store unless the URL's `ssl_*` options say otherwise (kombu's own
+    default for a bare `rediss://` is not to verify).
+    """
+    scheme = urlsplit(broker_url).scheme
+    if scheme not in ("redis", "rediss"):
+        return {}
+    extra: dict[str, Any] = {"broker_transport": "worker.transport:Transport"}
+    if scheme == "rediss":
+        extra["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return extra
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     return {
+        **broker_transport(settings.broker_url),
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
@@ -39,6 +59,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # BRPOP lists the queues in the order of --queues, every time (kombu's default
             # rotates them for fairness): high, then normal, then bulk (textlstm.queues).
             "queue_order_strategy": "priority",
+            "idle_poll_interval": settings.worker_idle_poll_ms / 1000,
         },
         "result_backend": None,
         "task_ignore_result": True,

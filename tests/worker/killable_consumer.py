@@ -1,0 +1,38 @@
+"""A bare kombu consumer for tests/worker/test_transport.py, run as a subprocess and killed.
+
+It writes each message's id to a file *before* acking it, so after any kill every id is in the
+file, in the queue or in the `unacked` hash (the invariant the test checks). Usage:
+python -m tests.worker.killable_consumer URL QUEUE OUTFILE [TRANSPORT]
+(the unacked hash and index are named after QUEUE, as in test_transport.connect).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from kombu import Consumer, Queue
+
+
+def main() -> None:
+    url, queue, outfile = sys.argv[1:4]
+    transport = sys.argv[4] if len(sys.argv) > 4 else "worker.transport:Transport"
+    from tests.worker.test_transport import connect
+
+    with open(outfile, "a", buffering=1) as out, connect(url, queue, transport) as conn:
+        channel = conn.channel()
+        channel.basic_qos(0, 64, False)
+
+        def on_message(body: dict[str, int], message: object) -> None:
+            out.write(f"{body['i']}\n")  # line-buffered: in the file before the ack
+            message.ack()  # type: ignore[attr-defined]
+
+        with Consumer(channel, [Queue(queue)], callbacks=[on_message], accept=["json"]):
+            while True:
+                try:
+                    conn.drain_events(timeout=1)
+                except TimeoutError:
+                    pass
+
+
+if __name__ == "__main__":
+    main()
