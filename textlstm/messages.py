@@ -20,6 +20,16 @@ Message body (schema_version 1), sent as the only positional argument of the Cel
                                                        # are stored as `expired`
 
 `priority` and `deadline` were added without a schema bump: older workers ignore unknown keys.
+
+Schema version 2 is an envelope that carries parts of several jobs in one broker message, so a
+producer of many small jobs pays the broker's per-message cost once per envelope, not once per
+job (`textlstm.producer.Producer` coalesces them, as Kafka producers do with `linger.ms`)::
+
+    {"schema_version": 2,
+     "messages": [<a version 1 message>, <a version 1 message>, …]}   # 1..message_max_items
+
+Each part is validated on its own: a bad part is rejected (and recorded on its job) while the
+others are classified. Workers read both versions.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ from textlstm.queues import PRIORITIES
 from textlstm.store.refs import parse_model_ref
 
 SCHEMA_VERSION = 1
+#: The envelope of parts of several jobs (see the module docstring).
+ENVELOPE_VERSION = 2
 #: The stable Celery task name workers register and producers send to.
 TASK_NAME = "textlstm.classify"
 MAX_ID_CHARS = 256
@@ -332,3 +344,48 @@ def parse_message(body: Any, *, limits: Limits) -> ClassifyMessage:
         check_priority(body.get("priority") or "normal"),
         _timestamp(body.get("deadline"), "deadline"),
     )
+
+
+def envelope(messages: Sequence[ClassifyMessage]) -> dict[str, Any]:
+    """The version 2 body carrying `messages` (parts of one or several jobs)."""
+    return {"schema_version": ENVELOPE_VERSION, "messages": [m.to_json() for m in messages]}
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A received body: the valid messages, and each invalid part with why it was refused."""
+
+    messages: tuple[ClassifyMessage, ...]
+    rejected: tuple[tuple[Any, ValidationError], ...] = ()
+
+
+def parse_body(body: Any, *, limits: Limits) -> Parsed:
+    """Validate a version 1 message or a version 2 envelope.
+
+    A version 1 message that fails raises ValidationError (the whole message is refused). In an
+    envelope each part stands alone, so one bad part never costs its neighbours; only an
+    envelope whose shape is wrong raises.
+    """
+    if not isinstance(body, Mapping) or body.get("schema_version") != ENVELOPE_VERSION:
+        return Parsed((parse_message(body, limits=limits),))
+    parts = body.get("messages")
+    if not isinstance(parts, list) or not parts:
+        raise ValidationError("envelope field 'messages' must be a non-empty list")
+    if len(parts) > limits.message_max_items:
+        raise ValidationError(
+            f"envelope carries {len(parts)} messages; the limit is {limits.message_max_items} "
+            "(TEXTLSTM_MESSAGE_MAX_ITEMS)"
+        )
+    ok: list[ClassifyMessage] = []
+    rejected: list[tuple[Any, ValidationError]] = []
+    for n, part in enumerate(parts):
+        try:
+            if isinstance(part, Mapping) and part.get("schema_version") != SCHEMA_VERSION:
+                raise ValidationError(
+                    f"must be a schema_version {SCHEMA_VERSION} message, got "
+                    f"{part.get('schema_version')!r:.20}"
+                )
+            ok.append(parse_message(part, limits=limits))
+        except ValidationError as exc:
+            rejected.append((part, ValidationError(f"envelope part {n}: {exc}")))
+    return Parsed(tuple(ok), tuple(rejected))

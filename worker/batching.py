@@ -5,7 +5,9 @@ same hook). Ours decodes and validates the message, adds its items to the Batche
 a micro-batch is full or its oldest item has waited `max_wait`, runs it through the task (which
 calls `textlstm.serving.service.classify_batch`: predict, then one transaction). Messages are
 acked only when all their items are committed; a malformed message is rejected at once with a
-logged reason (and recorded on its job when the job id can be read).
+logged reason (and recorded on its job when the job id can be read). A version 2 envelope (parts
+of several jobs, `textlstm.messages.parse_body`) enters the batcher as one entry per part that
+share one ack; a bad part is refused alone.
 
 Everything runs in the consumer's own process and thread (pool `solo`), so a forward pass
 simply pauses consumption; prefetch keeps the next messages coming. On warm shutdown the
@@ -23,7 +25,7 @@ from typing import Any
 from celery import bootsteps
 
 from textlstm.errors import ValidationError
-from textlstm.messages import ClassifyMessage, Limits, parse_message
+from textlstm.messages import ClassifyMessage, Limits, parse_body
 from textlstm.serving.batcher import Batcher, MicroBatch
 from textlstm.serving.metrics import get_metrics
 from textlstm.serving.rejects import salvage
@@ -33,12 +35,20 @@ log = logging.getLogger("textlstm.worker")
 
 
 class _Handle:
-    """What the batcher keeps per message: how to ack it."""
+    """What the batcher keeps per message: how to ack it. A version 2 envelope is added to the
+    batcher as several messages (one per job part) sharing one handle: it is acked when the
+    last of its parts is committed."""
 
-    __slots__ = ("message",)
+    __slots__ = ("message", "parts")
 
-    def __init__(self, message: Any) -> None:
+    def __init__(self, message: Any, parts: int = 1) -> None:
         self.message = message
+        self.parts = parts
+
+    def part_done(self) -> bool:
+        """Count one part committed; True when the whole broker message is."""
+        self.parts -= 1
+        return self.parts <= 0
 
     def ack(self) -> None:
         # Directly, not via the hub's call_soon: on shutdown the loop no longer runs callbacks.
@@ -80,6 +90,11 @@ def ack_all(handles: list[_Handle]) -> None:
                 m._state = "ACK"
         except Exception as exc:  # noqa: BLE001 - redelivered later, stored idempotently
             log.warning("could not ack %d message(s): %s", len(messages), exc)
+
+
+def finished(handles: list[_Handle]) -> list[_Handle]:
+    """The handles, among those of completed batcher entries, whose every part is done."""
+    return [h for h in handles if h.part_done()]
 
 
 def with_header_deadline(msg: ClassifyMessage, message: Any) -> ClassifyMessage:
@@ -127,23 +142,40 @@ class MicroBatchConsumer:
                 raise ValidationError(
                     "the task takes exactly one positional argument (the message) and no kwargs"
                 )
-            msg = with_header_deadline(parse_message(args[0], limits=self.limits), message)
+            parsed = parse_body(args[0], limits=self.limits)
         except Exception as exc:  # noqa: BLE001 - any undecodable message is rejected
             self._reject(message, exc)
             return
-        self.batcher.add(msg, _Handle(message), time.monotonic())
+        for part, exc in parsed.rejected:  # bad parts of an envelope; their neighbours go on
+            if self._refuse(message, exc, part) is False:
+                return  # shutting down: nothing acked, the whole envelope is redelivered
+        if not parsed.messages:
+            self._reject_message(message)
+            return
+        handle = _Handle(message, parts=len(parsed.messages))
+        now = time.monotonic()
+        for msg in parsed.messages:
+            self.batcher.add(with_header_deadline(msg, message), handle, now)
         self.flush()
         self._arm_timer()
 
     def _reject(self, message: Any, exc: Exception) -> None:
-        reason = str(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
-        found = None
+        """Refuse a whole broker message: record why on its job (if readable), then reject."""
+        part = None
         try:
             body = message.decode()
             args = body[0] if isinstance(body, list | tuple) and body else None
-            found = salvage(args[0] if isinstance(args, list | tuple) and args else None)
+            part = args[0] if isinstance(args, list | tuple) and args else None
         except Exception:  # noqa: BLE001 - nothing readable
             pass
+        if self._refuse(message, exc, part) is not False:
+            self._reject_message(message)
+
+    def _refuse(self, message: Any, exc: Exception, part: Any) -> bool | None:
+        """Log and record the refusal of one message body (or envelope part) on its job.
+        False when shutdown interrupted the recording (then nothing may be acked)."""
+        reason = str(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+        found = salvage(part) if part is not None else None
         job = found.job_id if found else None
         get_metrics().rejected.inc()
         log.error(
@@ -163,9 +195,13 @@ class MicroBatchConsumer:
                 if n:
                     log.info("job %s: %d item(s) stored as errors (rejected message)", job, n)
             except ShutdownRequested:
-                return  # not acked: redelivered to the next worker, rejected there
+                return False  # not acked: redelivered to the next worker, rejected there
             except Exception:
                 log.exception("job %s: could not record the rejection", job)
+        return None
+
+    @staticmethod
+    def _reject_message(message: Any) -> None:
         try:
             message.reject(requeue=False)
         except Exception as exc:  # noqa: BLE001
@@ -199,7 +235,7 @@ class MicroBatchConsumer:
         try:
             report = self.task.run_batch(batch)
         except ShutdownRequested as exc:
-            held = self.batcher.drop_all()
+            held = {id(h) for h in self.batcher.drop_all()}
             log.warning("%s; %d message(s) left unacked for redelivery", exc, len(held))
             return False
         except Exception:
@@ -208,7 +244,7 @@ class MicroBatchConsumer:
                 report = self.task.run_batch(batch, fail_reason="internal error in the worker")
             except Exception:
                 log.exception("could not store the errors either; rejecting the messages")
-                for handle in self.batcher.complete(batch):
+                for handle in finished(self.batcher.complete(batch)):
                     try:
                         handle.message.reject(requeue=False)
                     except Exception as exc:  # noqa: BLE001 - redelivered later
@@ -236,7 +272,7 @@ class MicroBatchConsumer:
             report.db_attempts,
             self.items / self.batches,
         )
-        ack_all(self.batcher.complete(batch))
+        ack_all(finished(self.batcher.complete(batch)))
         return True
 
     def drain(self) -> None:
@@ -257,7 +293,7 @@ def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Any:
     old = getattr(task, "_batching", None)
     if old is not None:
         # Reconnected: deliveries on the old channel cannot be acked; the broker restores them.
-        dropped = old.batcher.drop_all()
+        dropped = {id(h) for h in old.batcher.drop_all()}
         if dropped:
             log.warning("reconnected: %d buffered message(s) will be redelivered", len(dropped))
     task.runtime  # noqa: B018 - build device, engine and model cache now, before any message
