@@ -140,6 +140,41 @@ def _publish(
         app.close()
 
 
+def prepare_job(
+    settings: Settings,
+    texts: Iterable[str | Mapping[str, Any]],
+    *,
+    model: str | None,
+    metadata: Mapping[str, Any] | None,
+    job_id: str | uuid.UUID | None,
+    priority: str,
+    deadline: datetime | None,
+    expires: float | timedelta | None,
+) -> list[ClassifyMessage]:
+    """Validate a whole job the way every producer does (`Client.submit`, `Producer.submit`)
+    and split it into messages: model default, job id, deadline from `expires`."""
+    jid = parse_job_id(job_id) if job_id is not None else uuid.uuid4()
+    model = model or settings.default_model
+    if not model:
+        raise ValidationError("no model given: pass model=... or set TEXTLSTM_DEFAULT_MODEL")
+    now = datetime.now(UTC)
+    if expires is not None:
+        if deadline is not None:
+            raise ValidationError("give deadline or expires, not both")
+        seconds = expires.total_seconds() if isinstance(expires, timedelta) else expires
+        deadline = now + timedelta(seconds=float(seconds))
+    return build_messages(
+        texts,
+        job_id=jid,
+        model=model,
+        metadata=metadata,
+        limits=Limits.from_settings(settings),
+        submitted_at=now,
+        priority=priority,
+        deadline=deadline,
+    )
+
+
 def _status_from(job: Any, model: str | None) -> JobStatus:
     return JobStatus(
         job_id=job.id,
@@ -189,26 +224,17 @@ class Client:
         ("refuse" or "block") and `full_timeout` override the backpressure settings for this
         call; QueueFullError says what happened.
         """
-        jid = parse_job_id(job_id) if job_id is not None else uuid.uuid4()
-        model = model or self.settings.default_model
-        if not model:
-            raise ValidationError("no model given: pass model=... or set TEXTLSTM_DEFAULT_MODEL")
-        now = datetime.now(UTC)
-        if expires is not None:
-            if deadline is not None:
-                raise ValidationError("give deadline or expires, not both")
-            seconds = expires.total_seconds() if isinstance(expires, timedelta) else expires
-            deadline = now + timedelta(seconds=float(seconds))
-        messages = build_messages(
+        messages = prepare_job(
+            self.settings,
             texts,
-            job_id=jid,
             model=model,
             metadata=metadata,
-            limits=Limits.from_settings(self.settings),
-            submitted_at=now,
+            job_id=job_id,
             priority=priority,
             deadline=deadline,
+            expires=expires,
         )
+        jid = messages[0].job_id
         queue = queue_for(self.settings.queue, priority)
         if on_full not in (None, "refuse", "block"):
             raise ValidationError(f"on_full must be 'refuse' or 'block', got {on_full!r}")

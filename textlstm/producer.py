@@ -31,7 +31,7 @@ import uuid
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from textlstm.errors import BrokerError, ValidationError
@@ -39,9 +39,7 @@ from textlstm.messages import (
     TASK_NAME,
     ClassifyMessage,
     Limits,
-    build_messages,
     envelope,
-    parse_job_id,
 )
 from textlstm.queues import queue_for
 from textlstm.settings import Settings, get_settings, mask_url
@@ -121,26 +119,19 @@ class Producer:
         self._raise_pending()
         if self._closed:
             raise ValidationError("this Producer is closed")
-        jid = parse_job_id(job_id) if job_id is not None else uuid.uuid4()
-        model = model or self.settings.default_model
-        if not model:
-            raise ValidationError("no model given: pass model=... or set TEXTLSTM_DEFAULT_MODEL")
-        now = datetime.now(UTC)
-        if expires is not None:
-            if deadline is not None:
-                raise ValidationError("give deadline or expires, not both")
-            seconds = expires.total_seconds() if isinstance(expires, timedelta) else expires
-            deadline = now + timedelta(seconds=float(seconds))
-        messages = build_messages(
+        from textlstm.client import prepare_job
+
+        messages = prepare_job(
+            self.settings,
             texts,
-            job_id=jid,
             model=model,
             metadata=metadata,
-            limits=self.limits,
-            submitted_at=now,
+            job_id=job_id,
             priority=priority,
             deadline=deadline,
+            expires=expires,
         )
+        model, jid = messages[0].model, messages[0].job_id
         if self.record_jobs and model not in self._models:
             self._check_model(model)
         queue = queue_for(self.settings.queue, priority)
