@@ -6,9 +6,9 @@
   timeout (4 s) passed during the outage are redelivered and stored once.
 - Redis restarted mid-run (a redis-server the test owns, `--appendonly yes --appendfsync
   always`, the compose setting being `everysec`): queued messages and kombu's unacked hash are
-  in the append-only file, so the job finishes with nothing lost but (rarely) the one message
-  kombu had popped at that instant, which is requeued from the producer's texts with a
-  warning (README.md, "Known limitation"); workers reconnect by themselves. What does not survive:
+  in the append-only file (worker.transport pops and records a message as unacked in one
+  step), so the job finishes with nothing lost and nothing resent; workers reconnect by
+  themselves. What does not survive:
   with persistence off, every queued message (test_recovery.py shows `jobs requeue` then).
 """
 
@@ -57,10 +57,12 @@ def test_postgresql_unreachable_for_ten_seconds_mid_run(
         job = submit(settings, texts(n, seed=140), per_message=4)
         wait_until(lambda: row_count(session_factory, job) >= 300, 120, "the job under way")
         proxy.pause()
-        cut_at = row_count(session_factory, job)  # read directly, not through the proxy
-        assert cut_at < n, "the outage must land mid-run"
         started = time.monotonic()
         wait_until(lambda: fleet.logs().count("failed (attempt") >= 4, 30, "both workers retrying")
+        # Counted once both workers are retrying: a COMMIT whose bytes crossed the proxy just
+        # before the pause still lands on the server, and its worker only learns of it later.
+        cut_at = row_count(session_factory, job)  # read directly, not through the proxy
+        assert cut_at < n, "the outage must land mid-run"
         time.sleep(max(0.0, 10 - (time.monotonic() - started)))  # the outage lasts ~10 s
         assert row_count(session_factory, job) == cut_at, "nothing stored while it was down"
         proxy.resume()
@@ -89,9 +91,11 @@ def test_redis_restarted_mid_run_with_append_only_persistence(
         # Queued before any worker exists: all of it must survive the restarts.
         inputs = {"early": texts(400, seed=141), "main": texts(12_000, seed=142)}
         early = submit(settings, inputs["early"], per_message=4)
-        fleet.start("--batch-max-items", "16")
-        fleet.start("--batch-max-items", "16")
+        # Submitted before the workers start too: submitting 4,000 messages takes long enough
+        # for two workers to finish them as they arrive, and the restart must land mid-run.
         job = submit(settings, inputs["main"], per_message=3)  # 4,000 messages
+        fleet.start("--batch-max-items", "16")
+        fleet.start("--batch-max-items", "16")
         jobs: dict[uuid.UUID, int] = {early: 400, job: 12_000}
         wait_until(lambda: row_count(session_factory, job) >= 200, 120, "the job under way")
         own_redis.stop()  # Redis goes away mid-run (a managed restart)...
