@@ -129,10 +129,12 @@ class MicroBatchConsumer:
         self._flushing = False
         self.batches = 0
         self.items = 0
+        self._decode_s = 0.0  # decoding and validating messages since the last batch log
 
     # -- receiving -----------------------------------------------------------------------
 
     def on_message(self, message: Any) -> None:
+        started = time.perf_counter()
         try:
             body = message.decode()  # enforces accept_content (JSON only)
             if not (isinstance(body, list | tuple) and len(body) == 3):
@@ -153,6 +155,7 @@ class MicroBatchConsumer:
             self._reject_message(message)
             return
         handle = _Handle(message, parts=len(parsed.messages))
+        self._decode_s += time.perf_counter() - started
         now = time.monotonic()
         for msg in parsed.messages:
             self.batcher.add(with_header_deadline(msg, message), handle, now)
@@ -258,7 +261,8 @@ class MicroBatchConsumer:
             log.exception("could not record metrics")
         log.info(
             "batch size=%d messages=%d tokens=%d model=%s ok=%d errors=%d inserted=%d "
-            "duplicates=%d forward_ms=%.1f db_ms=%.1f db_attempts=%d mean_size=%.2f",
+            "duplicates=%d forward_ms=%.1f db_ms=%.1f db_attempts=%d mean_size=%.2f "
+            "tokenize_ms=%.1f decode_ms=%.1f",
             report.items,
             report.messages,
             report.tokens,
@@ -271,7 +275,10 @@ class MicroBatchConsumer:
             report.db_ms,
             report.db_attempts,
             self.items / self.batches,
+            report.tokenize_ms,
+            self._decode_s * 1000,
         )
+        self._decode_s = 0.0
         ack_all(finished(self.batcher.complete(batch)))
         return True
 

@@ -40,3 +40,14 @@ def test_long_text_is_truncated_to_max_length(tiny_classifier: Classifier) -> No
     expected = tiny_classifier.predict([head])[0]
     assert pred.label == expected.label
     assert abs(pred.score - expected.score) < 1e-6  # type: ignore[operator]
+
+
+def test_timings_split_tokenizing_from_the_network_and_accumulate(
+    tiny_classifier: Classifier,
+) -> None:
+    timings: dict[str, float] = {"tokenize_s": 1.0}
+    plain = tiny_classifier.predict(["goal striker cup"] * 50)
+    timed = tiny_classifier.predict(["goal striker cup"] * 50, timings=timings)
+    assert [p.label for p in timed] == [p.label for p in plain]
+    assert timings["tokenize_s"] > 1.0  # added to what was there
+    assert 0.0 < timings["forward_s"] < 60.0

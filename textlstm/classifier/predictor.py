@@ -4,6 +4,7 @@ bundles and predicts calibrated probabilities. The worker calls exactly `Classif
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,16 +93,29 @@ class Classifier:
         return self._probabilities(self.encode(texts), batch_size, max_tokens)
 
     def predict(
-        self, texts: Sequence[str], *, batch_size: int = 128, max_tokens: int | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 128,
+        max_tokens: int | None = None,
+        timings: dict[str, float] | None = None,
     ) -> list[Prediction]:
         """Label, top score and probabilities keyed by label name, in input order.
 
         Texts longer than `max_length` tokens are classified on their first `max_length`
         tokens (`truncated=True`). Blank or whitespace-only texts get no label and an `error`.
+        With `timings`, the seconds spent tokenizing and in the network (padding, forward,
+        softmax) are added to its `tokenize_s` and `forward_s`: the worker's stage split.
         """
+        started = time.perf_counter()
         tokens = [self.tokenizer.tokenize(t) for t in texts]
         sequences = [self.tokenizer.ids(t[: self.max_length]) for t in tokens]
+        tokenized = time.perf_counter()
         probs = self._probabilities(sequences, batch_size, max_tokens)
+        if timings is not None:
+            timings["tokenize_s"] = timings.get("tokenize_s", 0.0) + tokenized - started
+            forward = time.perf_counter() - tokenized
+            timings["forward_s"] = timings.get("forward_s", 0.0) + forward
         out: list[Prediction] = []
         for toks, row in zip(tokens, probs, strict=True):
             if not toks:

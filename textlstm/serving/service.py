@@ -44,7 +44,7 @@ class BatchReport:
     errors: int
     inserted: int
     duplicates: int
-    forward_ms: float
+    forward_ms: float  # the whole model step: tokenize_ms + the network
     db_ms: float
     db_attempts: int
     skipped_jobs: tuple[str, ...] = ()
@@ -52,6 +52,7 @@ class BatchReport:
     #: Seconds from submission to the start of this batch, per item that was submitted with a
     #: timestamp (the queue-wait metric).
     queue_wait_s: tuple[float, ...] = ()
+    tokenize_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -66,20 +67,28 @@ class ItemOutcome:
 
 
 def predict_isolated(
-    classifier: Any, texts: Sequence[str], *, batch_size: int, max_tokens: int | None
+    classifier: Any,
+    texts: Sequence[str],
+    *,
+    batch_size: int,
+    max_tokens: int | None,
+    timings: dict[str, float] | None = None,
 ) -> list[ItemOutcome]:
     """`Classifier.predict` on the whole batch; if it raises, bisect so that only the items
     that fail on their own become errors (also what an out-of-memory batch needs)."""
     try:
-        preds = classifier.predict(list(texts), batch_size=batch_size, max_tokens=max_tokens)
+        preds = classifier.predict(
+            list(texts), batch_size=batch_size, max_tokens=max_tokens, timings=timings
+        )
     except Exception as exc:  # noqa: BLE001 - contained per item below
         if len(texts) == 1:
             log.warning("item failed in the model: %s", exc, exc_info=True)
             return [ItemOutcome(error=f"model failed on this text: {type(exc).__name__}: {exc}")]
         mid = len(texts) // 2
-        return predict_isolated(
-            classifier, texts[:mid], batch_size=batch_size, max_tokens=max_tokens
-        ) + predict_isolated(classifier, texts[mid:], batch_size=batch_size, max_tokens=max_tokens)
+        half = {"batch_size": batch_size, "max_tokens": max_tokens, "timings": timings}
+        return predict_isolated(classifier, texts[:mid], **half) + predict_isolated(
+            classifier, texts[mid:], **half
+        )
     return [
         ItemOutcome(error=p.error)
         if p.label is None
@@ -199,6 +208,7 @@ def classify_batch(
     )
     model: LoadedModel | None = None
     forward_s = 0.0
+    timings: dict[str, float] = {}
 
     def predict(live: list[str]) -> list[ItemOutcome]:
         nonlocal model, forward_s
@@ -216,7 +226,9 @@ def classify_batch(
             )
             return [ItemOutcome(error=f"model unavailable: {exc}")] * len(live)
         started = time.perf_counter()
-        out = predict_isolated(model.classifier, live, batch_size=len(live), max_tokens=None)
+        out = predict_isolated(
+            model.classifier, live, batch_size=len(live), max_tokens=None, timings=timings
+        )
         forward_s = time.perf_counter() - started
         return out
 
@@ -255,6 +267,7 @@ def classify_batch(
         skipped_jobs=tuple(skipped),
         expired=expired,
         queue_wait_s=waits,
+        tokenize_ms=timings.get("tokenize_s", 0.0) * 1000,
     )
 
 
