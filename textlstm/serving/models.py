@@ -43,6 +43,22 @@ class _Resolution:
     ref: str
     bundle_sha256: str
     at: float
+    labels: tuple[str, ...] = ()
+
+
+def check_labels(res: _Resolution, classifier: Any) -> None:
+    """Refuse a bundle whose labels are not the ones its registry row lists.
+
+    The hashes prove the bundle is the one the row names, not that the row describes it: a
+    row edited by hand (or a bug) could point at another valid bundle, and rows would then be
+    stored under the wrong label names. Readers of SQL trust the row, so both must agree.
+    """
+    found = tuple(getattr(classifier, "labels", ()))
+    if res.labels and found != res.labels:
+        raise BundleError(
+            f"its registry row lists labels {list(res.labels)} but the bundle "
+            f"{res.bundle_sha256[:12]} has {list(found)}"
+        )
 
 
 def _default_loader(path: Path, device: str) -> Any:
@@ -95,6 +111,7 @@ class ModelCache:
                     session=session, sha256=res.bundle_sha256, cache_dir=self._cache_dir
                 )
             classifier = self._loader(path, self._device)
+            check_labels(res, classifier)
         except (BundleError, NotFoundError, OSError) as exc:  # OSError: cache dir unwritable
             raise ModelUnavailable(f"model {ref} ({res.ref}) cannot be loaded: {exc}") from None
         loaded = LoadedModel(res.version_id, res.ref, res.bundle_sha256, classifier)
@@ -132,7 +149,7 @@ class ModelCache:
         try:
             with self._sessions() as session:
                 mv = resolve(session=session, ref=ref)
-                res = _Resolution(mv.id, mv.ref, mv.bundle_sha256, now)
+                res = _Resolution(mv.id, mv.ref, mv.bundle_sha256, now, tuple(mv.labels))
         except (NotFoundError, ValidationError) as exc:
             self._resolved.pop(ref, None)
             raise ModelUnavailable(str(exc)) from None
