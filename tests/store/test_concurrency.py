@@ -42,3 +42,39 @@ def test_overlapping_batches_from_many_writers(session_factory: sessionmaker[Ses
         job = repo.get_job(session=s, job_id=job_id)
         assert (job.ok_count, job.error_count, job.status) == (total, 0, "done")
         assert len(list(repo.iter_predictions(session=s, job_id=job_id))) == total
+
+
+def test_many_job_batches_from_many_writers(session_factory: sessionmaker[Session]) -> None:
+    """save_batch from 4 writers whose batches overlap on the same one-item and two-item jobs
+    (in opposite orders): every item once, every job's counters exact, no deadlock."""
+    jobs = [uuid.uuid4() for _ in range(40)]
+    size = {j: 1 + n % 2 for n, j in enumerate(jobs)}
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            order = jobs[offset * 10 :] + jobs[: offset * 10]
+            if offset % 2:
+                order.reverse()
+            for start in range(0, len(order), 8):
+                batch = {
+                    j: repo.JobItems("m", size[j], [PredictionRecord(i, "ok", "pos")
+                                                    for i in range(size[j])])
+                    for j in order[start : start + 8]
+                }  # fmt: skip
+                with session_factory.begin() as s:
+                    repo.save_batch(session=s, jobs=batch)
+        except BaseException as exc:  # surfaced in the main thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    with session_factory() as s:
+        for j in jobs:
+            job = repo.get_job(session=s, job_id=j)
+            assert (job.ok_count, job.status) == (size[j], "done")
+            assert len(list(repo.iter_predictions(session=s, job_id=j))) == size[j]

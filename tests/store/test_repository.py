@@ -148,3 +148,50 @@ def test_analyst_view(session: Session) -> None:
         )
     ).all()
     assert [tuple(r) for r in rows] == [(0, "ok", "pos", "partial"), (1, "error", None, "partial")]
+
+
+def test_save_batch_stores_many_jobs_and_advances_each_one(
+    session_factory: sessionmaker[Session],
+) -> None:
+    known, taken = uuid.uuid4(), uuid.uuid4()
+    with session_factory.begin() as s:
+        repo.ensure_job(session=s, job_id=known, model_ref="m", expected=2)
+        repo.save_predictions(session=s, job_id=known, records=[ok(0)])
+        repo.ensure_job(session=s, job_id=taken, model_ref="m", expected=9)
+    singles = [uuid.uuid4() for _ in range(5)]
+    batch = {
+        **{j: repo.JobItems("m", 1, [ok(0)], {"n": i}) for i, j in enumerate(singles)},
+        known: repo.JobItems("m", 2, [ok(0), err(1)]),  # item 0 is a redelivery
+        taken: repo.JobItems("m", 3, [ok(0)]),  # the id belongs to a job of 9 items
+    }
+    with session_factory.begin() as s:
+        out = repo.save_batch(session=s, jobs=batch, model_version_id=None)
+    assert (out.inserted, out.duplicates) == (6, 1)
+    assert list(out.skipped) == [taken] and "already used by a job of 9 items" in out.skipped[taken]
+    with session_factory() as s:
+        for i, j in enumerate(singles):
+            job = repo.get_job(session=s, job_id=j)
+            assert (job.status, job.ok_count, job.expected_count, job.meta) == (
+                "done",
+                1,
+                1,
+                {"n": i},
+            )
+            assert job.finished_at is not None
+        job = repo.get_job(session=s, job_id=known)
+        assert (job.status, job.ok_count, job.error_count) == ("partial", 1, 1)
+        job = repo.get_job(session=s, job_id=taken)
+        assert (job.status, job.ok_count, job.expected_count) == ("queued", 0, 9)
+        assert not list(repo.iter_predictions(session=s, job_id=taken))
+    with session_factory.begin() as s:  # the same batch again: nothing new, counters unchanged
+        again = repo.save_batch(session=s, jobs=batch)
+    assert (again.inserted, again.duplicates) == (0, 7)
+    with session_factory() as s:
+        assert repo.get_job(session=s, job_id=known).ok_count == 1
+
+
+def test_save_batch_refuses_bad_records_before_writing(session: Session) -> None:
+    good, bad = uuid.uuid4(), uuid.uuid4()
+    batch = {good: repo.JobItems("m", 1, [ok(0)]), bad: repo.JobItems("m", 2, [ok(5)])}
+    with pytest.raises(ValidationError, match="outside 0..1"):
+        repo.save_batch(session=session, jobs=batch)

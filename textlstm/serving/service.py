@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from textlstm.errors import ValidationError
 from textlstm.messages import ClassifyMessage
 from textlstm.serving.batcher import MicroBatch
 from textlstm.serving.models import LoadedModel, ModelCache, ModelUnavailable
@@ -155,30 +154,25 @@ def _store(
     jobs: dict[uuid.UUID, tuple[ClassifyMessage, list[PredictionRecord]]],
     model_version_id: int | None,
 ) -> tuple[int, int, list[str]]:
-    inserted = duplicates = 0
-    skipped: list[str] = []
-    for jid, (msg, records) in jobs.items():
-        try:
-            repo.ensure_job(
-                session=session,
-                job_id=jid,
+    outcome = repo.save_batch(
+        session=session,
+        jobs={
+            jid: repo.JobItems(
                 model_ref=msg.model,
                 expected=msg.total,
+                records=records,
                 metadata=msg.metadata,
                 submitted_at=msg.submitted_at,
             )
-        except ValidationError as exc:
-            # The job id is taken by a different job (other total or model): nothing was
-            # written for it, and its items can never be stored under this id.
-            log.error("job %s: items not stored: %s", jid, exc)
-            skipped.append(str(jid))
-            continue
-        outcome = repo.save_predictions(
-            session=session, job_id=jid, records=records, model_version_id=model_version_id
-        )
-        inserted += outcome.inserted
-        duplicates += outcome.duplicates
-    return inserted, duplicates, skipped
+            for jid, (msg, records) in jobs.items()
+        },
+        model_version_id=model_version_id,
+    )
+    for jid, why in outcome.skipped.items():
+        # The job id is taken by a different job (other total or model): nothing was
+        # written for it, and its items can never be stored under this id.
+        log.error("job %s: items not stored: %s", jid, why)
+    return outcome.inserted, outcome.duplicates, [str(j) for j in outcome.skipped]
 
 
 def classify_batch(
