@@ -69,3 +69,59 @@ naive_app.add_defaults(lambda: variant_config(worker_prefetch_multiplier=4))
 @naive_app.task(name=TASK_NAME, acks_late=True, ignore_result=True)
 def naive(body: Any) -> None:
     run_messages([parse_message(body, limits=Limits.from_settings(get_settings()))], 128)
+
+
+# -- the tutorial way (bench/pipeline.py's "naive" mode) ------------------------------------
+# One plain task per text, as the classic "serve a PyTorch model with Celery" tutorial does:
+# prefork pool, default prefetch and acks, the model loaded once per child, `predict` at batch
+# size 1, one INSERT and one COMMIT per text. It gets the model through our registry (loading
+# is not what is measured) and writes the same `predictions` rows under a job the bench made.
+tutorial_app = Celery("tutorial", set_as_current=False)
+tutorial_app.add_defaults(
+    lambda: {
+        "broker_url": get_settings().broker_url,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "broker_connection_retry_on_startup": True,
+    }
+)
+_tutorial: dict[str, Any] = {}
+
+
+def tutorial_model() -> tuple[Any, Any, int]:
+    """The classifier, a session factory and the version id, once per pool child (the model
+    named by TEXTLSTM_WORKER_WARMUP_MODEL, already loaded by `_init`)."""
+    if not _tutorial:
+        import torch
+
+        from textlstm.store.db import make_engine, make_session_factory
+
+        torch.set_num_threads(1)
+        s = get_settings()
+        loaded = runtime().models.get(s.worker_warmup_model or "")
+        _tutorial.update(
+            clf=loaded.classifier,
+            sessions=make_session_factory(make_engine(s.database_url)),
+            version=loaded.version_id,
+        )
+    return _tutorial["clf"], _tutorial["sessions"], _tutorial["version"]
+
+
+@tutorial_app.task(name="tutorial.classify", ignore_result=True)
+def tutorial_classify(job_id: str, index: int, text: str) -> None:
+    import uuid
+
+    from textlstm.store.models import Prediction
+
+    clf, sessions, version = tutorial_model()
+    p = clf.predict([text], batch_size=1)[0]
+    with sessions() as session:
+        session.add(
+            Prediction(
+                job_id=uuid.UUID(job_id), item_index=index, status="ok" if p.label else "error",
+                label=p.label, score=p.score, probabilities=dict(p.probabilities),
+                error=p.error, model_version_id=version,
+            )
+        )  # fmt: skip
+        session.commit()

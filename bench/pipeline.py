@@ -1,0 +1,582 @@
+"""The pipeline against its own ceiling and against the naive way, in one run.
+
+    python bench/pipeline.py                 # 20,000 texts, 3 repeats, ~10 min
+    python bench/pipeline.py --quick         # 300 texts, 1 repeat, a smoke run (~1 min)
+    python bench/pipeline.py --n 40000 --repeats 5 --producers 3 --out bench/results/pipeline
+
+Every mode classifies the same texts (the test split of a shared dataset, repeated to --n) with
+the same bundle (the LIMITS.md reference shape: embedding 100, one-direction LSTM 128, trained
+one epoch on the dataset's train split into runs/), into a fresh PostgreSQL database, through a
+redis-server of its own (no persistence):
+
+- ceiling: `Classifier.predict` in-process at batch 128 (1 process × 1 thread, 1 × 2 threads,
+  and 2 processes × 1 thread, the split the workers use; the best is the ceiling);
+- bulk: `Client.submit` of one job of --n texts (256 per message) → 2 worker processes × 1
+  thread → PostgreSQL;
+- producer: the same texts as --n single-text jobs from --producers processes, each through
+  `textlstm.producer.Producer(linger_ms=5)` (version 2 envelopes of up to 256 items);
+- raw: one documented version 1 message per text, pushed as a producer in another language
+  would (protocol 2 JSON envelopes, LPUSH in pipelined chunks; see README "The message");
+- naive: one plain Celery task per text, model at batch size 1, one commit per row
+  (`bench/celery_variants.py:tutorial_app`, prefork -c 2), on --naive-n texts;
+- light: single-text jobs through one Producer at --light-rate texts/s for --light-s seconds.
+
+Throughput is texts from the first submit to the last row written (`predictions.created_at`,
+set when the worker inserts, its commit following within the same batch). Latency is per item,
+`predictions.created_at - jobs.submitted_at`. The mean formed batch and the stage split come
+from the workers' batch log lines (forward_ms, tokenize_ms, db_ms, decode_ms); what is left of
+the workers' wall time is fetch, Celery and acking. Worker RSS is summed over each worker's
+process group after each run. Medians of --repeats, with their min-max spread.
+Results: bench/results/pipeline.{md,json} (pipeline_quick with --quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import json
+import multiprocessing as mp
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402 - runnable as a script
+    CLI,
+    PG_ADMIN_URL,
+    RESULTS,
+    ROOT,
+    Process,
+    clean_env,
+    own_redis,
+    scratch_dir,
+    throwaway_database,
+    train_once,
+)
+
+BATCH_LINE = re.compile(
+    r"batch size=(\d+) .*?forward_ms=([\d.]+) db_ms=([\d.]+).*?tokenize_ms=([\d.]+) "
+    r"decode_ms=([\d.]+)"
+)
+MODEL = "bench"
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+
+def load_texts(csv_path: Path, n: int) -> list[str]:
+    with csv_path.open(newline="", encoding="utf-8") as fh:
+        base = [r["text"] for r in csv.DictReader(fh) if r["text"].strip()]
+    return [base[i % len(base)] for i in range(n)]
+
+
+def bundle_for(args: argparse.Namespace) -> Path:
+    name = "pipeline-model-quick" if args.quick else f"pipeline-model-{args.train.parent.name}"
+    shape = ["--embedding-dim", "100", "--hidden-size", "128", "--unidirectional",
+             "--pooling", "last", "--no-embedding-skip", "--epochs", "1",
+             "--seed", "1"]  # fmt: skip
+    return train_once(ROOT / "runs" / name, args.train, *shape)
+
+
+# -- ceiling ---------------------------------------------------------------------------------
+
+
+def _predict_share(bundle: str, texts: list[str], threads: int, start: Any, out: Any) -> None:
+    import torch
+
+    from textlstm.classifier.predictor import Classifier
+
+    torch.set_num_threads(threads)
+    clf = Classifier.load(bundle)
+    clf.predict(texts[:128])
+    start.wait()
+    t0 = time.perf_counter()
+    clf.predict(texts, batch_size=128)
+    out.put(time.perf_counter() - t0)
+
+
+def ceiling(bundle: Path, texts: list[str], processes: int, threads: int) -> float:
+    """Texts/s of `processes` in-process classifiers, each on its share, started together."""
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Barrier(processes + 1), ctx.Queue()
+    shares = [texts[i::processes] for i in range(processes)]
+    procs = [
+        ctx.Process(target=_predict_share, args=(str(bundle), s, threads, start, out))
+        for s in shares
+    ]
+    for p in procs:
+        p.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for _ in procs:
+        out.get(timeout=600)
+    wall = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    return len(texts) / wall
+
+
+# -- what a run measures ---------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, db_url: str, broker: str, work: Path) -> None:
+        from sqlalchemy import func, select
+
+        from textlstm.settings import Settings
+        from textlstm.store.db import make_engine, make_session_factory
+        from textlstm.store.models import Prediction
+
+        self.args, self.db_url, self.broker, self.work = args, db_url, broker, work
+        self.settings = Settings(
+            database_url=db_url, broker_url=broker, queue="bench", message_max_items=256,
+            _env_file=None,  # type: ignore[call-arg]
+        )  # fmt: skip
+        self.engine = make_engine(db_url)
+        self.sessions = make_session_factory(self.engine)
+        self._count = select(func.count()).select_from(Prediction)
+        self.workers: list[Process] = []
+        self.env = clean_env(
+            TEXTLSTM_DATABASE_URL=db_url, TEXTLSTM_BROKER_URL=broker, TEXTLSTM_QUEUE="bench",
+            TEXTLSTM_MODEL_CACHE_DIR=str(work / "cache"), TEXTLSTM_WORKER_WARMUP_MODEL=MODEL,
+            OMP_NUM_THREADS="1",
+        )  # fmt: skip
+
+    def rows(self) -> int:
+        with self.sessions() as s:
+            return int(s.scalar(self._count) or 0)
+
+    def wait_rows(self, n: int, what: str) -> None:
+        deadline = time.monotonic() + self.args.timeout
+        while (got := self.rows()) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: {got} of {n} rows after {self.args.timeout:g} s")
+            time.sleep(0.05)
+
+    # workers ------------------------------------------------------------------------------
+
+    def start_workers(self, argv: list[str], name: str, ready: int) -> None:
+        w = Process(argv, self.env, self.work / f"{name}.log")
+        self.workers = [w]
+        w.wait_for(" ready.", 180, count=ready)
+
+    def stop_workers(self) -> None:
+        for w in self.workers:
+            w.stop()
+        self.workers = []
+
+    def ours(self) -> None:
+        argv = [*CLI, "worker", "--concurrency", str(self.args.processes), "--threads", "1",
+                "--device", "cpu"]  # fmt: skip
+        self.start_workers(argv, "worker", self.args.processes)
+
+    def tutorial(self) -> None:
+        argv = [sys.executable, "-m", "celery", "-A", "bench.celery_variants:tutorial_app",
+                "worker", "--pool", "prefork", "--concurrency", str(self.args.processes),
+                "--queues", "tutorial", "--loglevel", "info", "--without-gossip",
+                "--without-mingle", "--without-heartbeat"]  # fmt: skip
+        self.start_workers(argv, "tutorial", 1)
+
+    # one run --------------------------------------------------------------------------------
+
+    def measure(self, mode: str, n: int, send: Any) -> dict[str, Any]:
+        """Run `send()` (which submits n texts), wait for n new rows, and read the results."""
+        base = self.rows()
+        offset = [w.log_size() for w in self.workers]
+        t_start, t0 = datetime.now(UTC), time.monotonic()
+        send()
+        self.wait_rows(base + n, mode)
+        observed = time.monotonic() - t0  # ≥ the last commit: the denominator of the split
+        lat, last = self.latencies(t_start)
+        seconds = (last - t_start).total_seconds()
+        logs = "".join(w.log(o) for w, o in zip(self.workers, offset, strict=True))
+        row = {
+            "mode": mode,
+            "n": n,
+            "seconds": round(seconds, 3),
+            "texts_per_s": round(n / seconds, 1),
+            **percentiles(lat),
+            **stage_split(logs, observed * self.args.processes),
+            "worker_rss_mb": round(sum(w.rss_kb() for w in self.workers) / 1024, 1),
+        }
+        print(json.dumps(row), flush=True)
+        return row
+
+    def latencies(self, since: datetime) -> tuple[list[float], datetime]:
+        from sqlalchemy import select
+
+        from textlstm.store.models import Job, Prediction
+
+        q = (
+            select(Prediction.created_at, Job.submitted_at)
+            .join(Job, Job.id == Prediction.job_id)
+            .where(Prediction.created_at >= since)
+        )
+        with self.sessions() as s:
+            pairs = s.execute(q).all()
+        ms = [(c - sub).total_seconds() * 1000 for c, sub in pairs]
+        return ms, max(c for c, _ in pairs)
+
+    # the modes -----------------------------------------------------------------------------
+
+    def bulk(self, texts: list[str]) -> dict[str, Any]:
+        from textlstm.client import Client
+
+        client = Client(self.settings)
+        return self.measure(
+            "bulk", len(texts), lambda: client.submit(texts, model=MODEL, record_job=True)
+        )
+
+    def producer(self, texts: list[str]) -> dict[str, Any]:
+        k = self.args.producers
+        ctx = mp.get_context("spawn")
+        go, done = ctx.Event(), ctx.Queue()
+        procs = [
+            ctx.Process(target=_produce, args=(self.settings, texts[i::k], go, done))
+            for i in range(k)
+        ]
+        before = self.rows()
+        for p in procs:
+            p.start()
+        for _ in procs:  # every producer imported and connected before the clock starts
+            assert done.get(timeout=120) == "ready"
+        self.wait_rows(before + k, "the producers' warm-up jobs")
+
+        def send() -> None:
+            go.set()
+
+        row = self.measure("producer", len(texts), send)
+        for p in procs:
+            p.join(60)
+        row["producers"] = k
+        return row
+
+    def raw(self, texts: list[str]) -> dict[str, Any]:
+        import redis
+
+        r = redis.Redis.from_url(self.broker)
+        job = str(uuid.uuid4())
+
+        def send() -> None:
+            pipe = r.pipeline(transaction=False)
+            for i, text in enumerate(texts):
+                pipe.lpush("bench", raw_message(job, i, len(texts), text, "bench"))
+                if i % 1000 == 999:
+                    pipe.execute()
+            pipe.execute()
+
+        row = self.measure("raw", len(texts), send)
+        r.close()
+        return row
+
+    def naive(self, texts: list[str]) -> dict[str, Any]:
+        from bench.celery_variants import tutorial_app
+        from textlstm.store import repository as repo
+
+        job = uuid.uuid4()
+        with self.sessions.begin() as s:
+            repo.ensure_job(session=s, job_id=job, model_ref=MODEL, expected=len(texts))
+        tutorial_app.conf.broker_url = self.broker
+
+        def send() -> None:
+            for i, text in enumerate(texts):
+                tutorial_app.send_task(
+                    "tutorial.classify", args=(str(job), i, text), queue="tutorial"
+                )
+
+        return self.measure("naive", len(texts), send)
+
+    def light(self, texts: list[str]) -> dict[str, Any]:
+        from textlstm.producer import Producer
+
+        rate, seconds = self.args.light_rate, self.args.light_s
+        n = int(rate * seconds)
+        producer = Producer(self.settings, linger_ms=self.args.linger_ms)
+
+        def send() -> None:
+            t0 = time.monotonic()
+            for i in range(n):
+                time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+                producer.submit([texts[i % len(texts)]], model=MODEL)
+            producer.close()
+
+        row = self.measure("light", n, send)
+        row["offered_texts_per_s"] = rate
+        return row
+
+
+def _produce(settings: Any, texts: list[str], go: Any, done: Any) -> None:
+    from textlstm.producer import Producer
+
+    producer = Producer(settings, linger_ms=5.0, max_items=256)
+    producer.submit([texts[0]], model=MODEL)  # connect and check the model before the clock
+    producer.flush()
+    done.put("ready")
+    go.wait()
+    for t in texts:
+        producer.submit([t], model=MODEL)
+    producer.close()
+
+
+def raw_message(job: str, index: int, total: int, text: str, queue: str) -> bytes:
+    """A protocol 2 task on Redis, built by hand from README "The message"."""
+    msg = {"schema_version": 1, "job_id": job, "model": MODEL, "total": total,
+           "items": [{"index": index, "id": None, "text": text}],
+           "submitted_at": datetime.now(UTC).isoformat()}  # fmt: skip
+    body = [[msg], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    task_id = str(uuid.uuid4())
+    return json.dumps(
+        {
+            "body": base64.b64encode(json.dumps(body).encode()).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {
+                "lang": "py",
+                "task": "textlstm.classify",
+                "id": task_id,
+                "root_id": task_id,
+                "parent_id": None,
+                "retries": 0,
+            },  # fmt: skip
+            "properties": {
+                "correlation_id": task_id,
+                "delivery_mode": 2,
+                "priority": 0,
+                "delivery_info": {"exchange": "", "routing_key": queue},
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },  # fmt: skip
+        }
+    ).encode()
+
+
+# -- summaries -------------------------------------------------------------------------------
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else ms * 99
+    return {"p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1), "p99_ms": round(q[98], 1)}
+
+
+def stage_split(logs: str, worker_s: float) -> dict[str, Any]:
+    sizes, forward, db, tok, dec = [], 0.0, 0.0, 0.0, 0.0
+    for m in BATCH_LINE.finditer(logs):
+        sizes.append(int(m[1]))
+        forward, db = forward + float(m[2]), db + float(m[3])
+        tok, dec = tok + float(m[4]), dec + float(m[5])
+    if not sizes:  # the tutorial worker logs no batch lines: each task is one text
+        return {"mean_batch": 1.0, "stages_pct": None}
+    total = worker_s * 1000
+    stages = {"decode": dec, "tokenize": tok, "forward": forward - tok, "write": db}
+    stages["fetch+celery+ack (rest)"] = max(0.0, total - sum(stages.values()))
+    return {
+        "mean_batch": round(sum(sizes) / len(sizes), 1),
+        "batches": len(sizes),
+        "stages_pct": {k: round(100 * v / total, 1) for k, v in stages.items()},
+    }
+
+
+def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of the numeric fields over repeats, with the throughput spread."""
+    out: dict[str, Any] = {"mode": rows[0]["mode"], "repeats": len(rows)}
+    for key in ("texts_per_s", "p50_ms", "p95_ms", "p99_ms", "mean_batch", "worker_rss_mb"):
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        if vals:
+            out[key] = round(statistics.median(vals), 1)
+    tps = [r["texts_per_s"] for r in rows]
+    out["spread"] = [min(tps), max(tps)]
+    stages = [r["stages_pct"] for r in rows if r.get("stages_pct")]
+    if stages:
+        out["stages_pct"] = {
+            k: round(statistics.median(s[k] for s in stages), 1) for k in stages[0]
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    data = ROOT.parent / "shared" / "data" / "ag_news_small"
+    ap.add_argument("--train", type=Path, default=data / "train.csv", help="trains the bundle")
+    ap.add_argument("--texts", type=Path, default=data / "test.csv", help="texts to classify")
+    ap.add_argument("--n", type=int, default=20_000)
+    ap.add_argument("--naive-n", type=int, default=2_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--processes", type=int, default=2, help="worker processes × 1 thread")
+    ap.add_argument("--producers", type=int, default=3)
+    ap.add_argument("--linger-ms", type=float, default=5.0)
+    ap.add_argument("--light-rate", type=float, default=20.0)
+    ap.add_argument("--light-s", type=float, default=30.0)
+    ap.add_argument("--modes", default="ceiling,bulk,producer,raw,light,naive")
+    ap.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
+    ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--quick", action="store_true", help="300 texts, 1 repeat: a smoke run")
+    ap.add_argument("--out", type=Path, default=None, help="results stem")
+    args = ap.parse_args()
+    if args.quick:
+        args.n, args.naive_n, args.repeats, args.light_s, args.timeout = 300, 150, 1, 3.0, 120
+        args.train = ROOT / "examples/data/news_train.csv"
+        args.texts = ROOT / "examples/data/news_test.csv"
+    args.out = args.out or RESULTS / ("pipeline_quick" if args.quick else "pipeline")
+    modes = set(args.modes.split(","))
+    texts = load_texts(args.texts, args.n)
+    bundle = bundle_for(args)
+    results: dict[str, list[dict[str, Any]]] = {}
+    started = time.monotonic()
+
+    if "ceiling" in modes:
+        for _ in range(args.repeats):
+            for procs, threads in ((1, 1), (1, 2), (args.processes, 1)):
+                key = f"ceiling {procs}x{threads}"
+                tps = round(ceiling(bundle, texts, procs, threads), 1)
+                results.setdefault(key, []).append({"mode": key, "texts_per_s": tps})
+                print(json.dumps({"mode": key, "texts_per_s": tps}), flush=True)
+
+    work = scratch_dir("textlstm-pipeline-")
+    with (
+        own_redis(work, append_only=False) as broker,
+        throwaway_database(args.pg_admin_url, "textlstm_pipeline") as db_url,
+    ):
+        from textlstm.store.registry import register_bundle
+
+        b = Bench(args, db_url, broker, work)
+        with b.sessions.begin() as s:
+            register_bundle(session=s, path=bundle, name=MODEL, aliases=["production"])
+        try:
+            if modes & {"bulk", "producer", "raw", "light"}:
+                b.ours()
+                b.bulk(texts[: min(len(texts), 512)])  # warm-up: first batches, connections
+                for _ in range(args.repeats):
+                    for mode in ("bulk", "producer", "raw"):
+                        if mode in modes:
+                            results.setdefault(mode, []).append(getattr(b, mode)(texts))
+                if "light" in modes:
+                    results["light"] = [b.light(texts)]
+                b.stop_workers()
+            if "naive" in modes:
+                b.tutorial()
+                for _ in range(args.repeats):
+                    results.setdefault("naive", []).append(b.naive(texts[: args.naive_n]))
+        finally:
+            b.stop_workers()
+            b.engine.dispose()
+
+    summary = {k: median_row(v) for k, v in results.items()}
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), shared with other work",
+        "command": "python bench/pipeline.py" + (" --quick" if args.quick else ""),
+        "config": {k: str(v) for k, v in vars(args).items()},
+        "settings": worker_settings(),
+        "wall_s": round(time.monotonic() - started, 1),
+        "summary": summary,
+        "ratios": ratios(summary, args),
+        "runs": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(render(report, args))
+    print(args.out.with_suffix(".md").read_text())
+
+
+def worker_settings() -> dict[str, Any]:
+    from textlstm.settings import Settings
+
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    return {
+        "worker_batch_max_items": s.worker_batch_max_items,
+        "worker_batch_max_tokens": s.worker_batch_max_tokens,
+        "worker_batch_max_wait_ms": s.worker_batch_max_wait_ms,
+        "worker_batch_idle_ms": s.worker_batch_idle_ms,
+        "worker_prefetch": s.worker_prefetch,
+        "worker_idle_poll_ms": s.worker_idle_poll_ms,
+    }
+
+
+def ratios(summary: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    ceilings = [v["texts_per_s"] for k, v in summary.items() if k.startswith("ceiling")]
+    top = max(ceilings) if ceilings else None
+    out: dict[str, Any] = {"ceiling_texts_per_s": top}
+
+    def tps(mode: str) -> float | None:
+        return summary.get(mode, {}).get("texts_per_s")
+
+    for mode, target in (("bulk", 0.7), ("producer", 0.5)):
+        if top and tps(mode):
+            r = round(tps(mode) / top, 2)  # type: ignore[operator]
+            out[f"{mode}_vs_ceiling"] = {"ratio": r, "target": target, "met": r >= target}
+    if tps("raw") and tps("naive"):
+        r = round(tps("raw") / tps("naive"), 2)  # type: ignore[operator]
+        batch = summary["raw"].get("mean_batch") or 0
+        out["raw_vs_naive"] = {
+            "ratio": r, "target": 2.0, "mean_batch": batch, "met": r >= 2.0 and batch >= 16,
+        }  # fmt: skip
+    if "light" in summary:
+        budget = args.linger_ms + worker_settings()["worker_batch_max_wait_ms"] + 100
+        p99 = summary["light"]["p99_ms"]
+        out["light_p99"] = {"p99_ms": p99, "budget_ms": budget, "met": p99 <= budget}
+    return out
+
+
+def render(r: dict[str, Any], args: argparse.Namespace) -> str:
+    s, ratio = r["summary"], r["ratios"]
+    lines = [
+        f"# Pipeline vs ceiling vs naive ({args.n:,} texts, {args.repeats} repeat(s))",
+        "",
+        f"`{r['command']}` on {r['when']}, {r['machine']}; {r['wall_s']:.0f} s in all. "
+        f"Texts: `{args.texts.parent.name}/{args.texts.name}` repeated; workers: "
+        f"{args.processes} processes × 1 thread, PostgreSQL, Redis without persistence. "
+        f"Medians of the repeats; spread = min–max texts/s.",
+        "",
+        "| mode | texts/s | spread | mean batch | p50 ms | p95 ms | p99 ms | worker RSS MB |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for k, v in s.items():
+        lines.append(
+            f"| {k} | {v['texts_per_s']:,.0f} | {v['spread'][0]:,.0f}–{v['spread'][1]:,.0f} | "
+            f"{v.get('mean_batch', '')} | {v.get('p50_ms', '')} | {v.get('p95_ms', '')} | "
+            f"{v.get('p99_ms', '')} | {v.get('worker_rss_mb', '')} |"
+        )
+    lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    names = {
+        "bulk_vs_ceiling": "bulk ≥ 0.7 × ceiling",
+        "producer_vs_ceiling": "single-text jobs via Producer ≥ 0.5 × ceiling",
+        "raw_vs_naive": "raw one-text messages ≥ 2 × naive, mean batch ≥ 16",
+        "light_p99": "light-load p99 ≤ linger + worker max wait + 100 ms",
+    }
+    for key, label in names.items():
+        if key in ratio:
+            v = ratio[key]
+            got = (
+                f"{v['p99_ms']} ms (budget {v['budget_ms']:g} ms)"
+                if key == "light_p99"
+                else f"{v['ratio']}×" + (f", mean batch {v['mean_batch']}" if "mean_batch" in v
+                                          else "")
+            )  # fmt: skip
+            lines.append(f"| {label} | {got} | {'yes' if v['met'] else '**no**'} |")
+    lines += ["", f"Ceiling used for the ratios: {ratio.get('ceiling_texts_per_s')} texts/s.", ""]
+    stages = {k: v["stages_pct"] for k, v in s.items() if v.get("stages_pct")}
+    if stages:
+        cols = list(next(iter(stages.values())))
+        lines += [
+            "## Where the workers' time goes (% of processes × wall time)",
+            "",
+            "| mode | " + " | ".join(cols) + " |",
+            "|---|" + "---:|" * len(cols),
+            *[f"| {k} | " + " | ".join(str(v[c]) for c in cols) + " |" for k, v in stages.items()],
+            "",
+        ]
+    lines += ["Worker settings: " + ", ".join(f"{k}={v}" for k, v in r["settings"].items()), ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""bench/pipeline.py --quick: every mode on a few hundred texts, so the benchmark never rots.
+
+It starts its own redis-server, a throwaway PostgreSQL database, two real worker processes and
+the tutorial Celery worker. The numbers of a smoke run mean nothing; what is checked is that
+every mode ran to its last row and the report holds what the full run reports.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODES = ["ceiling 1x1", "ceiling 1x2", "ceiling 2x1", "bulk", "producer", "raw", "light", "naive"]
+
+
+@pytest.mark.slow
+def test_every_mode_runs_and_reports(tmp_path: Path, pg_admin_url: str) -> None:
+    out = tmp_path / "pipeline"
+    proc = subprocess.run(
+        [sys.executable, "bench/pipeline.py", "--quick", "--out", str(out),
+         "--pg-admin-url", pg_admin_url],
+        cwd=ROOT, capture_output=True, text=True, timeout=280,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = json.loads(out.with_suffix(".json").read_text())
+    summary = report["summary"]
+    assert list(summary) == MODES
+    for mode in MODES:
+        assert summary[mode]["texts_per_s"] > 0, mode
+    for mode in ("bulk", "producer", "raw", "light", "naive"):
+        run = report["runs"][mode][0]
+        assert run["n"] == (150 if mode == "naive" else 60 if mode == "light" else 300)
+        assert 0 < run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"], mode
+        assert run["worker_rss_mb"] > 50, mode
+    for mode in ("bulk", "producer", "raw"):
+        stages = summary[mode]["stages_pct"]
+        assert set(stages) == {"decode", "tokenize", "forward", "write", "fetch+celery+ack (rest)"}
+        assert stages["forward"] > 0 and stages["write"] > 0, mode
+        assert summary[mode]["mean_batch"] > 1, mode  # several texts per forward pass
+    assert summary["naive"]["mean_batch"] == 1.0
+    ratios = report["ratios"]
+    assert {"bulk_vs_ceiling", "producer_vs_ceiling", "raw_vs_naive", "light_p99"} <= set(ratios)
+    md = out.with_suffix(".md").read_text()
+    assert "## Targets" in md and "| naive |" in md and "Where the workers' time goes" in md
