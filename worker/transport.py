@@ -9,7 +9,10 @@ lost messages per five SIGKILLs.
 This transport moves a message from its queue into the `unacked` hash and index in **one Lua
 script**, which Redis runs atomically: at every instant a message is either in its queue or
 recorded as delivered, so a kill at any point leaves it to the visibility-timeout restore. One
-script call also takes up to the prefetch credit left (many one-text messages per round trip).
+script call also takes up to the prefetch credit left (many one-text messages per round trip),
+but no more than `max_pop_bytes` of them: a worker handles what it took before it takes again,
+so two workers that each took 64 messages of 256 texts would not share a job of 79 such
+messages fairly (one worked while the other sat idle; bench/pipeline.py measured it).
 
 Everything else is kombu's: message format, the `unacked` bookkeeping and its restore, acks,
 fanout (remote control), TLS, reconnection. Producers are untouched: any Celery client, in any
@@ -36,17 +39,18 @@ from kombu.utils.json import loads
 log = logging.getLogger("textlstm.worker.transport")
 
 #: KEYS: the queue keys in the order to take from, then the unacked hash and its index.
-#: ARGV: now (the index score, as kombu's QoS writes it), the most messages to take.
+#: ARGV: now (the index score, as kombu's QoS writes it), the most messages to take, and the
+#: most bytes: once that many are taken no further message is (the first always is).
 #: Returns a flat list: key, payload, key, payload, ... An entry that is not a kombu message
 #: (not JSON, or no delivery tag) is returned without being recorded: it could never be
 #: restored anyway, and the channel drops it with a logged reason.
 POP_AND_RECORD = """
 local n = #KEYS - 2
 local hash, index = KEYS[n + 1], KEYS[n + 2]
-local now, limit = ARGV[1], tonumber(ARGV[2])
-local out, taken = {}, 0
+local now, limit, max_bytes = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local out, taken, bytes = {}, 0, 0
 for i = 1, n do
-  while taken < limit do
+  while taken < limit and bytes < max_bytes do
     local item = redis.call('RPOP', KEYS[i])
     if not item then break end
     local ok, msg = pcall(cjson.decode, item)
@@ -64,8 +68,9 @@ for i = 1, n do
     out[#out + 1] = KEYS[i]
     out[#out + 1] = item
     taken = taken + 1
+    bytes = bytes + #item
   end
-  if taken >= limit then break end
+  if taken >= limit or bytes >= max_bytes then break end
 end
 return out
 """
@@ -94,9 +99,13 @@ class Channel(kombu_redis.Channel):
     idle_poll_interval = DEFAULT_IDLE_POLL_INTERVAL
     #: Most messages one script call takes (also bounded by the prefetch credit left).
     max_pop = 64
+    #: Most bytes one call takes (one message at least): about one micro-batch of news-length
+    #: texts, so a big message is taken alone and 64 one-text messages still fit.
+    max_pop_bytes = 64 * 1024
     from_transport_options = kombu_redis.Channel.from_transport_options + (
         "idle_poll_interval",
         "max_pop",
+        "max_pop_bytes",
     )
 
     _pending: str | None = None  # the command whose reply is awaited: "EVAL" or "BLMOVE"
@@ -207,7 +216,7 @@ class Channel(kombu_redis.Channel):
             for queue in queues
         ]
         keys += [self._prefixed(self.unacked_key), self._prefixed(self.unacked_index_key)]
-        return ["EVAL", POP_AND_RECORD, len(keys), *keys, time.time(), limit]
+        return ["EVAL", POP_AND_RECORD, len(keys), *keys, time.time(), limit, self.max_pop_bytes]
 
     def _queue_of(self, key: str) -> str:
         return key.rsplit(self.sep, 1)[0]

@@ -9,6 +9,7 @@ python -m tests.worker.killable_consumer URL QUEUE OUTFILE [TRANSPORT]
 from __future__ import annotations
 
 import sys
+import time
 
 from kombu import Consumer, Queue
 
@@ -23,6 +24,9 @@ def main() -> None:
         channel.basic_qos(0, 64, False)
 
         def on_message(body: dict[str, int], message: object) -> None:
+            # Half a millisecond of "work" per message, as a forward pass would take: on a
+            # fast, idle machine the flow otherwise ends before the test can kill it 3 times.
+            time.sleep(0.0005)
             out.write(f"{body['i']}\n")  # line-buffered: in the file before the ack
             message.ack()  # type: ignore[attr-defined]
 

@@ -219,3 +219,33 @@ def test_sigkill_at_random_moments_loses_no_message(
         proc.wait()
     seen = {int(line) for line in out.read_text().split()}
     assert seen == set(range(n)), f"lost {n - len(seen)} message(s) over {kills} kills"
+
+
+def test_one_call_takes_at_most_max_pop_bytes_but_always_one_message(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    """Big messages are taken a few at a time (a job's messages of 256 texts spread over the
+    workers); small ones up to the count limit; one bigger than the budget still comes."""
+    from worker.transport import POP_AND_RECORD, Channel
+
+    def one_call(limit: int = 64) -> int:
+        keys = [queue_name, f"{queue_name}.unacked", f"{queue_name}.unacked_index"]
+        reply = redis_client.eval(
+            POP_AND_RECORD, len(keys), *keys, time.time(), limit, Channel.max_pop_bytes
+        )
+        return len(reply) // 2
+
+    with Connection(redis_url) as conn:
+        producer = Producer(conn.channel())
+        for i in range(10):  # ~27 KB each once base64-encoded: the third crosses 64 KiB
+            producer.publish({"i": i, "pad": "x" * 20_000}, routing_key=queue_name,
+                             declare=[Queue(queue_name)], serializer="json")  # fmt: skip
+    assert [one_call(), one_call(), one_call(), one_call()] == [3, 3, 3, 1]
+    publish(redis_url, queue_name, 100)  # ~300 bytes each: the count limit binds
+    assert [one_call(), one_call()] == [64, 36]
+    with Connection(redis_url) as conn:
+        Producer(conn.channel()).publish(
+            {"pad": "x" * 200_000}, routing_key=queue_name, declare=[Queue(queue_name)]
+        )
+    assert one_call() == 1
+    assert redis_client.hlen(f"{queue_name}.unacked") == 10 + 100 + 1  # every one recorded
