@@ -180,6 +180,14 @@ def test_save_batch_stores_many_jobs_and_advances_each_one(
             assert job.finished_at is not None
         job = repo.get_job(session=s, job_id=known)
         assert (job.status, job.ok_count, job.error_count) == ("partial", 1, 1)
+        first, second = repo.iter_predictions(session=s, job_id=known)
+        assert (second.status, second.error, second.label, second.probabilities) == (
+            "error", "text could not be tokenized", None, None
+        )  # fmt: skip
+        (row,) = repo.iter_predictions(session=s, job_id=singles[0])
+        assert (row.label, row.score, row.external_id, row.latency_ms) == ("pos", 0.9, "x0", 1.5)
+        assert row.probabilities == {"pos": 0.9, "neg": pytest.approx(0.1)}  # JSON, not a string
+        assert row.created_at.tzinfo is not None
         job = repo.get_job(session=s, job_id=taken)
         assert (job.status, job.ok_count, job.expected_count) == ("queued", 0, 9)
         assert not list(repo.iter_predictions(session=s, job_id=taken))

@@ -8,13 +8,25 @@ insert-or-ignore on the natural key, on PostgreSQL and SQLite alike.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, Table, bindparam, case, func, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Insert,
+    Table,
+    bindparam,
+    case,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
@@ -312,6 +324,41 @@ class BatchOutcome:
     skipped: dict[uuid.UUID, str]
 
 
+def _insert_predictions(session: Session, rows: list[dict[str, Any]]) -> Iterable[Any]:
+    """Insert-or-ignore prediction rows; yield (job_id, status) of those that were new.
+
+    On PostgreSQL the rows travel as one array per column into `INSERT … SELECT FROM unnest(…)`:
+    one short statement whatever the batch size. SQLAlchemy's multi-row VALUES made psycopg
+    split and convert a new query text of ~1,400 parameters every batch (6 of the 18 ms a
+    128-row batch took, measured with cProfile). SQLite keeps the multi-row VALUES.
+    """
+    table: Table = Prediction.__table__  # type: ignore[assignment]
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        stmt = (
+            _insert(session, table)
+            .on_conflict_do_nothing(index_elements=["job_id", "item_index"])
+            .returning(table.c.job_id, table.c.status)
+        )
+        return session.execute(stmt, rows)
+    cols = list(table.columns)
+    arrays = ", ".join(f"CAST(:{c.name} AS {c.type.compile(dialect=dialect)}[])" for c in cols)
+    sql = text(
+        f"INSERT INTO {table.name} ({', '.join(c.name for c in cols)}) "
+        f"SELECT * FROM unnest({arrays}) "
+        "ON CONFLICT (job_id, item_index) DO NOTHING RETURNING job_id, status"
+    )
+    json_cols = {c.name for c in cols if isinstance(c.type, JSON)}
+    params = {
+        c.name: [
+            json.dumps(r[c.name]) if c.name in json_cols and r[c.name] is not None else r[c.name]
+            for r in rows
+        ]
+        for c in cols
+    }
+    return session.execute(sql, params)
+
+
 def save_batch(
     *,
     session: Session,
@@ -387,14 +434,8 @@ def save_batch(
         ]
     if not rows:
         return BatchOutcome(0, 0, skipped)
-    table: Table = Prediction.__table__  # type: ignore[assignment]
-    stmt = (
-        _insert(session, table)
-        .on_conflict_do_nothing(index_elements=["job_id", "item_index"])
-        .returning(table.c.job_id, table.c.status)
-    )
     new: dict[uuid.UUID, list[int]] = {}
-    for jid, status in session.execute(stmt, rows):
+    for jid, status in _insert_predictions(session, rows):
         counts = new.setdefault(jid, [0, 0, 0])
         counts[0 if status == "ok" else 1] += 1
         counts[2] += status == "expired"
