@@ -24,6 +24,18 @@ CLI = [sys.executable, "-c", "from textlstm.cli import cli; cli()"]
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
+def shown(value: object) -> str:
+    """A value as a report shows it: paths from the repository root, never the machine's."""
+    if isinstance(value, Path):
+        path = value.resolve()
+        if path.is_relative_to(ROOT):
+            return str(path.relative_to(ROOT))
+        if path.is_relative_to(ROOT.parent):
+            return str(Path("..") / path.relative_to(ROOT.parent))
+        return path.name
+    return str(value)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -59,6 +59,7 @@ from bench.common import (  # noqa: E402 - runnable as a script
     clean_env,
     own_redis,
     scratch_dir,
+    shown,
     throwaway_database,
     train_once,
 )
@@ -474,7 +475,7 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), shared with other work",
         "command": "python bench/pipeline.py" + (" --quick" if args.quick else ""),
-        "config": {k: str(v) for k, v in vars(args).items()},
+        "config": {k: shown(v) for k, v in vars(args).items()},
         "settings": worker_settings(),
         "wall_s": round(time.monotonic() - started, 1),
         "summary": summary,

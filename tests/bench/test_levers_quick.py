@@ -1,0 +1,43 @@
+"""bench/levers.py --quick, the CI smoke test: every lever runs and reports throughputs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SECTIONS = ("bucketing_window", "threads_vs_processes", "quantization", "batch_size")
+
+
+@pytest.mark.slow
+def test_levers_quick_writes_every_lever_with_positive_throughputs(tmp_path: Path) -> None:
+    out = tmp_path / "levers"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "levers.py"), "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert set(report["levers"]) == set(SECTIONS)
+    assert set(report["verdict"]) == set(SECTIONS)
+    for name in SECTIONS:
+        section = report["levers"][name]
+        rows = {r["config"]: r for r in section["configs"]}
+        assert section["baseline"] in rows, name
+        assert len(rows) >= 2 or name == "quantization", name
+        for config, row in rows.items():
+            for key in ("median_texts_per_s", "min_texts_per_s", "max_texts_per_s"):
+                assert row[key] > 0, (name, config, key)
+            assert row["ratio_vs_baseline"] > 0, (name, config)
+    quant = report["levers"]["quantization"]
+    if quant["quantize_dynamic"]["available"] and "error" not in quant["quantize_dynamic"]:
+        assert "int8 (LSTM + Linear)" in {r["config"] for r in quant["configs"]}
+    for row in quant["configs"]:
+        assert 0.0 <= row["test_accuracy"] <= 1.0
+    md = out.with_suffix(".md").read_text()
+    assert "## Verdict" in md and "torch" in md
