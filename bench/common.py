@@ -121,6 +121,46 @@ def group_rss_kb(pgid: int) -> int:
     return total
 
 
+def cpu_snapshot(worker_pgids: set[int]) -> dict[str, float]:
+    """CPU seconds used so far: the whole machine (/proc/stat, all cores, every process that
+    ever ran) and the live processes of the workers, PostgreSQL and Redis (/proc/PID/stat).
+
+    The difference of two snapshots splits a run's CPU; what is in "machine" but none of the
+    others is the benchmark itself, its producers and anything else on the host.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    out = {"machine": (sum(fields[:8]) - idle) / tick, "workers": 0.0, "postgres": 0.0,
+           "redis": 0.0}  # fmt: skip
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        used = (int(rest[11]) + int(rest[12])) / tick  # utime + stime
+        if int(rest[2]) in worker_pgids:
+            out["workers"] += used
+        elif comm.startswith("postgres"):
+            out["postgres"] += used
+        elif comm.startswith("redis-server"):
+            out["redis"] += used
+    return out
+
+
+def cpu_split(before: dict[str, float], after: dict[str, float], wall_s: float) -> dict[str, float]:
+    """Cores used on average during `wall_s`, per consumer (see cpu_snapshot)."""
+    used = {k: max(0.0, after[k] - before[k]) / wall_s for k in before}
+    used["bench+producers+other"] = max(
+        0.0, used["machine"] - used["workers"] - used["postgres"] - used["redis"]
+    )
+    return {k: round(v, 2) for k, v in used.items()}
+
+
 class Process:
     """A benchmark's service process in its own process group, logging to a file."""
 

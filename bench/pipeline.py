@@ -57,6 +57,8 @@ from bench.common import (  # noqa: E402 - runnable as a script
     ROOT,
     Process,
     clean_env,
+    cpu_snapshot,
+    cpu_split,
     own_redis,
     scratch_dir,
     shown,
@@ -193,10 +195,13 @@ class Bench:
         """Run `send()` (which submits n texts), wait for n new rows, and read the results."""
         base = self.rows()
         offset = [w.log_size() for w in self.workers]
+        groups = {w.proc.pid for w in self.workers}
+        cpu0 = cpu_snapshot(groups)
         t_start, t0 = datetime.now(UTC), time.monotonic()
         send()
         self.wait_rows(base + n, mode)
         observed = time.monotonic() - t0  # ≥ the last commit: the denominator of the split
+        cpu = cpu_split(cpu0, cpu_snapshot(groups), observed)
         lat, last = self.latencies(t_start)
         seconds = (last - t_start).total_seconds()
         logs = "".join(w.log(o) for w, o in zip(self.workers, offset, strict=True))
@@ -208,6 +213,7 @@ class Bench:
             **percentiles(lat),
             **stage_split(logs, observed * self.args.processes),
             "worker_rss_mb": round(sum(w.rss_kb() for w in self.workers) / 1024, 1),
+            "cores_used": cpu,
         }
         print(json.dumps(row), flush=True)
         return row
@@ -395,6 +401,9 @@ def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
             out[key] = round(statistics.median(vals), 1)
     tps = [r["texts_per_s"] for r in rows]
     out["spread"] = [min(tps), max(tps)]
+    cores = [r["cores_used"] for r in rows if r.get("cores_used")]
+    if cores:
+        out["cores_used"] = {k: round(statistics.median(c[k] for c in cores), 2) for k in cores[0]}
     stages = [r["stages_pct"] for r in rows if r.get("stages_pct")]
     if stages:
         out["stages_pct"] = {
@@ -573,6 +582,17 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             "| mode | " + " | ".join(cols) + " |",
             "|---|" + "---:|" * len(cols),
             *[f"| {k} | " + " | ".join(str(v[c]) for c in cols) + " |" for k, v in stages.items()],
+            "",
+        ]
+    cores = {k: v["cores_used"] for k, v in s.items() if v.get("cores_used")}
+    if cores:
+        cols = list(next(iter(cores.values())))
+        lines += [
+            f"## Where the machine's CPU goes (cores used on average, of {os.cpu_count()})",
+            "",
+            "| mode | " + " | ".join(cols) + " |",
+            "|---|" + "---:|" * len(cols),
+            *[f"| {k} | " + " | ".join(str(v[c]) for c in cols) + " |" for k, v in cores.items()],
             "",
         ]
     lines += ["Worker settings: " + ", ".join(f"{k}={v}" for k, v in r["settings"].items()), ""]

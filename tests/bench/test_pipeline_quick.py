@@ -37,6 +37,8 @@ def test_every_mode_runs_and_reports(tmp_path: Path, pg_admin_url: str) -> None:
         assert run["n"] == (150 if mode == "naive" else 60 if mode == "light" else 300)
         assert 0 < run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"], mode
         assert run["worker_rss_mb"] > 50, mode
+        cores = run["cores_used"]  # the machine's CPU split: the workers worked, Postgres wrote
+        assert cores["machine"] > 0 and cores["workers"] > 0 and cores["postgres"] > 0, mode
     for mode in ("bulk", "producer", "raw"):
         stages = summary[mode]["stages_pct"]
         assert set(stages) == {"decode", "tokenize", "forward", "write", "fetch+celery+ack (rest)"}
@@ -47,3 +49,4 @@ def test_every_mode_runs_and_reports(tmp_path: Path, pg_admin_url: str) -> None:
     assert {"bulk_vs_ceiling", "producer_vs_ceiling", "raw_vs_naive", "light_p99"} <= set(ratios)
     md = out.with_suffix(".md").read_text()
     assert "## Targets" in md and "| naive |" in md and "Where the workers' time goes" in md
+    assert "Where the machine's CPU goes" in md

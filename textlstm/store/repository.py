@@ -324,29 +324,30 @@ class BatchOutcome:
     skipped: dict[uuid.UUID, str]
 
 
-def _insert_predictions(session: Session, rows: list[dict[str, Any]]) -> Iterable[Any]:
-    """Insert-or-ignore prediction rows; yield (job_id, status) of those that were new.
+def _insert_ignore(
+    session: Session, table: Table, rows: list[dict[str, Any]], key: list[str], returning: list[str]
+) -> Iterable[Any]:
+    """Insert-or-ignore `rows` (all with the same keys) on the `key` conflict; yield the
+    `returning` columns of the rows that were new.
 
     On PostgreSQL the rows travel as one array per column into `INSERT … SELECT FROM unnest(…)`:
     one short statement whatever the batch size. SQLAlchemy's multi-row VALUES made psycopg
     split and convert a new query text of ~1,400 parameters every batch (6 of the 18 ms a
-    128-row batch took, measured with cProfile). SQLite keeps the multi-row VALUES.
+    128-row batch of predictions took, measured with cProfile). SQLite keeps the multi-row
+    VALUES. Rows go in the order given (callers sort them: one lock order for every writer).
     """
-    table: Table = Prediction.__table__  # type: ignore[assignment]
     dialect = session.get_bind().dialect
     if dialect.name != "postgresql":
-        stmt = (
-            _insert(session, table)
-            .on_conflict_do_nothing(index_elements=["job_id", "item_index"])
-            .returning(table.c.job_id, table.c.status)
-        )
+        stmt = _insert(session, table).on_conflict_do_nothing(index_elements=key)
+        if returning:
+            stmt = stmt.returning(*(table.c[c] for c in returning))
         return session.execute(stmt, rows)
-    cols = list(table.columns)
+    cols = [table.c[name] for name in rows[0]]
     arrays = ", ".join(f"CAST(:{c.name} AS {c.type.compile(dialect=dialect)}[])" for c in cols)
     sql = text(
         f"INSERT INTO {table.name} ({', '.join(c.name for c in cols)}) "
-        f"SELECT * FROM unnest({arrays}) "
-        "ON CONFLICT (job_id, item_index) DO NOTHING RETURNING job_id, status"
+        f"SELECT * FROM unnest({arrays}) ON CONFLICT ({', '.join(key)}) DO NOTHING"
+        + (f" RETURNING {', '.join(returning)}" if returning else "")
     )
     json_cols = {c.name for c in cols if isinstance(c.type, JSON)}
     params = {
@@ -381,8 +382,9 @@ def save_batch(
     order = sorted(jobs)
     job_table: Table = Job.__table__  # type: ignore[assignment]
     now = utcnow()
-    session.execute(
-        _insert(session, job_table).on_conflict_do_nothing(index_elements=["id"]),
+    _insert_ignore(
+        session,
+        job_table,
         [
             {
                 "id": jid,
@@ -396,6 +398,8 @@ def save_batch(
             }
             for jid in order
         ],
+        ["id"],
+        [],
     )
     found = {
         r.id: r
@@ -435,7 +439,10 @@ def save_batch(
     if not rows:
         return BatchOutcome(0, 0, skipped)
     new: dict[uuid.UUID, list[int]] = {}
-    for jid, status in _insert_predictions(session, rows):
+    table: Table = Prediction.__table__  # type: ignore[assignment]
+    for jid, status in _insert_ignore(
+        session, table, rows, ["job_id", "item_index"], ["job_id", "status"]
+    ):
         counts = new.setdefault(jid, [0, 0, 0])
         counts[0 if status == "ok" else 1] += 1
         counts[2] += status == "expired"
