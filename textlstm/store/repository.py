@@ -122,6 +122,26 @@ def ensure_job(
     return job, created
 
 
+def _job_row(
+    job_id: uuid.UUID,
+    model_ref: str,
+    expected: int,
+    metadata: Mapping[str, Any] | None,
+    submitted_at: datetime,
+) -> dict[str, Any]:
+    """A new `queued` job row, as the bulk inserts write it."""
+    return {
+        "id": job_id,
+        "model_ref": model_ref,
+        "status": "queued",
+        "expected_count": expected,
+        "ok_count": 0,
+        "error_count": 0,
+        "submitted_at": submitted_at,
+        "metadata": dict(metadata) if metadata is not None else None,
+    }
+
+
 def add_jobs(*, session: Session, jobs: Sequence[Mapping[str, Any]]) -> int:
     """Create many `queued` job rows in one statement (insert-or-ignore); return how many
     were new. Each mapping has job_id, model_ref, expected, metadata and submitted_at.
@@ -132,26 +152,15 @@ def add_jobs(*, session: Session, jobs: Sequence[Mapping[str, Any]]) -> int:
     """
     if not jobs:
         return 0
+    now = utcnow()
     rows = [
-        {
-            "id": j["job_id"],
-            "model_ref": j["model_ref"],
-            "status": "queued",
-            "expected_count": j["expected"],
-            "ok_count": 0,
-            "error_count": 0,
-            "submitted_at": j.get("submitted_at") or utcnow(),
-            "metadata": dict(j["metadata"]) if j.get("metadata") is not None else None,
-        }
+        _job_row(j["job_id"], j["model_ref"], j["expected"], j.get("metadata"),
+                 j.get("submitted_at") or now)
         for j in jobs
-    ]
-    stmt = (
-        _insert(session, Job.__table__)  # type: ignore[arg-type]
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["id"])
-        .returning(Job.__table__.c.id)
-    )
-    return len(session.execute(stmt).all())
+    ]  # fmt: skip
+    rows.sort(key=lambda r: r["id"])  # one lock order for every writer
+    table: Table = Job.__table__  # type: ignore[assignment]
+    return len(list(_insert_ignore(session, table, rows, ["id"], ["id"])))
 
 
 def get_job(*, session: Session, job_id: uuid.UUID) -> Job:
@@ -386,17 +395,9 @@ def save_batch(
         session,
         job_table,
         [
-            {
-                "id": jid,
-                "model_ref": jobs[jid].model_ref,
-                "status": "queued",
-                "expected_count": jobs[jid].expected,
-                "ok_count": 0,
-                "error_count": 0,
-                "submitted_at": jobs[jid].submitted_at or now,
-                "metadata": dict(md) if (md := jobs[jid].metadata) is not None else None,
-            }
+            _job_row(jid, j.model_ref, j.expected, j.metadata, j.submitted_at or now)
             for jid in order
+            if (j := jobs[jid])
         ],
         ["id"],
         [],
