@@ -93,13 +93,15 @@ def bundle_for(args: argparse.Namespace) -> Path:
 # -- ceiling ---------------------------------------------------------------------------------
 
 
-def _predict_share(bundle: str, texts: list[str], threads: int, start: Any, out: Any) -> None:
+def _predict_share(
+    bundle: str, texts: list[str], threads: int, quantize: str, start: Any, out: Any
+) -> None:
     import torch
 
-    from textlstm.classifier.predictor import Classifier
+    from textlstm.serving.models import make_loader
 
     torch.set_num_threads(threads)
-    clf = Classifier.load(bundle)
+    clf = make_loader(quantize)(Path(bundle), "cpu")  # what the workers load
     clf.predict(texts[:128])
     start.wait()
     t0 = time.perf_counter()
@@ -107,13 +109,13 @@ def _predict_share(bundle: str, texts: list[str], threads: int, start: Any, out:
     out.put(time.perf_counter() - t0)
 
 
-def ceiling(bundle: Path, texts: list[str], processes: int, threads: int) -> float:
+def ceiling(bundle: Path, texts: list[str], processes: int, threads: int, quantize: str) -> float:
     """Texts/s of `processes` in-process classifiers, each on its share, started together."""
     ctx = mp.get_context("spawn")
     start, out = ctx.Barrier(processes + 1), ctx.Queue()
     shares = [texts[i::processes] for i in range(processes)]
     procs = [
-        ctx.Process(target=_predict_share, args=(str(bundle), s, threads, start, out))
+        ctx.Process(target=_predict_share, args=(str(bundle), s, threads, quantize, start, out))
         for s in shares
     ]
     for p in procs:
@@ -151,7 +153,7 @@ class Bench:
         self.env = clean_env(
             TEXTLSTM_DATABASE_URL=db_url, TEXTLSTM_BROKER_URL=broker, TEXTLSTM_QUEUE="bench",
             TEXTLSTM_MODEL_CACHE_DIR=str(work / "cache"), TEXTLSTM_WORKER_WARMUP_MODEL=MODEL,
-            OMP_NUM_THREADS="1",
+            OMP_NUM_THREADS="1", TEXTLSTM_WORKER_QUANTIZE=args.quantize,
         )  # fmt: skip
 
     def rows(self) -> int:
@@ -426,6 +428,10 @@ def main() -> None:
     ap.add_argument("--light-rate", type=float, default=20.0)
     ap.add_argument("--light-s", type=float, default=30.0)
     ap.add_argument("--modes", default="ceiling,bulk,producer,raw,light,naive")
+    ap.add_argument(
+        "--quantize", choices=["none", "int8"], default="none",
+        help="TEXTLSTM_WORKER_QUANTIZE, for the workers and the ceiling alike",
+    )  # fmt: skip
     ap.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--quick", action="store_true", help="300 texts, 1 repeat: a smoke run")
@@ -446,7 +452,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for procs, threads in ((1, 1), (1, 2), (args.processes, 1)):
                 key = f"ceiling {procs}x{threads}"
-                tps = round(ceiling(bundle, texts, procs, threads), 1)
+                tps = round(ceiling(bundle, texts, procs, threads, args.quantize), 1)
                 results.setdefault(key, []).append({"mode": key, "texts_per_s": tps})
                 print(json.dumps({"mode": key, "texts_per_s": tps}), flush=True)
 
@@ -543,7 +549,8 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"`{r['command']}` on {r['when']}, {r['machine']}; {r['wall_s']:.0f} s in all. "
         f"Texts: `{args.texts.parent.name}/{args.texts.name}` repeated; workers: "
-        f"{args.processes} processes × 1 thread, PostgreSQL, Redis without persistence. "
+        f"{args.processes} processes × 1 thread, PostgreSQL, Redis without persistence; "
+        f"model weights {'int8' if args.quantize == 'int8' else 'fp32'} everywhere. "
         f"Medians of the repeats; spread = min–max texts/s.",
         "",
         "| mode | texts/s | spread | mean batch | p50 ms | p95 ms | p99 ms | worker RSS MB |",

@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     worker_threads: int = Field(default=0, ge=0)
     #: auto | cpu | cuda | cuda:N. `auto` falls back to CPU (one warning) without CUDA.
     worker_device: str = "auto"
+    #: none | int8: dynamic int8 quantization of the LSTM and Linear weights on CPU workers
+    #: (1.38x the model step on AG News here; check the accuracy of your model first). Falls
+    #: back to fp32, with a warning, where torch cannot do it.
+    worker_quantize: Literal["none", "int8"] = "none"
     #: GPU indices the worker processes are spread over (round robin by process index);
     #: empty = every visible GPU.
     worker_gpus: str = ""

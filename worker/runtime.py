@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from textlstm.serving.models import ModelCache
+from textlstm.serving.models import ModelCache, make_loader
 from textlstm.serving.retry import RetryPolicy
 from textlstm.settings import Settings
 
@@ -80,6 +80,7 @@ class Runtime:
             session_factory=factory,
             cache_dir=settings.model_cache_dir,
             device=device,
+            loader=make_loader(settings.worker_quantize),
             refresh_s=settings.worker_alias_refresh_s,
             capacity=settings.worker_model_cache_size,
             on_load=metrics.model_loaded,

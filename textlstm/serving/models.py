@@ -67,6 +67,31 @@ def _default_loader(path: Path, device: str) -> Any:
     return Classifier.load(path, device=device)
 
 
+def make_loader(quantize: str = "none") -> Callable[[Path, str], Any]:
+    """The bundle loader a worker uses: `Classifier.load`, then int8 dynamic quantization on
+    CPU when `quantize` is "int8" (TEXTLSTM_WORKER_QUANTIZE). Where it cannot apply (a GPU,
+    or a torch without it) the model stays fp32 and a warning says why."""
+    if quantize == "none":
+        return _default_loader
+
+    def load(path: Path, device: str) -> Any:
+        classifier = _default_loader(path, device)
+        if not str(device).startswith("cpu"):
+            log.warning("TEXTLSTM_WORKER_QUANTIZE=%s applies to CPU workers; %s stays fp32",
+                        quantize, device)  # fmt: skip
+            return classifier
+        from textlstm.classifier.quantize import quantize_int8
+
+        classifier.model, why = quantize_int8(classifier.model)
+        if why:
+            log.warning("model %s stays fp32: %s", path.name[:12], why)
+        else:
+            log.info("model %s: LSTM and Linear weights quantized to int8", path.name[:12])
+        return classifier
+
+    return load
+
+
 class ModelCache:
     def __init__(
         self,
