@@ -153,7 +153,7 @@ class Bench:
         self.env = clean_env(
             TEXTLSTM_DATABASE_URL=db_url, TEXTLSTM_BROKER_URL=broker, TEXTLSTM_QUEUE="bench",
             TEXTLSTM_MODEL_CACHE_DIR=str(work / "cache"), TEXTLSTM_WORKER_WARMUP_MODEL=MODEL,
-            OMP_NUM_THREADS="1", TEXTLSTM_WORKER_QUANTIZE=args.quantize,
+            OMP_NUM_THREADS="1", TEXTLSTM_WORKER_QUANTIZE="none",
         )  # fmt: skip
 
     def rows(self) -> int:
@@ -429,8 +429,8 @@ def main() -> None:
     ap.add_argument("--light-s", type=float, default=30.0)
     ap.add_argument("--modes", default="ceiling,bulk,producer,raw,light,naive")
     ap.add_argument(
-        "--quantize", choices=["none", "int8"], default="none",
-        help="TEXTLSTM_WORKER_QUANTIZE, for the workers and the ceiling alike",
+        "--no-int8", dest="int8", action="store_false",
+        help="skip the second pass with TEXTLSTM_WORKER_QUANTIZE=int8 (ceiling and workers)",
     )  # fmt: skip
     ap.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     ap.add_argument("--timeout", type=float, default=600.0)
@@ -449,10 +449,12 @@ def main() -> None:
     started = time.monotonic()
 
     if "ceiling" in modes:
+        splits = [(1, 1, "none"), (1, 2, "none"), (args.processes, 1, "none")]
+        splits += [(args.processes, 1, "int8")] if args.int8 else []
         for _ in range(args.repeats):
-            for procs, threads in ((1, 1), (1, 2), (args.processes, 1)):
-                key = f"ceiling {procs}x{threads}"
-                tps = round(ceiling(bundle, texts, procs, threads, args.quantize), 1)
+            for procs, threads, quantize in splits:
+                key = f"ceiling {procs}x{threads}" + (" int8" if quantize == "int8" else "")
+                tps = round(ceiling(bundle, texts, procs, threads, quantize), 1)
                 results.setdefault(key, []).append({"mode": key, "texts_per_s": tps})
                 print(json.dumps({"mode": key, "texts_per_s": tps}), flush=True)
 
@@ -477,6 +479,17 @@ def main() -> None:
                 if "light" in modes:
                     results["light"] = [b.light(texts)]
                 b.stop_workers()
+            if args.int8 and modes & {"bulk", "producer", "raw"}:
+                b.env["TEXTLSTM_WORKER_QUANTIZE"] = "int8"  # the same run, int8 weights
+                b.ours()
+                b.bulk(texts[: min(len(texts), 512)])
+                for _ in range(args.repeats):
+                    for mode in ("bulk", "producer", "raw"):
+                        if mode in modes:
+                            row = {**getattr(b, mode)(texts), "mode": f"{mode} int8"}
+                            results.setdefault(f"{mode} int8", []).append(row)
+                b.stop_workers()
+                b.env["TEXTLSTM_WORKER_QUANTIZE"] = "none"
             if "naive" in modes:
                 b.tutorial()
                 for _ in range(args.repeats):
@@ -518,7 +531,11 @@ def worker_settings() -> dict[str, Any]:
 
 
 def ratios(summary: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    ceilings = [v["texts_per_s"] for k, v in summary.items() if k.startswith("ceiling")]
+    ceilings = [
+        v["texts_per_s"]
+        for k, v in summary.items()
+        if k.startswith("ceiling") and not k.endswith("int8")
+    ]
     top = max(ceilings) if ceilings else None
     out: dict[str, Any] = {"ceiling_texts_per_s": top}
 
@@ -535,6 +552,15 @@ def ratios(summary: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         out["raw_vs_naive"] = {
             "ratio": r, "target": 2.0, "mean_batch": batch, "met": r >= 2.0 and batch >= 16,
         }  # fmt: skip
+    int8_top = summary.get(f"ceiling {args.processes}x1 int8", {}).get("texts_per_s")
+    for mode in ("bulk", "producer", "raw"):
+        q = tps(f"{mode} int8")
+        if q and tps(mode):
+            out[f"{mode}_int8"] = {
+                "vs_fp32": round(q / tps(mode), 2),  # type: ignore[operator]
+                "vs_fp32_ceiling": round(q / top, 2) if top else None,
+                "vs_int8_ceiling": round(q / int8_top, 2) if int8_top else None,
+            }
     if "light" in summary:
         budget = args.linger_ms + worker_settings()["worker_batch_max_wait_ms"] + 100
         p99 = summary["light"]["p99_ms"]
@@ -550,7 +576,7 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         f"`{r['command']}` on {r['when']}, {r['machine']}; {r['wall_s']:.0f} s in all. "
         f"Texts: `{args.texts.parent.name}/{args.texts.name}` repeated; workers: "
         f"{args.processes} processes × 1 thread, PostgreSQL, Redis without persistence; "
-        f"model weights {'int8' if args.quantize == 'int8' else 'fp32'} everywhere. "
+        "fp32 weights except the rows marked int8 (TEXTLSTM_WORKER_QUANTIZE=int8). "
         f"Medians of the repeats; spread = min–max texts/s.",
         "",
         "| mode | texts/s | spread | mean batch | p50 ms | p95 ms | p99 ms | worker RSS MB |",
@@ -580,6 +606,20 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
             )  # fmt: skip
             lines.append(f"| {label} | {got} | {'yes' if v['met'] else '**no**'} |")
     lines += ["", f"Ceiling used for the ratios: {ratio.get('ceiling_texts_per_s')} texts/s.", ""]
+    int8 = {k: v for k, v in ratio.items() if k.endswith("_int8")}
+    if int8:
+        lines += [
+            "## int8 weights (TEXTLSTM_WORKER_QUANTIZE=int8), same run",
+            "",
+            "| mode | int8 / fp32 | int8 / fp32 ceiling | int8 / int8 ceiling |",
+            "|---|---:|---:|---:|",
+            *[
+                f"| {k.removesuffix('_int8')} | {v['vs_fp32']}× | {v['vs_fp32_ceiling']}× | "
+                f"{v['vs_int8_ceiling']}× |"
+                for k, v in int8.items()
+            ],
+            "",
+        ]
     stages = {k: v["stages_pct"] for k, v in s.items() if v.get("stages_pct")}
     if stages:
         cols = list(next(iter(stages.values())))

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-MODES = ["ceiling 1x1", "ceiling 1x2", "ceiling 2x1", "bulk", "producer", "raw", "light", "naive"]
+MODES = ["ceiling 1x1", "ceiling 1x2", "ceiling 2x1", "ceiling 2x1 int8", "bulk", "producer",
+         "raw", "light", "bulk int8", "producer int8", "raw int8", "naive"]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -47,6 +48,9 @@ def test_every_mode_runs_and_reports(tmp_path: Path, pg_admin_url: str) -> None:
     assert summary["naive"]["mean_batch"] == 1.0
     ratios = report["ratios"]
     assert {"bulk_vs_ceiling", "producer_vs_ceiling", "raw_vs_naive", "light_p99"} <= set(ratios)
+    for mode in ("bulk", "producer", "raw"):  # the int8 pass ran on quantized workers
+        assert ratios[f"{mode}_int8"]["vs_fp32"] > 0
+        assert report["runs"][f"{mode} int8"][0]["n"] == 300
     md = out.with_suffix(".md").read_text()
     assert "## Targets" in md and "| naive |" in md and "Where the workers' time goes" in md
-    assert "Where the machine's CPU goes" in md
+    assert "Where the machine's CPU goes" in md and "## int8 weights" in md
