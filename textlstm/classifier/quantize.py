@@ -2,9 +2,10 @@
 
 The weights of `nn.LSTM` and `nn.Linear` are stored as int8 and activations are quantized on
 the fly; the embedding stays fp32 (a row lookup has no matrix product to speed up). Measured
-here: 1.38x the fp32 `Classifier.predict` on AG News texts with the reference model, 1.08x on
-the much shorter TREC questions, accuracy +0.2 and +0.4 points (bench/levers.py, README
-"Performance"). Accuracy must still be checked per model, so it is off unless asked for.
+here (bench/levers.py): 1.25x the fp32 `Classifier.predict` on AG News texts with the reference
+model and 1.08x on the much shorter TREC questions, accuracy -0.1 and +0.4 points; the whole
+worker pipeline gained only 1.02-1.05x (bench/pipeline.py, README "Performance"). Accuracy must
+be checked per model, so it is off unless asked for.
 
 `torch.ao.quantization` is deprecated upstream. When it is missing or fails on a network, the
 fp32 network is kept and the reason returned: a worker then runs as before instead of failing.
