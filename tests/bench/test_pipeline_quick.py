@@ -38,8 +38,11 @@ def test_every_mode_runs_and_reports(tmp_path: Path, pg_admin_url: str) -> None:
         assert run["n"] == (150 if mode == "naive" else 60 if mode == "light" else 300)
         assert 0 < run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"], mode
         assert run["worker_rss_mb"] > 50, mode
-        cores = run["cores_used"]  # the machine's CPU split: the workers worked, Postgres wrote
-        assert cores["machine"] > 0 and cores["workers"] > 0 and cores["postgres"] > 0, mode
+        # The machine's CPU split: the workers worked. (A run of 0.2 s can show PostgreSQL at
+        # 0: /proc counts in 10 ms ticks.)
+        cores = run["cores_used"]
+        assert cores["machine"] > 0 and cores["workers"] > 0, mode
+        assert cores["postgres"] >= 0 and cores["bench+producers+other"] >= 0, mode
     for mode in ("bulk", "producer", "raw"):
         stages = summary[mode]["stages_pct"]
         assert set(stages) == {"decode", "tokenize", "forward", "write", "fetch+celery+ack (rest)"}

@@ -57,7 +57,13 @@ def test_sigkill_mid_batch_five_times_with_two_workers(
     for k in range(5):
         n = 1200
         inputs_k = texts(n, seed=100 + k)
+        # The workers are paused while the job is queued: submitting 300 messages takes
+        # about as long as two workers need to finish them, and the kill must land mid-run.
+        for w in live:
+            fleet.signal(w, signal.SIGSTOP)
         job = submit(settings, inputs_k, per_message=4)  # 300 messages
+        for w in live:
+            fleet.signal(w, signal.SIGCONT)
         jobs[job], inputs[job] = n, inputs_k
         wait_until(lambda j=job: row_count(session_factory, j) >= 150, 120, "the job under way")
         in_flight_at_kill.append(int(redis.hlen("unacked")))

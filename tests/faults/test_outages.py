@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -51,10 +52,13 @@ def test_postgresql_unreachable_for_ten_seconds_mid_run(
     fleet = Fleet(env, tmp_path)
     settings = e2e_settings.model_copy(update={"broker_url": own_redis.url})
     try:
-        fleet.start("--batch-max-items", "32")
-        fleet.start("--batch-max-items", "32")
+        live = [fleet.start("--batch-max-items", "32"), fleet.start("--batch-max-items", "32")]
         n = 3000
+        for w in live:  # paused while the job is queued, so the outage lands mid-run
+            fleet.signal(w, signal.SIGSTOP)
         job = submit(settings, texts(n, seed=140), per_message=4)
+        for w in live:
+            fleet.signal(w, signal.SIGCONT)
         wait_until(lambda: row_count(session_factory, job) >= 300, 120, "the job under way")
         proxy.pause()
         started = time.monotonic()
