@@ -94,6 +94,23 @@ def throwaway_database(admin_url: str, prefix: str, *, keep: bool = False) -> It
         admin.dispose()
 
 
+#: `textlstm-admin train` flags of the LIMITS.md reference model every serving benchmark uses:
+#: embedding 100 -> one-direction LSTM 128, last-state pooling.
+REFERENCE_SHAPE = ("--embedding-dim", "100", "--hidden-size", "128", "--unidirectional",
+                   "--pooling", "last", "--no-embedding-skip")  # fmt: skip
+
+
+def repeated_texts(csv_path: Path, n: int) -> list[str]:
+    """The non-blank `text` column of a CSV, repeated to `n` texts."""
+    import csv
+
+    with csv_path.open(newline="", encoding="utf-8") as fh:
+        base = [r["text"] for r in csv.DictReader(fh) if (r.get("text") or "").strip()]
+    if not base:
+        raise SystemExit(f"{csv_path}: no texts in its text column")
+    return [base[i % len(base)] for i in range(n)]
+
+
 def train_once(out: Path, train_csv: Path, *extra: str) -> Path:
     """Train a bundle into `out` unless one is there (benchmarks measure serving, not this)."""
     if not (out / "manifest.json").exists():

@@ -50,7 +50,7 @@ from textlstm.classifier.predictor import Classifier
 from textlstm.classifier.tokenizer import PAD_ID
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import ROOT, shown  # noqa: E402 - runnable as a script
+from bench.common import CLI, REFERENCE_SHAPE, ROOT, shown  # noqa: E402 - a script
 
 SAMPLE = ROOT / "examples" / "data"
 SHAPE = {"embedding_dim": 100, "hidden_size": 128, "bidirectional": False, "pooling": "last"}
@@ -68,29 +68,8 @@ ALLOWED_ACCURACY_LOSS = 0.5  # points, for int8
 
 
 def train_argv(data: Path, out: Path, *, dry_run: bool) -> list[str]:
-    argv = [
-        sys.executable,
-        "-c",
-        "from textlstm.cli import cli; cli()",
-        "train",
-        str(data),
-        "--out",
-        str(out),
-        "--overwrite",
-        "--epochs",
-        "20",
-        "--embedding-dim",
-        "100",
-        "--hidden-size",
-        "128",
-        "--unidirectional",
-        "--pooling",
-        "last",
-        "--no-embedding-skip",
-        "--threads",
-        "1",
-        "--no-progress",
-    ]
+    argv = [*CLI, "train", str(data), "--out", str(out), "--overwrite", "--epochs", "20",
+            *REFERENCE_SHAPE, "--threads", "1", "--no-progress"]  # fmt: skip
     return argv + (["--dry-run"] if dry_run else [])
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import csv
 import json
 import multiprocessing as mp
 import os
@@ -53,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (  # noqa: E402 - runnable as a script
     CLI,
     PG_ADMIN_URL,
+    REFERENCE_SHAPE,
     RESULTS,
     ROOT,
     Process,
@@ -60,6 +60,7 @@ from bench.common import (  # noqa: E402 - runnable as a script
     cpu_snapshot,
     cpu_split,
     own_redis,
+    repeated_texts,
     scratch_dir,
     shown,
     throwaway_database,
@@ -76,18 +77,11 @@ MODEL = "bench"
 # -- inputs ----------------------------------------------------------------------------------
 
 
-def load_texts(csv_path: Path, n: int) -> list[str]:
-    with csv_path.open(newline="", encoding="utf-8") as fh:
-        base = [r["text"] for r in csv.DictReader(fh) if r["text"].strip()]
-    return [base[i % len(base)] for i in range(n)]
-
-
 def bundle_for(args: argparse.Namespace) -> Path:
     name = "pipeline-model-quick" if args.quick else f"pipeline-model-{args.train.parent.name}"
-    shape = ["--embedding-dim", "100", "--hidden-size", "128", "--unidirectional",
-             "--pooling", "last", "--no-embedding-skip", "--epochs", "1",
-             "--seed", "1"]  # fmt: skip
-    return train_once(ROOT / "runs" / name, args.train, *shape)
+    return train_once(
+        ROOT / "runs" / name, args.train, *REFERENCE_SHAPE, "--epochs", "1", "--seed", "1"
+    )
 
 
 # -- ceiling ---------------------------------------------------------------------------------
@@ -443,7 +437,7 @@ def main() -> None:
         args.texts = ROOT / "examples/data/news_test.csv"
     args.out = args.out or RESULTS / ("pipeline_quick" if args.quick else "pipeline")
     modes = set(args.modes.split(","))
-    texts = load_texts(args.texts, args.n)
+    texts = repeated_texts(args.texts, args.n)
     bundle = bundle_for(args)
     results: dict[str, list[dict[str, Any]]] = {}
     started = time.monotonic()

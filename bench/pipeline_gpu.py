@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import datetime as dt
 import json
 import os
@@ -46,7 +45,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import ROOT, shown  # noqa: E402 - runnable as a script
+from bench.common import (  # noqa: E402 - runnable as a script
+    REFERENCE_SHAPE,
+    ROOT,
+    repeated_texts,
+    shown,
+    train_once,
+)
 
 DEFAULT_BUNDLE = ROOT / "runs" / "pipeline-gpu-model"
 DEFAULT_TEXTS = ROOT / "examples" / "data" / "news_test.csv"
@@ -111,42 +116,12 @@ def pick_device(requested: str, require_gpu: bool) -> tuple[str, bool]:
 
 
 def ensure_bundle(path: Path, device: str) -> Path:
-    if (path / "manifest.json").exists():
-        return path
-    cmd = [
-        *ADMIN,
-        "train",
-        str(ROOT / "examples/data/news_train.csv"),
-        "--out",
-        str(path),
-        "--overwrite",
-        "--embedding-dim",
-        "100",
-        "--hidden-size",
-        "128",
-        "--unidirectional",
-        "--pooling",
-        "last",
-        "--no-embedding-skip",
-        "--epochs",
-        "1",
-        "--seed",
-        "1",
-        "--no-progress",
-        "--device",
-        "cpu" if device == "cpu" else "auto",
-    ]
-    print("training", path.relative_to(ROOT) if path.is_relative_to(ROOT) else path, flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    return path
-
-
-def load_texts(path: Path, n: int) -> list[str]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        base = [r["text"] for r in csv.DictReader(fh) if r.get("text", "").strip()]
-    if not base:
-        sys.exit(f"{path}: no texts in its text column")
-    return [base[i % len(base)] for i in range(n)]
+    if not (path / "manifest.json").exists():
+        print("training", shown(path), flush=True)
+    return train_once(
+        path, ROOT / "examples/data/news_train.csv", *REFERENCE_SHAPE, "--epochs", "1",
+        "--seed", "1", "--no-progress", "--device", "cpu" if device == "cpu" else "auto",
+    )  # fmt: skip
 
 
 def device_info(device: str) -> dict[str, Any]:
@@ -734,7 +709,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     deadline = started + args.budget_s
 
     bundle = ensure_bundle((args.bundle or DEFAULT_BUNDLE).resolve(), device)
-    texts = load_texts(args.texts, n)
+    texts = repeated_texts(args.texts, n)
     clf = Classifier.load(bundle, device=device)
     cfg = clf.model.config
     report: dict[str, Any] = {

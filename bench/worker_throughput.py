@@ -29,37 +29,16 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import REFERENCE_SHAPE, ROOT, train_once  # noqa: E402 - runnable as a script
+
 BUNDLE = ROOT / "runs" / "bench-h128"
 BATCH_RE = re.compile(r"batch size=(\d+)")
 
 
 def ensure_bundle() -> Path:
-    if (BUNDLE / "manifest.json").exists():
-        return BUNDLE
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from textlstm.cli import cli; cli()",
-            "train",
-            str(ROOT / "examples/data/news_train.csv"),
-            "--out",
-            str(BUNDLE),
-            "--overwrite",
-            "--epochs",
-            "1",
-            "--embedding-dim",
-            "100",
-            "--hidden-size",
-            "128",
-            "--unidirectional",
-            "--pooling",
-            "last",
-        ],
-        check=True,
-    )
-    return BUNDLE
+    return train_once(BUNDLE, ROOT / "examples/data/news_train.csv", *REFERENCE_SHAPE,
+                      "--epochs", "1")  # fmt: skip
 
 
 def worker_argv(mode: str, queue: str, concurrency: int) -> list[str]:

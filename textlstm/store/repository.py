@@ -81,6 +81,13 @@ class SaveOutcome:
     status: str
 
 
+def _reused(job_id: uuid.UUID, had: int, had_model: str, expected: int, model_ref: str) -> str:
+    return (
+        f"job id {job_id} is already used by a job of {had} items for model {had_model!r} "
+        f"(this one: {expected} items for {model_ref!r})"
+    )
+
+
 def ensure_job(
     *,
     session: Session,
@@ -116,8 +123,7 @@ def ensure_job(
     job = get_job(session=session, job_id=job_id)
     if job.expected_count != expected or job.model_ref != model_ref:
         raise ValidationError(
-            f"job id {job_id} is already used by a job of {job.expected_count} items for model "
-            f"{job.model_ref!r} (this one: {expected} items for {model_ref!r})"
+            _reused(job_id, job.expected_count, job.model_ref, expected, model_ref)
         )
     return job, created
 
@@ -217,6 +223,33 @@ def _check_records(records: Sequence[PredictionRecord], expected: int, job_id: u
         seen.add(rec.item_index)
 
 
+def _prediction_rows(
+    job_id: uuid.UUID,
+    records: Sequence[PredictionRecord],
+    model_version_id: int | None,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The `predictions` rows of one job's records, in ascending item order: concurrent
+    overlapping batches then take row locks in the same order on PostgreSQL, so ON CONFLICT
+    waits can never form a deadlock."""
+    return [
+        {
+            "job_id": job_id,
+            "item_index": r.item_index,
+            "external_id": r.external_id,
+            "status": r.status,
+            "label": r.label,
+            "score": r.score,
+            "probabilities": dict(r.probabilities) if r.probabilities is not None else None,
+            "error": r.error,
+            "model_version_id": model_version_id,
+            "latency_ms": r.latency_ms,
+            "created_at": now,
+        }
+        for r in sorted(records, key=lambda rec: rec.item_index)
+    ]
+
+
 def save_predictions(
     *,
     session: Session,
@@ -240,31 +273,14 @@ def save_predictions(
     now = utcnow()
     inserted: list[str] = []
     if records:
-        rows = [
-            {
-                "job_id": job_id,
-                "item_index": r.item_index,
-                "external_id": r.external_id,
-                "status": r.status,
-                "label": r.label,
-                "score": r.score,
-                "probabilities": dict(r.probabilities) if r.probabilities is not None else None,
-                "error": r.error,
-                "model_version_id": model_version_id,
-                "latency_ms": r.latency_ms,
-                "created_at": now,
-            }
-            # Ascending key order: concurrent overlapping batches then take row locks in the
-            # same order on PostgreSQL, so ON CONFLICT waits can never form a deadlock.
-            for r in sorted(records, key=lambda rec: rec.item_index)
-        ]
+        rows = _prediction_rows(job_id, records, model_version_id, now)
         table: Table = Prediction.__table__  # type: ignore[assignment]
-        stmt = (
-            _insert(session, table)
-            .on_conflict_do_nothing(index_elements=["job_id", "item_index"])
-            .returning(table.c.status)
-        )
-        inserted = list(session.execute(stmt, rows).scalars())
+        inserted = [
+            status
+            for (status,) in _insert_ignore(
+                session, table, rows, ["job_id", "item_index"], ["status"]
+            )
+        ]
     ok_new = inserted.count("ok")
     err_new = len(inserted) - ok_new
     exp_new = inserted.count("expired")
@@ -396,8 +412,7 @@ def save_batch(
         job_table,
         [
             _job_row(jid, j.model_ref, j.expected, j.metadata, j.submitted_at or now)
-            for jid in order
-            if (j := jobs[jid])
+            for jid, j in ((k, jobs[k]) for k in order)
         ],
         ["id"],
         [],
@@ -415,28 +430,11 @@ def save_batch(
     for jid in order:
         part, row = jobs[jid], found[jid]
         if row.expected_count != part.expected or row.model_ref != part.model_ref:
-            skipped[jid] = (
-                f"job id {jid} is already used by a job of {row.expected_count} items for model "
-                f"{row.model_ref!r} (this one: {part.expected} items for {part.model_ref!r})"
-            )
+            skipped[jid] = _reused(jid, row.expected_count, row.model_ref, part.expected,
+                                   part.model_ref)  # fmt: skip
             continue
         _check_records(part.records, part.expected, jid)
-        rows += [
-            {
-                "job_id": jid,
-                "item_index": r.item_index,
-                "external_id": r.external_id,
-                "status": r.status,
-                "label": r.label,
-                "score": r.score,
-                "probabilities": dict(r.probabilities) if r.probabilities is not None else None,
-                "error": r.error,
-                "model_version_id": model_version_id,
-                "latency_ms": r.latency_ms,
-                "created_at": now,
-            }
-            for r in sorted(part.records, key=lambda rec: rec.item_index)
-        ]
+        rows += _prediction_rows(jid, part.records, model_version_id, now)
     if not rows:
         return BatchOutcome(0, 0, skipped)
     new: dict[uuid.UUID, list[int]] = {}
