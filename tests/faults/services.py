@@ -2,14 +2,19 @@
 append-only persistence, a password, ACL users or TLS as asked), which the test may stop and
 restart, and the end-of-test check every fault test shares.
 
-The machine's shared Redis and PostgreSQL are never stopped: an outage of PostgreSQL is a TCP
-proxy cut (tests/e2e/proxy.py), an outage of Redis is this private server going away.
+A PostgreSQL cluster of its own too (`OwnPostgres`: initdb in a temporary directory, its own
+port), which a test stops and starts again. The machine's shared Redis and PostgreSQL are never
+stopped; a network cut to the shared server is a TCP proxy (tests/e2e/proxy.py).
 """
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -24,6 +29,61 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None
+    )
+    if found is None:
+        raise RuntimeError(f"{name} not found: PostgreSQL server binaries are needed")
+    return found
+
+
+class OwnPostgres:
+    """A private PostgreSQL cluster (trust auth, socket and data in a temporary directory).
+
+    PostgreSQL refuses to run as root, so as root the server commands run as the `postgres`
+    user, who owns the directory. `stop()` is a fast shutdown: open transactions are rolled back
+    and connections dropped, as when the database server is restarted.
+    """
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="textlstm-pg-"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.dir, "postgres", "postgres")
+        subprocess.run(
+            [*self._as, _pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+             "--no-sync"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            [*self._as, _pg_bin("pg_ctl"), "-D", str(self.data), "-w", "-l",
+             str(self.dir / "server.log"), *args],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._ctl("-o", opts, "start")
+
+    def stop(self) -> None:
+        self._ctl("-m", "fast", "stop")
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass  # already stopped
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class OwnRedis:
