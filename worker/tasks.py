@@ -43,4 +43,5 @@ def classify(self: ClassifyTask, batch: MicroBatch, *, fail_reason: str | None =
         session_factory=rt.session_factory,
         retry=rt.retry,
         fail_reason=fail_reason,
+        forward_batch=rt.settings.worker_forward_batch,
     )

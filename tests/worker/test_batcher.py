@@ -26,7 +26,7 @@ def msg(
 
 
 def test_estimate_tokens_counts_words_and_punctuation_and_caps() -> None:
-    assert estimate_tokens("hello, world!") == 4
+    assert estimate_tokens("hello, world. again") == 5
     assert estimate_tokens("") == 1
     assert estimate_tokens("a " * 1000, cap=256) == 256
 

@@ -88,17 +88,23 @@ def rows(session_factory: sessionmaker[Session], job: uuid.UUID) -> list[Predict
         return list(repo.iter_predictions(session=s, job_id=job))
 
 
+@pytest.mark.parametrize("forward_batch", [128, 4])  # one pass, or 8 passes sorted by length
 def test_batch_across_jobs_matches_in_process_predict(
     registered: dict,
     models: ModelCache,
     session_factory: sessionmaker[Session],
     tiny_classifier: Classifier,
+    forward_batch: int,
 ) -> None:
     texts = [e.text for e in make_examples(10, seed=7)]
     m1 = message(texts[:20] + ["   "])
     m2 = message(texts[20:])
     report = classify_batch(
-        batch_of(m1, m2), models=models, session_factory=session_factory, retry=FAST
+        batch_of(m1, m2),
+        models=models,
+        session_factory=session_factory,
+        retry=FAST,
+        forward_batch=forward_batch,
     )
     assert (report.items, report.inserted, report.errors, report.model) == (31, 31, 1, "topics@1")
     expected = tiny_classifier.predict(texts[:20] + ["   "] + texts[20:])

@@ -182,6 +182,7 @@ def classify_batch(
     session_factory: sessionmaker[Session],
     retry: RetryPolicy,
     fail_reason: str | None = None,
+    forward_batch: int = 128,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> BatchReport:
@@ -192,6 +193,11 @@ def classify_batch(
     model is skipped and every item is stored as an error with that reason (last resort after
     an unexpected failure, so the job still finishes). Items whose message's deadline passed
     before the batch started are stored as `expired` and never reach the model.
+
+    The model sees the batch in forward passes of at most `forward_batch` texts, sorted by
+    length across the whole micro-batch: a micro-batch bigger than the model's best batch
+    (one transaction and one round of acks for many messages) still runs at that batch size,
+    with less padding than its arrival order would give.
     """
     texts = [item.text for _, item in batch.pairs()]
     start_wall = wall_clock()
@@ -221,7 +227,7 @@ def classify_batch(
             return [ItemOutcome(error=f"model unavailable: {exc}")] * len(live)
         started = time.perf_counter()
         out = predict_isolated(
-            model.classifier, live, batch_size=len(live), max_tokens=None, timings=timings
+            model.classifier, live, batch_size=forward_batch, max_tokens=None, timings=timings
         )
         forward_s = time.perf_counter() - started
         return out
