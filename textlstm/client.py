@@ -23,7 +23,14 @@ from typing import Any
 
 from textlstm.backpressure import Gate
 from textlstm.errors import BrokerError, ConfigError, NotFoundError, ValidationError
-from textlstm.messages import TASK_NAME, ClassifyMessage, Limits, build_messages, parse_job_id
+from textlstm.messages import (
+    TASK_NAME,
+    ClassifyMessage,
+    Limits,
+    build_messages,
+    headers_repr,
+    parse_job_id,
+)
 from textlstm.queues import queue_for
 from textlstm.settings import Settings, get_settings, mask_url
 
@@ -125,6 +132,7 @@ def _publish(
                         queue=queue,
                         # Deterministic per (job, first item): a resubmitted chunk keeps its id.
                         task_id=str(uuid.uuid5(msg.job_id, str(first))),
+                        **headers_repr(f"job {msg.job_id} items {first}+{len(msg.items)}"),
                         serializer="json",
                         producer=producer,
                         retry=True,

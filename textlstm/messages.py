@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from textlstm.errors import ValidationError
 from textlstm.queues import PRIORITIES
@@ -73,9 +73,9 @@ class Limits:
         )
 
 
-@dataclass(frozen=True)
-class Item:
-    """One text of a job; `index` is its position in the job as submitted."""
+class Item(NamedTuple):
+    """One text of a job; `index` is its position in the job as submitted. A named tuple:
+    built once per text on both ends, where a frozen dataclass cost ~3 µs each."""
 
     index: int
     text: str
@@ -193,6 +193,16 @@ def _check_id(value: Any, where: str) -> str | None:
     return value
 
 
+def headers_repr(summary: str) -> dict[str, str]:
+    """`send_task` options that put a short summary in the `argsrepr`/`kwargsrepr` headers.
+
+    Celery otherwise writes a repr of the arguments there, that is the texts themselves (up to
+    1 KiB, visible in Flower and broker tools), and building it took ~40% of `Client.submit`'s
+    time for 20,000 texts (cProfile: celery.utils.saferepr).
+    """
+    return {"argsrepr": f"<{summary}>", "kwargsrepr": "{}"}
+
+
 def normalize_items(texts: Iterable[str | Mapping[str, Any]], *, limits: Limits) -> list[Item]:
     """Validate producer input and number it; raise ValidationError naming the first bad item.
 
@@ -206,11 +216,15 @@ def normalize_items(texts: Iterable[str | Mapping[str, Any]], *, limits: Limits)
         )
     items: list[Item] = []
     seen_ids: dict[str, int] = {}
+    max_items, max_chars = limits.max_job_items, limits.max_text_chars
     for index, entry in enumerate(texts):
-        if index >= limits.max_job_items:
+        if index >= max_items:
             raise ValidationError(
                 f"job has more than {limits.max_job_items} items (TEXTLSTM_MAX_JOB_ITEMS)"
             )
+        if type(entry) is str and len(entry) <= max_chars:  # the common case, checked cheaply
+            items.append(Item(index, entry, None))
+            continue
         where = f"item {index}"
         if isinstance(entry, Mapping):
             unknown = set(entry) - {"id", "text"}

@@ -40,6 +40,7 @@ from textlstm.messages import (
     ClassifyMessage,
     Limits,
     envelope,
+    headers_repr,
 )
 from textlstm.queues import queue_for
 from textlstm.settings import Settings, get_settings, mask_url
@@ -262,6 +263,7 @@ class Producer:
                         args=[body],
                         queue=queue,
                         task_id=str(uuid.uuid4()),
+                        **headers_repr(f"envelope of {len(group)} job(s)"),
                         serializer="json",
                         producer=producer,
                         retry=True,

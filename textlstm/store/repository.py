@@ -27,7 +27,6 @@ from sqlalchemy import (
     cast,
     func,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -167,7 +166,7 @@ def add_jobs(*, session: Session, jobs: Sequence[Mapping[str, Any]]) -> int:
                  j.get("submitted_at") or now)
         for j in jobs
     ]  # fmt: skip
-    rows.sort(key=lambda r: r["id"])  # one lock order for every writer
+    rows.sort(key=lambda r: r["id"].int)  # one lock order for every writer (.int: C compares)
     table: Table = Job.__table__  # type: ignore[assignment]
     return len(list(_insert_ignore(session, table, rows, ["id"], ["id"])))
 
@@ -354,7 +353,7 @@ class BatchOutcome:
 
 def _insert_ignore(
     session: Session, table: Table, rows: list[dict[str, Any]], key: list[str], returning: list[str]
-) -> Iterable[Any]:
+) -> Sequence[Any]:
     """Insert-or-ignore `rows` (all with the same keys) on the `key` conflict; yield the
     `returning` columns of the rows that were new.
 
@@ -362,49 +361,70 @@ def _insert_ignore(
     one short statement whatever the batch size. SQLAlchemy's multi-row VALUES made psycopg
     split and convert a new query text of ~1,400 parameters every batch (6 of the 18 ms a
     128-row batch of predictions took, measured with cProfile). A column with one value in
-    every row (the job, the model, the time, a NULL error) is sent once, as a scalar: psycopg
-    dumps arrays element by element in Python, and that was most of the rest. SQLite keeps the
-    multi-row VALUES. Rows go in the order given (callers sort them: one lock order for every
-    writer).
+    every row (the job, the model, the time, a NULL error) is sent once, as a scalar, and the
+    values go in psycopg's binary format. The statement is plain driver SQL (our own column
+    names, every value a parameter) because SQLAlchemy's placeholders are always text format.
+    SQLite keeps the multi-row VALUES. Rows go in the order given (callers sort them: one lock
+    order for every writer).
     """
     dialect = session.get_bind().dialect
     if dialect.name != "postgresql":
         stmt = _insert(session, table).on_conflict_do_nothing(index_elements=key)
         if returning:
             stmt = stmt.returning(*(table.c[c] for c in returning))
-        return session.execute(stmt, rows)
+        result = session.execute(stmt, rows)
+        return result.all() if returning else []
     cols = [table.c[name] for name in rows[0]]
     json_cols = {c.name for c in cols if isinstance(c.type, JSON)}
 
     def bound(name: str, value: Any) -> Any:
         return json.dumps(value) if name in json_cols and value is not None else value
 
-    first = rows[0]
-    same = {c.name for c in cols if all(r[c.name] == first[c.name] for r in rows)}
+    values = {c.name: [r[c.name] for r in rows] for c in cols}
+    same = {name for name, vs in values.items() if vs.count(vs[0]) == len(vs)}
     if len(same) == len(cols) and len(rows) > 1:
         same.discard(cols[0].name)  # identical rows still go in once each
-    params = {c.name: bound(c.name, first[c.name]) for c in cols if c.name in same}
-    params |= {c.name: [bound(c.name, r[c.name]) for r in rows] for c in cols if c.name not in same}
+    params = {
+        name: bound(name, vs[0]) if name in same else [bound(name, v) for v in vs]
+        for name, vs in values.items()
+    }
     varying = [c for c in cols if c.name not in same]
 
     def sql_type(c: Any) -> str:
         return str(c.type.compile(dialect=dialect))
 
-    picked = ", ".join(
-        f"CAST(:{c.name} AS {sql_type(c)})" if c.name in same else f"u.{c.name}" for c in cols
-    )
+    def param(c: Any, array: str = "") -> str:
+        # %(name)b: psycopg sends the value in binary, so an array is packed in C; in text
+        # every element went through Python quoting (9 ms against 1 ms for 1,024 rows).
+        return f"CAST(%({c.name})b AS {c.type.compile(dialect=dialect)}{array})"
+
+    picked = ", ".join(param(c) if c.name in same else f"u.{c.name}" for c in cols)
     source = (
-        f" FROM unnest({', '.join(f'CAST(:{c.name} AS {sql_type(c)}[])' for c in varying)})"
+        f" FROM unnest({', '.join(param(c, '[]') for c in varying)})"
         f" AS u({', '.join(c.name for c in varying)})"
         if varying
         else ""
     )
-    sql = text(
+    sql = (
         f"INSERT INTO {table.name} ({', '.join(c.name for c in cols)}) SELECT {picked}{source}"
         f" ON CONFLICT ({', '.join(key)}) DO NOTHING"
         + (f" RETURNING {', '.join(returning)}" if returning else "")
     )
-    return session.execute(sql, params)
+    result = session.connection().exec_driver_sql(sql, params)
+    return result.all() if returning else []  # fetchall: not row by row
+
+
+def _uuid_order(u: uuid.UUID) -> int:
+    """Sort key giving UUID order (UUID.__lt__ is Python code: 1,024 ids sorted in ~4 ms)."""
+    return u.int
+
+
+def _among(session: Session, column: Any, ids: Sequence[uuid.UUID]) -> ColumnElement[bool]:
+    """`column IN ids`; on PostgreSQL as `= ANY(array)`, one parameter: psycopg took ~9 ms to
+    split a query text with 1,024 placeholders, on every batch."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == func.any(cast(bindparam("among", list(ids)), postgresql.ARRAY(Uuid)))
+    return column.in_(ids)
 
 
 def _advance_jobs(
@@ -422,7 +442,7 @@ def _advance_jobs(
     different orders would deadlock. SQLite has one writer at a time: one executemany.
     """
     jobs: Table = Job.__table__  # type: ignore[assignment]
-    order = sorted(new)
+    order = sorted(new, key=_uuid_order)
     if session.get_bind().dialect.name != "postgresql":
         stmt = (
             update(jobs)
@@ -446,7 +466,7 @@ def _advance_jobs(
     ids = cast(bindparam("ids", order), postgresql.ARRAY(Uuid))
     session.execute(
         select(jobs.c.id)
-        .where(jobs.c.id == func.any(ids))
+        .where(_among(session, jobs.c.id, order))
         .order_by(jobs.c.id)
         .with_for_update(key_share=True)  # FOR NO KEY UPDATE: the lock UPDATE takes
     )
@@ -487,7 +507,7 @@ def save_batch(
     """
     if not jobs:
         return BatchOutcome(0, 0, {})
-    order = sorted(jobs)
+    order = sorted(jobs, key=_uuid_order)
     job_table: Table = Job.__table__  # type: ignore[assignment]
     now = utcnow()
     _insert_ignore(
@@ -504,7 +524,7 @@ def save_batch(
         r.id: r
         for r in session.execute(
             select(job_table.c.id, job_table.c.expected_count, job_table.c.model_ref).where(
-                job_table.c.id.in_(order)
+                _among(session, job_table.c.id, order)
             )
         )
     }
