@@ -53,6 +53,9 @@ def test_submit_publishes_json_celery_tasks(
     for env in envelopes:
         assert env["content-type"] == "application/json"
         assert env["headers"]["task"] == TASK_NAME
+        # The texts stay in the body: headers (Flower, broker tools) carry only a summary.
+        assert env["headers"]["argsrepr"].startswith(f"<job {job_id} items ")
+        assert "good" not in json.dumps(env["headers"]) and "bad" not in json.dumps(env["headers"])
         args, kwargs, _embed = json.loads(base64.b64decode(env["body"]))
         assert kwargs == {} and len(args) == 1
         msg = parse_message(args[0], limits=Limits())
