@@ -95,22 +95,26 @@ class Settings(BaseSettings):
 
     # -- worker (README.md, "The worker") ------------------------------------------------
     #: Most items in one micro-batch: one transaction and one round of acks. The model runs
-    #: it in forward passes of worker_forward_batch texts sorted by length. 1024 against 128:
-    #: bulk jobs 1.3x the texts/s (bench/pipeline.py), from fewer, bigger writes and less
-    #: padding; at low load a batch is cut by the idle flush long before it is full.
-    worker_batch_max_items: int = Field(default=1024, ge=1)
+    #: it in forward passes of worker_forward_batch texts sorted by length. Bulk jobs in
+    #: bench/pipeline.py: 1024 gave 1.3x the texts/s of 128 (fewer, bigger writes, less
+    #: padding), 2048 1.0-1.1x 1024, 4096 less (a run's last batches leave a process idle).
+    #: At low load a batch is cut by the idle flush long before it is full.
+    worker_batch_max_items: int = Field(default=2048, ge=1)
     #: Most texts in one forward pass. Throughput saturates near 128 on CPU (LIMITS.md);
     #: bigger batches are slower there, a GPU wants more.
     worker_forward_batch: int = Field(default=128, ge=1)
     #: Most tokens (estimated, before padding) in one micro-batch: bounds memory and padding
     #: when texts are long.
-    worker_batch_max_tokens: int = Field(default=131_072, ge=1)
+    worker_batch_max_tokens: int = Field(default=262_144, ge=1)
     #: Longest a received item waits for its micro-batch to fill before it is flushed anyway
     #: (the worst case; see idle below for the usual case).
     worker_batch_max_wait_ms: int = Field(default=500, ge=0)
     #: Flush a partial micro-batch once no message has arrived for this long (the queue went
     #: quiet). At saturation messages arrive every 1-2 ms, so batches fill to max items.
     worker_batch_idle_ms: int = Field(default=10, ge=0)
+    #: Allocations between two collections of Python's youngest GC generation in a worker,
+    #: after its start-up heap is frozen (worker/runtime.py:tune_gc); 0 = Python's defaults.
+    worker_gc_threshold: int = Field(default=100_000, ge=0)
     #: Unacked messages one worker process holds (received, not yet committed). Must exceed
     #: the messages one micro-batch needs (max items when producers send one text per message).
     worker_prefetch: int = Field(default=256, ge=1)

@@ -31,6 +31,7 @@ from textlstm.serving.batcher import Batcher, MicroBatch
 from textlstm.serving.metrics import get_metrics
 from textlstm.serving.rejects import salvage
 from textlstm.serving.retry import ShutdownRequested
+from worker.runtime import tune_gc
 
 log = logging.getLogger("textlstm.worker")
 
@@ -326,6 +327,8 @@ def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Any:
     warmup = task.runtime.settings.worker_warmup_model
     if warmup and old is None:
         task.runtime.warm_up(warmup)
+    if old is None:
+        tune_gc(task.runtime.settings.worker_gc_threshold)
     batching = MicroBatchConsumer(task, consumer)
     task._batching = batching
 
