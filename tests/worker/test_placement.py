@@ -49,4 +49,3 @@ def test_processes_times_threads_never_oversubscribe_cores() -> None:
     assert cpu_threads(cores=8, processes=2) == 4
     assert cpu_threads(cores=2, processes=4) == 1
     assert cpu_threads(cores=2, processes=2, requested=3) == 3
-
