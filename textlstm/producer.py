@@ -139,6 +139,7 @@ class Producer:
         full: list[ClassifyMessage] | None = None
         with self._lock:
             buf = self._buffers.setdefault(queue, _Buffer())
+            started = not buf.messages
             for msg in messages:
                 if not buf.messages:
                     buf.since = time.monotonic()
@@ -147,7 +148,9 @@ class Producer:
                 buf.bytes += _size(msg)
             if buf.items >= self.max_items or buf.bytes >= self.limits.message_max_bytes:
                 full = self._take(queue)
-            else:
+            elif started:
+                # A new buffer has a new deadline. Otherwise the linger thread already waits
+                # for this buffer's: waking it on every submit cost a thread switch per job.
                 self._lock.notify()
         if full:
             self._send(queue, full)
