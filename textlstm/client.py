@@ -29,6 +29,7 @@ from textlstm.messages import (
     Limits,
     build_messages,
     headers_repr,
+    new_id,
     parse_job_id,
 )
 from textlstm.queues import queue_for
@@ -161,7 +162,7 @@ def prepare_job(
 ) -> list[ClassifyMessage]:
     """Validate a whole job the way every producer does (`Client.submit`, `Producer.submit`)
     and split it into messages: model default, job id, deadline from `expires`."""
-    jid = parse_job_id(job_id) if job_id is not None else uuid.uuid4()
+    jid = parse_job_id(job_id) if job_id is not None else new_id()
     model = model or settings.default_model
     if not model:
         raise ValidationError("no model given: pass model=... or set TEXTLSTM_DEFAULT_MODEL")

@@ -41,6 +41,7 @@ from textlstm.messages import (
     Limits,
     envelope,
     headers_repr,
+    new_id,
 )
 from textlstm.queues import queue_for
 from textlstm.settings import Settings, get_settings, mask_url
@@ -265,7 +266,7 @@ class Producer:
                         TASK_NAME,
                         args=[body],
                         queue=queue,
-                        task_id=str(uuid.uuid4()),
+                        task_id=str(new_id()),
                         **headers_repr(f"envelope of {len(group)} job(s)"),
                         serializer="json",
                         producer=producer,

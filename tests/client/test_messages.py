@@ -128,3 +128,20 @@ def test_model_refs() -> None:
     for bad in ["", "@1", "a@b@c", "a b", "a@-x", "a@0"]:
         with pytest.raises(ValidationError):
             parse_model_ref(bad)
+
+
+def test_new_ids_are_random_version_4_uuids_and_differ_across_a_fork() -> None:
+    import os
+
+    from textlstm.messages import new_id
+
+    ids = {new_id() for _ in range(1000)}  # crosses several 256-id pools
+    assert len(ids) == 1000 and {u.version for u in ids} == {4}
+    new_id()  # the parent's pool is part used when the child starts
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id and leave at once
+        os.write(write, new_id().bytes)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 16) != new_id().bytes

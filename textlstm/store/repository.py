@@ -510,24 +510,30 @@ def save_batch(
     order = sorted(jobs, key=_uuid_order)
     job_table: Table = Job.__table__  # type: ignore[assignment]
     now = utcnow()
-    _insert_ignore(
-        session,
-        job_table,
-        [
-            _job_row(jid, j.model_ref, j.expected, j.metadata, j.submitted_at or now)
-            for jid, j in ((k, jobs[k]) for k in order)
-        ],
-        ["id"],
-        [],
-    )
-    found = {
-        r.id: r
-        for r in session.execute(
-            select(job_table.c.id, job_table.c.expected_count, job_table.c.model_ref).where(
-                _among(session, job_table.c.id, order)
-            )
+
+    def read(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        cols = (job_table.c.id, job_table.c.expected_count, job_table.c.model_ref)
+        stmt = select(*cols).where(_among(session, job_table.c.id, ids))
+        return {r.id: r for r in session.execute(stmt)}
+
+    # Read first: producers record their jobs, so usually every row is there and nothing is
+    # inserted. Missing ones (jobs sent without a record) are created, then read back: a row
+    # a concurrent writer inserted first is not in RETURNING.
+    found = read(order)
+    missing = [jid for jid in order if jid not in found]
+    if missing:
+        _insert_ignore(
+            session,
+            job_table,
+            [
+                _job_row(jid, jobs[jid].model_ref, jobs[jid].expected, jobs[jid].metadata,
+                         jobs[jid].submitted_at or now)
+                for jid in missing
+            ],  # fmt: skip
+            ["id"],
+            [],
         )
-    }
+        found |= read(missing)
     skipped: dict[uuid.UUID, str] = {}
     rows: list[dict[str, Any]] = []
     for jid in order:
