@@ -388,17 +388,14 @@ class Bench:
 def _produce(
     settings: Any, texts: list[str], linger_ms: float, freeze_gc: bool, go: Any, done: Any
 ) -> None:
-    import gc
-
+    from textlstm.gc_tuning import tune_gc
     from textlstm.producer import Producer
 
     producer = Producer(settings, linger_ms=linger_ms, max_items=256)
     producer.submit([texts[0]], model=MODEL)  # connect and check the model before the clock
     producer.flush()
     if freeze_gc:  # README "High-rate producers": what a tuned application does at start-up
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(100_000, *gc.get_threshold()[1:])
+        tune_gc()
     done.put("ready")
     go.wait()
     before = producer.sent_messages, producer.sent_jobs

@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from textlstm.gc_tuning import DEFAULT_THRESHOLD
+
 _SECRET_QUERY_KEYS = {"password", "pass", "pwd", "secret", "token", "sslpassword"}
 
 
@@ -113,8 +115,8 @@ class Settings(BaseSettings):
     #: quiet). At saturation messages arrive every 1-2 ms, so batches fill to max items.
     worker_batch_idle_ms: int = Field(default=10, ge=0)
     #: Allocations between two collections of Python's youngest GC generation in a worker,
-    #: after its start-up heap is frozen (worker/runtime.py:tune_gc); 0 = Python's defaults.
-    worker_gc_threshold: int = Field(default=100_000, ge=0)
+    #: after its start-up heap is frozen (textlstm/gc_tuning.py); 0 = Python's defaults.
+    worker_gc_threshold: int = Field(default=DEFAULT_THRESHOLD, ge=0)
     #: Unacked messages one worker process holds (received, not yet committed). Must exceed
     #: the messages one micro-batch needs (max items when producers send one text per message).
     worker_prefetch: int = Field(default=256, ge=1)

@@ -26,12 +26,12 @@ from typing import Any
 from celery import bootsteps
 
 from textlstm.errors import ValidationError
+from textlstm.gc_tuning import tune_gc
 from textlstm.messages import ClassifyMessage, Limits, parse_body
 from textlstm.serving.batcher import Batcher, MicroBatch
 from textlstm.serving.metrics import get_metrics
 from textlstm.serving.rejects import salvage
 from textlstm.serving.retry import ShutdownRequested
-from worker.runtime import tune_gc
 
 log = logging.getLogger("textlstm.worker")
 

@@ -7,7 +7,6 @@ contexts and database connections are not fork-safe.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -109,24 +108,4 @@ class Runtime:
         model, _ = retrying(lambda: self.models.get(ref), policy=self.retry, what=f"warm-up {ref}")
         model.classifier.predict(["warm up"] * 8)
         log.info("warm-up done: %s on %s", model.ref, self.device)
-
-
-def tune_gc(threshold: int) -> None:
-    """Freeze what start-up allocated and collect the youngest generation less often.
-
-    A saturated worker allocates several objects per item (messages, outcomes, rows), so
-    Python's default (a collection every 700 allocations, and a full one every hundred of
-    those, walking torch's, Celery's and SQLAlchemy's objects) ran all the time. `gc.freeze`
-    takes the start-up heap out of every collection; `threshold` allocations between young
-    collections (100,000 by default) let nearly every batch finish between two. Measured in
-    bench/pipeline.py, bulk, 60,000 texts: 8,002 → 8,966 texts/s (freeze alone: 8,457).
-    Garbage in cycles is still collected, later; 0 leaves Python's defaults.
-    """
-    if threshold <= 0:
-        return
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(threshold, older, oldest)
-    log.info("gc: froze %d start-up objects, threshold %d", gc.get_freeze_count(), threshold)
 

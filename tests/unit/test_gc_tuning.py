@@ -1,4 +1,4 @@
-"""The worker's garbage-collector tuning (worker/runtime.py:tune_gc)."""
+"""Garbage-collector tuning for workers and high-rate producers (textlstm/gc_tuning.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def test_tune_gc_freezes_the_start_up_heap_and_sets_the_young_threshold(
     import sys
 
     code = (
-        "import gc; from worker.runtime import tune_gc; "
+        "import gc; from textlstm.gc_tuning import tune_gc; "
         f"tune_gc({threshold}); print(gc.get_threshold()[0], gc.get_freeze_count() > 0)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
