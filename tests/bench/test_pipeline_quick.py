@@ -16,7 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODES = ["ceiling 1x1", "ceiling 1x2", "ceiling 2x1", "ceiling 2x1 int8", "bulk", "producer",
-         "raw", "light", "bulk int8", "producer int8", "raw int8", "naive"]  # fmt: skip
+         "producer_gc", "raw", "light", "bulk int8", "producer int8", "raw int8",
+         "naive"]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -33,7 +34,7 @@ def test_every_mode_runs_and_reports(tmp_path: Path, pg_admin_url: str) -> None:
     assert list(summary) == MODES
     for mode in MODES:
         assert summary[mode]["texts_per_s"] > 0, mode
-    for mode in ("bulk", "producer", "raw", "light", "naive"):
+    for mode in ("bulk", "producer", "producer_gc", "raw", "light", "naive"):
         run = report["runs"][mode][0]
         assert run["n"] == (150 if mode == "naive" else 60 if mode == "light" else 300)
         assert 0 < run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"], mode
@@ -49,8 +50,11 @@ def test_every_mode_runs_and_reports(tmp_path: Path, pg_admin_url: str) -> None:
         assert stages["forward"] > 0 and stages["write"] > 0, mode
         assert summary[mode]["mean_batch"] > 1, mode  # several texts per forward pass
     assert summary["naive"]["mean_batch"] == 1.0
+    for mode in ("producer", "producer_gc"):  # the producers coalesced jobs into envelopes
+        assert 1 < summary[mode]["jobs_per_envelope"] <= 256, mode
     ratios = report["ratios"]
-    assert {"bulk_vs_ceiling", "producer_vs_ceiling", "raw_vs_naive", "light_p99"} <= set(ratios)
+    assert {"bulk_vs_ceiling", "producer_vs_ceiling", "producer_gc_vs_ceiling", "raw_vs_naive",
+            "light_p99"} <= set(ratios)  # fmt: skip
     for mode in ("bulk", "producer", "raw"):  # the int8 pass ran on quantized workers
         assert ratios[f"{mode}_int8"]["vs_fp32"] > 0
         assert report["runs"][f"{mode} int8"][0]["n"] == 300
