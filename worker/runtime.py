@@ -108,4 +108,3 @@ class Runtime:
         model, _ = retrying(lambda: self.models.get(ref), policy=self.retry, what=f"warm-up {ref}")
         model.classifier.predict(["warm up"] * 8)
         log.info("warm-up done: %s on %s", model.ref, self.device)
-

@@ -354,7 +354,7 @@ class BatchOutcome:
 def _insert_ignore(
     session: Session, table: Table, rows: list[dict[str, Any]], key: list[str], returning: list[str]
 ) -> Sequence[Any]:
-    """Insert-or-ignore `rows` (all with the same keys) on the `key` conflict; yield the
+    """Insert-or-ignore `rows` (all with the same keys) on the `key` conflict; return the
     `returning` columns of the rows that were new.
 
     On PostgreSQL the rows travel as one array per column into `INSERT … SELECT FROM unnest(…)`:
@@ -389,9 +389,6 @@ def _insert_ignore(
         for name, vs in values.items()
     }
     varying = [c for c in cols if c.name not in same]
-
-    def sql_type(c: Any) -> str:
-        return str(c.type.compile(dialect=dialect))
 
     def param(c: Any, array: str = "") -> str:
         # %(name)b: psycopg sends the value in binary, so an array is packed in C; in text
@@ -456,7 +453,7 @@ def _advance_jobs(
                     now,
                     model_version_id,
                 )
-            )  # fmt: skip
+            )
         )
         session.connection().execute(
             stmt,
@@ -494,16 +491,17 @@ def save_batch(
     jobs: Mapping[uuid.UUID, JobItems],
     model_version_id: int | None = None,
 ) -> BatchOutcome:
-    """Store a micro-batch that holds items of many jobs in four statements, however many jobs.
+    """Store a micro-batch that holds items of many jobs in a few statements, however many.
 
     `ensure_job` + `save_predictions` per job cost five round trips a job: a batch of 128
     one-text jobs (what the batching producer sends) spent more time in them than in the model.
-    Here: create the missing job rows (insert-or-ignore), read the jobs back, insert every
-    prediction (insert-or-ignore, RETURNING which are new), and advance the counters of the
-    jobs that got new rows (one executemany UPDATE, the same SQL as save_predictions). Rows go
-    in ascending (job, index) order and jobs are updated in ascending id order, so concurrent
-    workers on PostgreSQL take locks in one order. A job id that is already used by a different
-    job (other total or model) is skipped and named in the outcome. The caller commits.
+    Here: read the job rows (creating the missing ones, insert-or-ignore, and reading those
+    back), insert every prediction (insert-or-ignore, RETURNING which are new), and advance the
+    counters of the jobs that got new rows (`_advance_jobs`, the same SQL as save_predictions).
+    Rows go in ascending (job, index) order and jobs are locked in ascending id order, so
+    concurrent workers on PostgreSQL never deadlock. A job id that is already used by a
+    different job (other total or model) is skipped and named in the outcome. The caller
+    commits.
     """
     if not jobs:
         return BatchOutcome(0, 0, {})
@@ -526,10 +524,9 @@ def save_batch(
             session,
             job_table,
             [
-                _job_row(jid, jobs[jid].model_ref, jobs[jid].expected, jobs[jid].metadata,
-                         jobs[jid].submitted_at or now)
-                for jid in missing
-            ],  # fmt: skip
+                _job_row(jid, j.model_ref, j.expected, j.metadata, j.submitted_at or now)
+                for jid, j in ((k, jobs[k]) for k in missing)
+            ],
             ["id"],
             [],
         )
