@@ -14,6 +14,8 @@ def test_config_is_json_only_without_results_and_with_a_long_visibility_timeout(
     assert conf["result_backend"] is None and conf["task_ignore_result"] is True
     assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
     assert conf["broker_transport_options"]["visibility_timeout"] == 600
+    # A sweep lock left in Redis's append-only file by a restart must not block restores long.
+    assert conf["broker_transport_options"]["unacked_mutex_expire"] <= 10
     assert conf["worker_pool"] == "solo" and conf["task_default_queue"] == "q"
     assert conf["worker_prefetch_multiplier"] == 512  # never below one batch of messages
 
