@@ -1,26 +1,19 @@
 """bench/levers.py --quick, the CI smoke test: every lever runs and reports throughputs."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.runner import run_bench
+
 SECTIONS = ("bucketing_window", "threads_vs_processes", "quantization", "batch_size")
 
 
 @pytest.mark.slow
 def test_levers_quick_writes_every_lever_with_positive_throughputs(tmp_path: Path) -> None:
     out = tmp_path / "levers"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "levers.py"), "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_bench("levers.py", "--quick", "--out", str(out), timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.with_suffix(".json").read_text())
     assert set(report["levers"]) == set(SECTIONS)

@@ -3,14 +3,12 @@ back to the CPU and still writes the sweep, parity and pipeline; `--require-gpu`
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "bench" / "pipeline_gpu.py"
+from tests.bench.runner import run_bench
+
 FALLBACK_LINE = "CUDA is not available"
 
 
@@ -29,15 +27,10 @@ def env() -> dict[str, str]:
 @pytest.mark.slow
 def test_quick_falls_back_to_cpu_and_writes_sweep_parity_and_pipeline(tmp_path: Path) -> None:
     out = tmp_path / "gpu"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--device", "cuda", "--quick", "--threads", "1"]
-        + ["--out", str(out)],
-        cwd=ROOT,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=150,
-    )
+    proc = run_bench(
+        "pipeline_gpu.py", "--device", "cuda", "--quick", "--threads", "1", "--out", str(out),
+        timeout=150, env=env(),
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     fallback = [line for line in proc.stdout.splitlines() if FALLBACK_LINE in line]
     assert len(fallback) == 1, proc.stdout
@@ -80,15 +73,10 @@ def test_quick_falls_back_to_cpu_and_writes_sweep_parity_and_pipeline(tmp_path: 
 
 def test_require_gpu_exits_nonzero_with_one_line(tmp_path: Path) -> None:
     out = tmp_path / "gpu"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--device", "cuda", "--require-gpu", "--quick"]
-        + ["--out", str(out)],
-        cwd=ROOT,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_bench(
+        "pipeline_gpu.py", "--device", "cuda", "--require-gpu", "--quick", "--out", str(out),
+        timeout=60, env=env(),
+    )  # fmt: skip
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

@@ -8,13 +8,12 @@ every mode ran to its last row and the report holds what the full run reports.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.runner import run_bench
+
 MODES = ["ceiling 1x1", "ceiling 1x2", "ceiling 2x1", "ceiling 2x1 int8", "bulk", "producer",
          "producer_gc", "raw", "light", "bulk int8", "producer int8", "raw int8",
          "naive"]  # fmt: skip
@@ -23,11 +22,9 @@ MODES = ["ceiling 1x1", "ceiling 1x2", "ceiling 2x1", "ceiling 2x1 int8", "bulk"
 @pytest.mark.slow
 def test_every_mode_runs_and_reports(tmp_path: Path, pg_admin_url: str) -> None:
     out = tmp_path / "pipeline"
-    proc = subprocess.run(
-        [sys.executable, "bench/pipeline.py", "--quick", "--out", str(out),
-         "--pg-admin-url", pg_admin_url],
-        cwd=ROOT, capture_output=True, text=True, timeout=280,
-    )  # fmt: skip
+    proc = run_bench(
+        "pipeline.py", "--quick", "--out", str(out), "--pg-admin-url", pg_admin_url, timeout=280
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(out.with_suffix(".json").read_text())
     summary = report["summary"]

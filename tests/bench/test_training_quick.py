@@ -2,26 +2,17 @@
 recorded accuracy run."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "bench" / "training.py"
+from tests.bench.runner import run_bench
 
 
 @pytest.mark.slow
 def test_training_quick_times_one_epoch(tmp_path: Path) -> None:
     out = tmp_path / "training"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_bench("training.py", "--quick", "--out", str(out), timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["meta"]["source"] == "measured"
@@ -62,13 +53,7 @@ def test_training_render_reads_the_accuracy_run(tmp_path: Path) -> None:
     src = tmp_path / "accuracy.json"
     src.write_text(json.dumps(accuracy))
     out = tmp_path / "training"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--accuracy-json", str(src), "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_bench("training.py", "--accuracy-json", str(src), "--out", str(out), timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["meta"]["source"] == "accuracy run"

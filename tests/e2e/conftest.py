@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,21 @@ class WorkerProc:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+
+
+@contextmanager
+def paused(*workers: WorkerProc) -> Iterator[None]:
+    """The workers' process groups stopped (SIGSTOP) for the block, then resumed: a job queued
+    or an alias moved meanwhile lands mid-run however fast the workers are."""
+    for w in workers:
+        assert w.proc is not None
+        os.killpg(w.proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for w in workers:
+            assert w.proc is not None
+            os.killpg(w.proc.pid, signal.SIGCONT)
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ Each test checks the database, not the worker's word: one row per item, equal to
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -17,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.e2e.conftest import WorkerProc, stored, submit, wait_job
+from tests.e2e.conftest import WorkerProc, paused, stored, submit, wait_job
 from tests.fixtures.models import make_examples
 from textlstm.classifier.predictor import Classifier
 from textlstm.settings import Settings
@@ -161,15 +159,11 @@ def test_d_moving_the_production_alias_mid_stream(
         time.sleep(0.02)
     # Paused while the alias moves: a worker this fast could otherwise finish the 3,000 items
     # before its next alias refresh (0.5 s here), and no item would show the switch.
-    assert w.proc is not None
-    os.killpg(w.proc.pid, signal.SIGSTOP)
-    try:
+    with paused(w):
         assert rows_so_far() < 3000, "the alias must move mid-stream"
         with session_factory.begin() as s:
             set_alias(session=s, name="topics", version=2, alias="production")
         time.sleep(1.0)  # past the refresh interval, well within the 4 s visibility timeout
-    finally:
-        os.killpg(w.proc.pid, signal.SIGCONT)
     st = wait_job(e2e_settings, job, timeout=120)
     assert st.status == "done" and st.ok == 3000
     with session_factory() as s:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.e2e.conftest import submit, wait_job
+from tests.e2e.conftest import paused, submit, wait_job
 from tests.e2e.test_worker import texts
 from tests.faults.services import OwnRedis, assert_exactly_once, assert_queue_drained
 from tests.faults.workers import Fleet, assert_nothing_lost, row_count, wait_until
@@ -59,11 +59,8 @@ def test_sigkill_mid_batch_five_times_with_two_workers(
         inputs_k = texts(n, seed=100 + k)
         # The workers are paused while the job is queued: submitting 300 messages takes
         # about as long as two workers need to finish them, and the kill must land mid-run.
-        for w in live:
-            fleet.signal(w, signal.SIGSTOP)
-        job = submit(settings, inputs_k, per_message=4)  # 300 messages
-        for w in live:
-            fleet.signal(w, signal.SIGCONT)
+        with paused(*live):
+            job = submit(settings, inputs_k, per_message=4)  # 300 messages
         jobs[job], inputs[job] = n, inputs_k
         wait_until(lambda j=job: row_count(session_factory, j) >= 150, 120, "the job under way")
         in_flight_at_kill.append(int(redis.hlen("unacked")))

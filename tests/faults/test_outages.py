@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import signal
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.e2e.conftest import submit, wait_job
+from tests.e2e.conftest import paused, submit, wait_job
 from tests.e2e.proxy import TcpProxy
 from tests.e2e.test_worker import texts
 from tests.faults.services import OwnRedis, assert_exactly_once, assert_queue_drained
@@ -54,11 +53,8 @@ def test_postgresql_unreachable_for_ten_seconds_mid_run(
     try:
         live = [fleet.start("--batch-max-items", "32"), fleet.start("--batch-max-items", "32")]
         n = 3000
-        for w in live:  # paused while the job is queued, so the outage lands mid-run
-            fleet.signal(w, signal.SIGSTOP)
-        job = submit(settings, texts(n, seed=140), per_message=4)
-        for w in live:
-            fleet.signal(w, signal.SIGCONT)
+        with paused(*live):  # while the job is queued, so the outage lands mid-run
+            job = submit(settings, texts(n, seed=140), per_message=4)
         wait_until(lambda: row_count(session_factory, job) >= 300, 120, "the job under way")
         proxy.pause()
         started = time.monotonic()

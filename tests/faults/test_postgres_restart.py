@@ -9,7 +9,6 @@ once. (test_outages.py cuts the network to the shared server instead.)
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.e2e.conftest import submit, wait_job
+from tests.e2e.conftest import paused, submit, wait_job
 from tests.e2e.test_worker import texts
 from tests.faults.services import OwnPostgres, OwnRedis, assert_exactly_once, assert_queue_drained
 from tests.faults.workers import Fleet, row_count, wait_until
@@ -59,11 +58,8 @@ def test_postgresql_stopped_for_ten_seconds_mid_run_then_started(
     try:
         live = [fleet.start("--batch-max-items", "32"), fleet.start("--batch-max-items", "32")]
         n = 3000
-        for w in live:  # paused while the job is queued, so the outage lands mid-run
-            fleet.signal(w, signal.SIGSTOP)
-        job = submit(settings, texts(n, seed=143), per_message=4)
-        for w in live:
-            fleet.signal(w, signal.SIGCONT)
+        with paused(*live):  # while the job is queued, so the outage lands mid-run
+            job = submit(settings, texts(n, seed=143), per_message=4)
         wait_until(lambda: row_count(session_factory, job) >= 300, 120, "the job under way")
         own_postgres.stop()
         started = time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -11,33 +12,43 @@ from textlstm.store import repository as repo
 from textlstm.store.repository import PredictionRecord
 
 
-def test_overlapping_batches_from_many_writers(session_factory: sessionmaker[Session]) -> None:
-    total, writers = 60, 4
-    job_id = uuid.uuid4()
-    with session_factory.begin() as s:
-        repo.ensure_job(session=s, job_id=job_id, model_ref="m", expected=total)
+def in_threads(work: Callable[[int], None], n: int) -> None:
+    """work(0) … work(n - 1) in n threads at once, each with its own connection; what any of
+    them raised is surfaced here."""
     errors: list[BaseException] = []
 
-    def work(offset: int) -> None:
+    def guarded(i: int) -> None:
         try:
-            # Each writer covers 3/4 of the items in its own order: heavy overlap, redelivery-like.
-            indexes = [(offset * 15 + k) % total for k in range(45)]
-            if offset % 2:
-                indexes.reverse()  # and half of them walk backwards, inside batches too
-            for start in range(0, len(indexes), 9):
-                records = [PredictionRecord(i, "ok", "pos") for i in indexes[start : start + 9]]
-                with session_factory.begin() as s:
-                    repo.ensure_job(session=s, job_id=job_id, model_ref="m", expected=total)
-                    repo.save_predictions(session=s, job_id=job_id, records=records)
-        except BaseException as exc:  # surfaced in the main thread below
+            work(i)
+        except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(writers)]
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
     assert not errors, errors
+
+
+def test_overlapping_batches_from_many_writers(session_factory: sessionmaker[Session]) -> None:
+    total, writers = 60, 4
+    job_id = uuid.uuid4()
+    with session_factory.begin() as s:
+        repo.ensure_job(session=s, job_id=job_id, model_ref="m", expected=total)
+
+    def work(offset: int) -> None:
+        # Each writer covers 3/4 of the items in its own order: heavy overlap, redelivery-like.
+        indexes = [(offset * 15 + k) % total for k in range(45)]
+        if offset % 2:
+            indexes.reverse()  # and half of them walk backwards, inside batches too
+        for start in range(0, len(indexes), 9):
+            records = [PredictionRecord(i, "ok", "pos") for i in indexes[start : start + 9]]
+            with session_factory.begin() as s:
+                repo.ensure_job(session=s, job_id=job_id, model_ref="m", expected=total)
+                repo.save_predictions(session=s, job_id=job_id, records=records)
+
+    in_threads(work, writers)
     with session_factory() as s:
         job = repo.get_job(session=s, job_id=job_id)
         assert (job.ok_count, job.error_count, job.status) == (total, 0, "done")
@@ -49,30 +60,21 @@ def test_many_job_batches_from_many_writers(session_factory: sessionmaker[Sessio
     (in opposite orders): every item once, every job's counters exact, no deadlock."""
     jobs = [uuid.uuid4() for _ in range(40)]
     size = {j: 1 + n % 2 for n, j in enumerate(jobs)}
-    errors: list[BaseException] = []
 
     def work(offset: int) -> None:
-        try:
-            order = jobs[offset * 10 :] + jobs[: offset * 10]
-            if offset % 2:
-                order.reverse()
-            for start in range(0, len(order), 8):
-                batch = {
-                    j: repo.JobItems("m", size[j], [PredictionRecord(i, "ok", "pos")
-                                                    for i in range(size[j])])
-                    for j in order[start : start + 8]
-                }  # fmt: skip
-                with session_factory.begin() as s:
-                    repo.save_batch(session=s, jobs=batch)
-        except BaseException as exc:  # surfaced in the main thread below
-            errors.append(exc)
+        order = jobs[offset * 10 :] + jobs[: offset * 10]
+        if offset % 2:
+            order.reverse()
+        for start in range(0, len(order), 8):
+            batch = {
+                j: repo.JobItems("m", size[j], [PredictionRecord(i, "ok", "pos")
+                                                for i in range(size[j])])
+                for j in order[start : start + 8]
+            }  # fmt: skip
+            with session_factory.begin() as s:
+                repo.save_batch(session=s, jobs=batch)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors, errors
+    in_threads(work, 4)
     with session_factory() as s:
         for j in jobs:
             job = repo.get_job(session=s, job_id=j)
