@@ -159,9 +159,11 @@ def prepare_job(
     priority: str,
     deadline: datetime | None,
     expires: float | timedelta | None,
+    limits: Limits | None = None,
 ) -> list[ClassifyMessage]:
     """Validate a whole job the way every producer does (`Client.submit`, `Producer.submit`)
-    and split it into messages: model default, job id, deadline from `expires`."""
+    and split it into messages: model default, job id, deadline from `expires`. `limits`
+    defaults to the settings' (a caller submitting thousands of jobs passes its own copy)."""
     jid = parse_job_id(job_id) if job_id is not None else new_id()
     model = model or settings.default_model
     if not model:
@@ -177,7 +179,7 @@ def prepare_job(
         job_id=jid,
         model=model,
         metadata=metadata,
-        limits=Limits.from_settings(settings),
+        limits=limits or Limits.from_settings(settings),
         submitted_at=now,
         priority=priority,
         deadline=deadline,

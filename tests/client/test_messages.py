@@ -125,9 +125,10 @@ def test_model_refs() -> None:
     assert parse_model_ref("sent@12") == ModelRef("sent", version=12)
     assert parse_model_ref("sent@production") == ModelRef("sent", alias="production")
     assert str(parse_model_ref("sent@staging")) == "sent@staging"
-    for bad in ["", "@1", "a@b@c", "a b", "a@-x", "a@0"]:
-        with pytest.raises(ValidationError):
-            parse_model_ref(bad)
+    for bad in ["", "@1", "a@b@c", "a b", "a@-x", "a@0", ["sent"], None]:
+        for _ in range(2):  # parsing is cached: a refusal is not, and is given again
+            with pytest.raises(ValidationError):
+                parse_model_ref(bad)  # type: ignore[arg-type]
 
 
 def test_new_ids_are_random_version_4_uuids_and_differ_across_a_fork() -> None:
@@ -137,6 +138,10 @@ def test_new_ids_are_random_version_4_uuids_and_differ_across_a_fork() -> None:
 
     ids = {new_id() for _ in range(1000)}  # crosses several 256-id pools
     assert len(ids) == 1000 and {u.version for u in ids} == {4}
+    assert {u.variant for u in ids} == {uuid.RFC_4122}  # the bits are set on the integers
+    bits = [sum(u.int >> k & 1 for u in ids) for k in range(128)]  # the other bits are random
+    fixed = {76, 77, 78, 79, 62, 63}
+    assert all(300 < n < 700 for k, n in enumerate(bits) if k not in fixed), bits
     new_id()  # the parent's pool is part used when the child starts
     read, write = os.pipe()
     pid = os.fork()
