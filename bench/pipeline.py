@@ -72,7 +72,7 @@ from bench.common import (  # noqa: E402 - runnable as a script
 
 BATCH_LINE = re.compile(
     r"batch size=(\d+) .*?forward_ms=([\d.]+) db_ms=([\d.]+).*?tokenize_ms=([\d.]+) "
-    r"decode_ms=([\d.]+)"
+    r"decode_ms=([\d.]+)(?: fetch_ms=([\d.]+))?"
 )
 INSERTED = re.compile(r"^.*batch size=\d+ .*? inserted=(\d+) ", re.MULTILINE)
 MODEL = "bench"
@@ -446,16 +446,17 @@ def percentiles(ms: list[float]) -> dict[str, float]:
 
 
 def stage_split(logs: str, worker_s: float) -> dict[str, Any]:
-    sizes, forward, db, tok, dec = [], 0.0, 0.0, 0.0, 0.0
+    sizes, forward, db, tok, dec, fetch = [], 0.0, 0.0, 0.0, 0.0, 0.0
     for m in BATCH_LINE.finditer(logs):
         sizes.append(int(m[1]))
         forward, db = forward + float(m[2]), db + float(m[3])
-        tok, dec = tok + float(m[4]), dec + float(m[5])
+        tok, dec, fetch = tok + float(m[4]), dec + float(m[5]), fetch + float(m[6] or 0)
     if not sizes:  # the tutorial worker logs no batch lines: each task is one text
         return {"mean_batch": 1.0, "stages_pct": None}
     total = worker_s * 1000
-    stages = {"decode": dec, "tokenize": tok, "forward": forward - tok, "write": db}
-    stages["fetch+celery+ack (rest)"] = max(0.0, total - sum(stages.values()))
+    stages = {"fetch": fetch, "decode": dec, "tokenize": tok, "forward": forward - tok}
+    stages["write"] = db
+    stages["celery+ack+idle (rest)"] = max(0.0, total - sum(stages.values()))
     return {
         "mean_batch": round(sum(sizes) / len(sizes), 1),
         "batches": len(sizes),

@@ -32,6 +32,7 @@ from textlstm.serving.batcher import Batcher, MicroBatch
 from textlstm.serving.metrics import get_metrics
 from textlstm.serving.rejects import salvage
 from textlstm.serving.retry import ShutdownRequested
+from worker.transport import fetch_timer
 
 log = logging.getLogger("textlstm.worker")
 
@@ -282,7 +283,7 @@ class MicroBatchConsumer:
         log.info(
             "batch size=%d messages=%d tokens=%d model=%s ok=%d errors=%d inserted=%d "
             "duplicates=%d forward_ms=%.1f db_ms=%.1f db_attempts=%d mean_size=%.2f "
-            "tokenize_ms=%.1f decode_ms=%.1f",
+            "tokenize_ms=%.1f decode_ms=%.1f fetch_ms=%.1f",
             report.items,
             report.messages,
             report.tokens,
@@ -297,6 +298,7 @@ class MicroBatchConsumer:
             self.items / self.batches,
             report.tokenize_ms,
             self._decode_s * 1000,
+            fetch_timer.take_ms(),
         )
         self._decode_s = 0.0
         ack_all(finished(self.batcher.complete(batch)))

@@ -78,6 +78,28 @@ return out
 DEFAULT_IDLE_POLL_INTERVAL = 0.025
 
 
+class FetchTimer:
+    """Seconds spent taking messages off Redis: reading the script's reply and parsing kombu's
+    payloads, up to the first hand-over to a consumer (what the consumer then does is its
+    own). The batch log reports it as `fetch_ms`, so bench/pipeline.py can split fetch from
+    Celery's dispatch and the acks."""
+
+    def __init__(self) -> None:
+        self._s = 0.0
+
+    def add(self, seconds: float) -> None:
+        self._s += seconds
+
+    def take_ms(self) -> float:
+        """The milliseconds since the last call, and start counting again."""
+        ms, self._s = self._s * 1000, 0.0
+        return ms
+
+
+#: One per worker process: a worker consumes on one Redis channel at a time.
+fetch_timer = FetchTimer()
+
+
 class QoS(kombu_redis.QoS):
     """kombu's Redis QoS, minus the second round trip for messages the script recorded."""
 
@@ -111,6 +133,7 @@ class Channel(kombu_redis.Channel):
     _pending: str | None = None  # the command whose reply is awaited: "EVAL" or "BLMOVE"
     _idle = False  # the last pop found nothing: wait before popping again
     _wait_queue: str | None = None  # the queue that last had work: the idle wait watches it
+    _read_started = 0.0  # perf_counter when the pending reply started to be read (fetch_timer)
 
     # -- the event-loop path (kombu sends a command, then reads the reply when readable) --
 
@@ -133,6 +156,7 @@ class Channel(kombu_redis.Channel):
 
     def _brpop_read(self, **options: Any) -> bool:
         command, self._pending = self._pending or "EVAL", None
+        self._read_started = time.perf_counter()
         try:
             try:
                 reply = self.client.parse_response(self.client.connection, command, **options)
@@ -161,6 +185,7 @@ class Channel(kombu_redis.Channel):
         for _, payload in parsed:
             if payload is not None:
                 self.qos.recorded.add(payload["properties"]["delivery_tag"])
+        fetch_timer.add(time.perf_counter() - self._read_started)
         for n, (queue, payload) in enumerate(parsed):
             if payload is None:
                 continue

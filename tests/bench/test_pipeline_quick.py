@@ -43,7 +43,14 @@ def test_every_mode_runs_and_reports(tmp_path: Path, pg_admin_url: str) -> None:
         assert cores["postgres"] >= 0 and cores["bench+producers+other"] >= 0, mode
     for mode in ("bulk", "producer", "raw"):
         stages = summary[mode]["stages_pct"]
-        assert set(stages) == {"decode", "tokenize", "forward", "write", "fetch+celery+ack (rest)"}
+        assert set(stages) == {
+            "fetch",
+            "decode",
+            "tokenize",
+            "forward",
+            "write",
+            "celery+ack+idle (rest)",
+        }
         assert stages["forward"] > 0 and stages["write"] > 0, mode
         assert summary[mode]["mean_batch"] > 1, mode  # several texts per forward pass
     assert summary["naive"]["mean_batch"] == 1.0

@@ -6,6 +6,7 @@ Each test checks the database, not the worker's word: one row per item, equal to
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -71,6 +72,9 @@ def test_a_many_one_text_messages_are_batched_together(
     mean = sum(sizes) / len(sizes)
     assert mean > 1, sizes
     assert mean > 32, f"mean formed batch {mean:.1f} from {len(sizes)} batches: {sizes}"
+    # 1,000 messages were taken off Redis: the batch lines time it (bench/pipeline.py's fetch).
+    fetch_ms = [float(ms) for ms in re.findall(r" fetch_ms=([\d.]+)", w.log())]
+    assert len(fetch_ms) == len(sizes) and sum(fetch_ms) > 0, fetch_ms
 
 
 @PG
