@@ -454,8 +454,9 @@ def stage_split(logs: str, worker_s: float) -> dict[str, Any]:
     if not sizes:  # the tutorial worker logs no batch lines: each task is one text
         return {"mean_batch": 1.0, "stages_pct": None}
     total = worker_s * 1000
-    stages = {"fetch": fetch, "decode": dec, "tokenize": tok, "forward": forward - tok}
-    stages["write"] = db
+    stages = {
+        "fetch": fetch, "decode": dec, "tokenize": tok, "forward": forward - tok, "write": db
+    }  # fmt: skip
     stages["celery+ack+idle (rest)"] = max(0.0, total - sum(stages.values()))
     return {
         "mean_batch": round(sum(sizes) / len(sizes), 1),

@@ -133,7 +133,6 @@ class Channel(kombu_redis.Channel):
     _pending: str | None = None  # the command whose reply is awaited: "EVAL" or "BLMOVE"
     _idle = False  # the last pop found nothing: wait before popping again
     _wait_queue: str | None = None  # the queue that last had work: the idle wait watches it
-    _read_started = 0.0  # perf_counter when the pending reply started to be read (fetch_timer)
 
     # -- the event-loop path (kombu sends a command, then reads the reply when readable) --
 
@@ -156,7 +155,7 @@ class Channel(kombu_redis.Channel):
 
     def _brpop_read(self, **options: Any) -> bool:
         command, self._pending = self._pending or "EVAL", None
-        self._read_started = time.perf_counter()
+        started = time.perf_counter()
         try:
             try:
                 reply = self.client.parse_response(self.client.connection, command, **options)
@@ -168,15 +167,16 @@ class Channel(kombu_redis.Channel):
             self._idle = command == "EVAL" and not reply
             if command != "EVAL" or not reply:
                 raise kombu_redis.Empty()
-            self._deliver_all(reply)
+            self._deliver_all(reply, started)
             return True
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
 
-    def _deliver_all(self, reply: list[Any]) -> None:
+    def _deliver_all(self, reply: list[Any], started: float) -> None:
         """Hand every taken message to its consumer. If a consumer raises, the messages not
-        yet handed over go straight back to their queues (they are in the unacked hash)."""
+        yet handed over go straight back to their queues (they are in the unacked hash).
+        `started`: when reading the reply began; fetch_timer counts from it to the hand-over."""
         items = [
             (bytes_to_str(reply[i])[len(self._prefix) :], bytes_to_str(reply[i + 1]))
             for i in range(0, len(reply), 2)
@@ -185,7 +185,7 @@ class Channel(kombu_redis.Channel):
         for _, payload in parsed:
             if payload is not None:
                 self.qos.recorded.add(payload["properties"]["delivery_tag"])
-        fetch_timer.add(time.perf_counter() - self._read_started)
+        fetch_timer.add(time.perf_counter() - started)
         for n, (queue, payload) in enumerate(parsed):
             if payload is None:
                 continue
