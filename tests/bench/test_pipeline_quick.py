@@ -56,6 +56,7 @@ def test_every_mode_runs_and_reports(tmp_path: Path, pg_admin_url: str) -> None:
     assert summary["naive"]["mean_batch"] == 1.0
     for mode in ("producer", "producer_gc"):  # the producers coalesced jobs into envelopes
         assert 1 < summary[mode]["jobs_per_envelope"] <= 256, mode
+        assert summary[mode]["producer_cpu_us_per_job"] > 0, mode  # the producers' own clock
     ratios = report["ratios"]
     assert {"bulk_vs_ceiling", "producer_vs_ceiling", "producer_gc_vs_ceiling", "raw_vs_naive",
             "light_p99"} <= set(ratios)  # fmt: skip
@@ -65,3 +66,4 @@ def test_every_mode_runs_and_reports(tmp_path: Path, pg_admin_url: str) -> None:
     md = out.with_suffix(".md").read_text()
     assert "## Targets" in md and "| naive |" in md and "Where the workers' time goes" in md
     assert "Where the machine's CPU goes" in md and "## int8 weights" in md
+    assert "µs of producer CPU per job" in md
