@@ -55,6 +55,24 @@ def test_overlapping_batches_from_many_writers(session_factory: sessionmaker[Ses
         assert len(list(repo.iter_predictions(session=s, job_id=job_id))) == total
 
 
+def save_in_own_order(
+    session_factory: sessionmaker[Session],
+    jobs: list[uuid.UUID],
+    writer: int,
+    per_batch: int,
+    items: Callable[[uuid.UUID], repo.JobItems],
+) -> None:
+    """Writer `writer`'s save_batch calls: the jobs rotated by a quarter per writer, odd writers
+    walking them backwards, `per_batch` jobs a transaction."""
+    shift = writer * len(jobs) // 4
+    order = jobs[shift:] + jobs[:shift]
+    if writer % 2:
+        order.reverse()
+    for start in range(0, len(order), per_batch):
+        with session_factory.begin() as s:
+            repo.save_batch(session=s, jobs={j: items(j) for j in order[start : start + per_batch]})
+
+
 def test_many_job_batches_from_many_writers(session_factory: sessionmaker[Session]) -> None:
     """save_batch from 4 writers whose batches overlap on the same one-item and two-item jobs
     (in opposite orders): every item once, every job's counters exact, no deadlock."""
@@ -62,17 +80,11 @@ def test_many_job_batches_from_many_writers(session_factory: sessionmaker[Sessio
     size = {j: 1 + n % 2 for n, j in enumerate(jobs)}
 
     def work(offset: int) -> None:
-        order = jobs[offset * 10 :] + jobs[: offset * 10]
-        if offset % 2:
-            order.reverse()
-        for start in range(0, len(order), 8):
-            batch = {
-                j: repo.JobItems("m", size[j], [PredictionRecord(i, "ok", "pos")
-                                                for i in range(size[j])])
-                for j in order[start : start + 8]
-            }  # fmt: skip
-            with session_factory.begin() as s:
-                repo.save_batch(session=s, jobs=batch)
+        save_in_own_order(
+            session_factory, jobs, offset, 8,
+            lambda j: repo.JobItems("m", size[j], [PredictionRecord(i, "ok", "pos")
+                                                   for i in range(size[j])]),
+        )  # fmt: skip
 
     in_threads(work, 4)
     with session_factory() as s:
@@ -92,19 +104,11 @@ def test_concurrent_increments_of_the_same_jobs_are_never_lost(
     writers, per_writer = 4, 3
 
     def work(w: int) -> None:
-        order = jobs[w * 7 :] + jobs[: w * 7]
-        if w % 2:
-            order.reverse()
-        for start in range(0, len(order), 6):
-            batch = {
-                j: repo.JobItems("m", writers * per_writer, [
-                    PredictionRecord(w * per_writer + k, "ok" if k else "error", "pos")
-                    for k in range(per_writer)
-                ])
-                for j in order[start : start + 6]
-            }  # fmt: skip
-            with session_factory.begin() as s:
-                repo.save_batch(session=s, jobs=batch)
+        records = [PredictionRecord(w * per_writer + k, "ok" if k else "error", "pos")
+                   for k in range(per_writer)]  # fmt: skip
+        save_in_own_order(
+            session_factory, jobs, w, 6, lambda j: repo.JobItems("m", writers * per_writer, records)
+        )
 
     in_threads(work, writers)
     with session_factory() as s:
