@@ -30,6 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -168,7 +169,7 @@ def add_jobs(*, session: Session, jobs: Sequence[Mapping[str, Any]]) -> int:
     ]  # fmt: skip
     rows.sort(key=lambda r: r["id"].int)  # one lock order for every writer (.int: C compares)
     table: Table = Job.__table__  # type: ignore[assignment]
-    return _insert_ignore(session, table, rows, ["id"], [])  # no RETURNING: rowcount
+    return _insert_ignore(session, table, rows, ["id"], []).rowcount  # no RETURNING
 
 
 def get_job(*, session: Session, job_id: uuid.UUID) -> Job:
@@ -281,7 +282,7 @@ def save_predictions(
             status
             for (status,) in _insert_ignore(
                 session, table, rows, ["job_id", "item_index"], ["status"]
-            )
+            ).all()  # fetchall, not row by row
         ]
     ok_new = inserted.count("ok")
     err_new = len(inserted) - ok_new
@@ -298,9 +299,7 @@ def save_predictions(
         .returning(jobs.c.ok_count, jobs.c.error_count, jobs.c.status)
     )
     ok_count, error_count, status = session.execute(stmt_u).one()
-    key = identity_key(Job, job_id)
-    if key in session.identity_map:
-        session.expire(session.identity_map[key])
+    _expire_loaded_jobs(session, [job_id])
     return SaveOutcome(
         len(inserted), len(records) - len(inserted), ok_count, error_count, expected, status
     )
@@ -353,9 +352,9 @@ class BatchOutcome:
 
 def _insert_ignore(
     session: Session, table: Table, rows: list[dict[str, Any]], key: list[str], returning: list[str]
-) -> Any:
-    """Insert-or-ignore `rows` (all with the same keys) on the `key` conflict; return the
-    `returning` columns of the rows that were new, or with no `returning` how many were new.
+) -> CursorResult[Any]:
+    """Insert-or-ignore `rows` (all with the same keys) on the `key` conflict. The result holds
+    the `returning` columns of the rows that were new; its rowcount is how many were new.
 
     On PostgreSQL the rows travel as one array per column into `INSERT … SELECT FROM unnest(…)`:
     one short statement whatever the batch size. SQLAlchemy's multi-row VALUES made psycopg
@@ -372,8 +371,7 @@ def _insert_ignore(
         stmt = _insert(session, table).on_conflict_do_nothing(index_elements=key)
         if returning:
             stmt = stmt.returning(*(table.c[c] for c in returning))
-        result = session.execute(stmt, rows)
-        return result.all() if returning else result.rowcount
+        return session.connection().execute(stmt, rows)
     cols = [table.c[name] for name in rows[0]]
     json_cols = {c.name for c in cols if isinstance(c.type, JSON)}
 
@@ -407,8 +405,18 @@ def _insert_ignore(
         f" ON CONFLICT ({', '.join(key)}) DO NOTHING"
         + (f" RETURNING {', '.join(returning)}" if returning else "")
     )
-    result = session.connection().exec_driver_sql(sql, params)
-    return result.all() if returning else result.rowcount  # all(): fetchall, not row by row
+    return session.connection().exec_driver_sql(sql, params)
+
+
+def _expire_loaded_jobs(session: Session, job_ids: Iterable[uuid.UUID]) -> None:
+    """Forget the counters of any of these jobs the session has loaded: SQL just changed them.
+    A worker's session loads none, so it skips the identity-key lookup per job."""
+    if not session.identity_map:
+        return
+    for jid in job_ids:
+        key = identity_key(Job, jid)
+        if key in session.identity_map:
+            session.expire(session.identity_map[key])
 
 
 def _uuid_order(u: uuid.UUID) -> int:
@@ -553,16 +561,13 @@ def save_batch(
     table: Table = Prediction.__table__  # type: ignore[assignment]
     for jid, status in _insert_ignore(
         session, table, rows, ["job_id", "item_index"], ["job_id", "status"]
-    ):
+    ).all():  # fetchall, not row by row
         counts = new.setdefault(jid, [0, 0, 0])
         counts[0 if status == "ok" else 1] += 1
         counts[2] += status == "expired"
     if new:
         _advance_jobs(session, new, now, model_version_id)
-        for jid in new if session.identity_map else ():  # a worker's session holds none
-            key = identity_key(Job, jid)
-            if key in session.identity_map:
-                session.expire(session.identity_map[key])
+        _expire_loaded_jobs(session, new)
     inserted = sum(sum(c[:2]) for c in new.values())
     return BatchOutcome(inserted, len(rows) - inserted, skipped)
 
