@@ -31,6 +31,7 @@ from textlstm.messages import (
     headers_repr,
     new_id,
     parse_job_id,
+    parse_message,
 )
 from textlstm.queues import queue_for
 from textlstm.settings import Settings, get_settings, mask_url
@@ -379,3 +380,12 @@ def wait(
     job_id: str | uuid.UUID, *, timeout: float = 60.0, poll_interval: float = 0.5
 ) -> JobStatus:
     return Client().wait(job_id, timeout=timeout, poll_interval=poll_interval)
+
+
+def republish(settings: Settings, body: Mapping[str, Any]) -> ClassifyMessage:
+    """Validate a version 1 message body again and send it to its priority's queue (the
+    dead-letter requeue of one envelope part). Raises ValidationError if it is still bad."""
+    msg = parse_message(body, limits=Limits.from_settings(settings))
+    queue = queue_for(settings.queue, msg.priority)
+    _publish(settings, [msg], queue=queue, gate=_gate(settings, queue, None, None))
+    return msg

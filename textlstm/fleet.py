@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from textlstm import deadletters
 from textlstm.queues import consume_order, queue_depths, redis_client, unacked_count
 from textlstm.settings import Settings, mask_url
 
@@ -37,6 +38,7 @@ class FleetStatus:
     database: str  # masked URL
     queues: dict[str, int] = field(default_factory=dict)  # waiting messages per queue
     unacked: int | None = None  # delivered to a worker, not yet committed and acked
+    dead_letters: int | None = None  # on the dead-letter list (textlstm-admin dead-letters)
     workers: list[WorkerInfo] = field(default_factory=list)
     jobs: dict[str, int] = field(default_factory=dict)
     oldest_in_flight: dict[str, Any] | None = None  # job id, status, submitted_at, age_s
@@ -69,6 +71,7 @@ def _queues(settings: Settings, st: FleetStatus) -> None:
         try:
             st.queues = queue_depths(client, consume_order(settings.queue))
             st.unacked = unacked_count(client)
+            st.dead_letters = deadletters.count(client, deadletters.dead_letter_key(settings.queue))
         finally:
             client.close()
     except Exception as exc:  # noqa: BLE001 - reported, not raised

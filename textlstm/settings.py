@@ -155,6 +155,17 @@ class Settings(BaseSettings):
     #: again (the atomic pop cannot block; see README "Nothing lost"). A message on the queue
     #: that last had work wakes it at once; one on another queue waits at most this long.
     worker_idle_poll_ms: int = Field(default=25, ge=1, le=1000)
+    #: Redis: times one message may be taken by a worker without being acked before it is
+    #: moved to the dead-letter list instead (poison-message quarantine: a worker died each
+    #: time it held it, e.g. a native crash or the OOM killer). A message taken again after
+    #: such a death runs alone, so its neighbours are not counted with it.
+    worker_max_deliveries: int = Field(default=3, ge=1, le=1000)
+    #: Redis: dead-letter records kept (`<queue>.dead-letters`, newest first; each holds the
+    #: refused message itself). `textlstm-admin dead-letters` lists, requeues and purges them.
+    dead_letter_max: int = Field(default=10_000, ge=1)
+    #: Testing only: a worker process that receives an item with exactly this text kills
+    #: itself with SIGKILL before storing it, as the OOM killer would. Empty = off.
+    worker_test_crash_text: str = ""
     #: First and longest pause between retries while the database is unreachable.
     worker_db_retry_initial_s: float = Field(default=0.5, gt=0)
     worker_db_retry_max_s: float = Field(default=10.0, gt=0)

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 
+from textlstm.deadletters import dead_letter_key
 from textlstm.settings import Settings, get_settings
 
 
@@ -65,6 +66,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # rotates them for fairness): high, then normal, then bulk (textlstm.queues).
             "queue_order_strategy": "priority",
             "idle_poll_interval": settings.worker_idle_poll_ms / 1000,
+            # Poison-message quarantine and the dead-letter list (worker/transport.py).
+            "max_deliveries": settings.worker_max_deliveries,
+            "dead_letter_key": dead_letter_key(settings.queue),
+            "dead_letter_max": settings.dead_letter_max,
         },
         "result_backend": None,
         "task_ignore_result": True,

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -25,6 +27,7 @@ from typing import Any
 
 from celery import bootsteps
 
+from textlstm.deadletters import DeadLetter
 from textlstm.errors import ValidationError
 from textlstm.gc_tuning import tune_gc
 from textlstm.messages import ClassifyMessage, Limits, parse_body
@@ -32,6 +35,7 @@ from textlstm.serving.batcher import Batcher, MicroBatch
 from textlstm.serving.metrics import get_metrics
 from textlstm.serving.rejects import salvage
 from textlstm.serving.retry import ShutdownRequested
+from worker import transport
 from worker.transport import fetch_timer
 
 log = logging.getLogger("textlstm.worker")
@@ -62,55 +66,39 @@ class _Handle:
 
 
 def ack_all(handles: list[_Handle]) -> None:
-    """Ack a committed batch's messages in one Redis round trip.
-
-    kombu's Redis transport acks with one pipeline per message (a ZREM + HDEL on its unacked
-    index), which measured ~1 ms per message here, more than the forward pass of that text. We
-    queue every message's removal on one pipeline, then do kombu's local bookkeeping per
-    message. Any other transport (or a kombu without these internals) acks one by one. If the
-    pipeline fails the messages stay in the unacked index and come back after the visibility
-    timeout: their rows are committed, so the redelivery inserts nothing.
+    """Ack a committed batch's messages, in one Redis round trip per channel on our transport
+    (`Channel.ack_many`); any other transport acks one by one. If the round trip fails the
+    messages stay in the unacked index and come back after the visibility timeout: their rows
+    are committed, so the redelivery inserts nothing.
     """
-    from kombu.transport.virtual import QoS as VirtualQoS
-
     by_channel: dict[int, list[Any]] = {}
     for h in handles:
         by_channel.setdefault(id(h.message.channel), []).append(h.message)
     for messages in by_channel.values():
-        qos = getattr(messages[0].channel, "qos", None)
-        remove = getattr(qos, "_remove_from_indices", None)
-        if remove is None or not hasattr(qos, "pipe_or_acquire") or len(messages) == 1:
+        ack_many = getattr(messages[0].channel, "ack_many", None)
+        if ack_many is None or len(messages) == 1:
             for m in messages:
                 _Handle(m).ack()
             continue
         try:
-            with qos.pipe_or_acquire() as pipe:  # type: ignore[union-attr]
-                for m in messages:
-                    remove(m.delivery_tag, pipe)
-                pipe.execute()
-            for m in messages:
-                VirtualQoS.ack(qos, m.delivery_tag)  # kombu's own bookkeeping (prefetch)
-                m._state = "ACK"
+            ack_many(messages)
         except Exception as exc:  # noqa: BLE001 - redelivered later, stored idempotently
             log.warning("could not ack %d message(s): %s", len(messages), exc)
 
 
-def decode_json(message: Any) -> Any:
-    """The message body, decoded.
+def decode_json(message: Any) -> tuple[Any, int, str | None]:
+    """The message's Celery body, how many times it has been delivered (1 = first time) and
+    the Redis list it came from (None when not known).
 
-    A plain JSON body is parsed with the standard library: kombu's JSON decoder calls a Python
-    object hook for every object, one per item, and that was 5% of a saturated worker's CPU
-    (py-spy). Anything else (another content type, a compressed body) goes through kombu's
-    `decode`, which enforces accept_content: JSON only, the rest is refused.
+    Our transport checked and decoded the body before kombu saw the message
+    (`worker.envelope`) and hands it over with the message. On any other transport the body
+    goes through kombu's `decode`, which enforces accept_content: JSON only.
     """
-    headers = message.headers if isinstance(message.headers, dict) else {}
-    if (
-        message.content_type != "application/json"
-        or (message.content_encoding or "utf-8").lower() not in ("utf-8", "utf8")
-        or headers.get("compression")
-    ):
-        return message.decode()
-    return json.loads(message.body)
+    take = getattr(message.channel, "take_body", None)
+    found = take(message.delivery_tag) if take is not None else None
+    if found is not None:
+        return found
+    return message.decode(), 1, None
 
 
 def finished(handles: list[_Handle]) -> list[_Handle]:
@@ -132,6 +120,15 @@ def with_header_deadline(msg: ClassifyMessage, message: Any) -> ClassifyMessage:
     return replace(msg, deadline=deadline if deadline.tzinfo else deadline.replace(tzinfo=UTC))
 
 
+def _reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+
+
+def _job_of(part: Any) -> str | None:
+    job = part.get("job_id") if isinstance(part, dict) else None
+    return job[:64] if isinstance(job, str) else None
+
+
 class MicroBatchConsumer:
     """Per-process state of the strategy: the batcher, the flush timer and running stats."""
 
@@ -151,13 +148,16 @@ class MicroBatchConsumer:
         self.batches = 0
         self.items = 0
         self._decode_s = 0.0  # decoding and validating messages since the last batch log
+        #: Testing only (Settings.worker_test_crash_text): a text that kills the process.
+        self.crash_text = s.worker_test_crash_text
 
     # -- receiving -----------------------------------------------------------------------
 
     def on_message(self, message: Any) -> None:
         started = time.perf_counter()
+        body = source = None
         try:
-            body = decode_json(message)
+            body, deliveries, source = decode_json(message)
             if not (isinstance(body, list | tuple) and len(body) == 3):
                 raise ValidationError("not a Celery protocol 2 task body [args, kwargs, embed]")
             args, kwargs = body[0], body[1]
@@ -167,40 +167,70 @@ class MicroBatchConsumer:
                 )
             parsed = parse_body(args[0], limits=self.limits)
         except Exception as exc:  # noqa: BLE001 - any undecodable message is rejected
-            self._reject(message, exc)
+            self._reject(message, exc, body, source)
             return
         for part, exc in parsed.rejected:  # bad parts of an envelope; their neighbours go on
-            if self._refuse(message, exc, part) is False:
+            if self._refuse(message, exc, part, whole=False) is False:
                 return  # shutting down: nothing acked, the whole envelope is redelivered
         if not parsed.messages:
-            self._reject_message(message)
+            self._dead_letter(message, "every part of the envelope was refused", "body", source)
             return
+        if self.crash_text and any(
+            i.text == self.crash_text for m in parsed.messages for i in m.items
+        ):
+            os.kill(os.getpid(), signal.SIGKILL)  # tests: a process that dies mid-message
+        if deliveries > 1:
+            # A worker died while holding this message (the transport takes such a message
+            # alone): commit everything else first, then run it on its own, so that if it is
+            # what kills the process, nothing innocent is in flight with it.
+            log.warning(
+                "message %s was delivered %d times without an ack (a worker died holding it): "
+                "running it alone",
+                message.delivery_tag,
+                deliveries,
+            )
+            self.flush(force=True)
         handle = _Handle(message, parts=len(parsed.messages))
         self._decode_s += time.perf_counter() - started
         now = time.monotonic()
         for msg in parsed.messages:
             self.batcher.add(with_header_deadline(msg, message), handle, now)
-        self.flush()
+        self.flush(force=deliveries > 1)
         self._arm_timer()
 
-    def _reject(self, message: Any, exc: Exception) -> None:
-        """Refuse a whole broker message: record why on its job (if readable), then reject."""
-        part = None
-        try:
-            body = message.decode()
-            args = body[0] if isinstance(body, list | tuple) and body else None
-            part = args[0] if isinstance(args, list | tuple) and args else None
-        except Exception:  # noqa: BLE001 - nothing readable
-            pass
-        if self._refuse(message, exc, part) is not False:
-            self._reject_message(message)
-
-    def _refuse(self, message: Any, exc: Exception, part: Any) -> bool | None:
-        """Log and record the refusal of one message body (or envelope part) on its job.
+    def record_refusal(self, part: Any, reason: str) -> bool:
+        """Error rows for the readable items of a refused message (the transport's hook).
         False when shutdown interrupted the recording (then nothing may be acked)."""
-        reason = str(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
-        found = salvage(part) if part is not None else None
-        job = found.job_id if found else None
+        found = salvage(part)
+        if found.job_id is None:
+            return True
+        from textlstm.serving.service import record_rejection
+
+        rt = self.task.runtime
+        try:
+            n = record_rejection(found, reason, session_factory=rt.session_factory, retry=rt.retry)
+            if n:
+                log.info("job %s: %d item(s) stored as errors (rejected message)", found.job_id, n)
+        except ShutdownRequested:
+            return False  # not acked: redelivered to the next worker, rejected there
+        except Exception:
+            log.exception("job %s: could not record the rejection", found.job_id)
+        return True
+
+    def _reject(self, message: Any, exc: Exception, body: Any, source: str | None) -> None:
+        """Refuse a whole broker message: record why on its job (if readable), then
+        dead-letter it."""
+        args = body[0] if isinstance(body, list | tuple) and body else None
+        part = args[0] if isinstance(args, list | tuple) and args else None
+        if self._refuse(message, exc, part, whole=True) is not False:
+            self._dead_letter(message, _reason(exc), "body", source, part)
+
+    def _refuse(self, message: Any, exc: Exception, part: Any, *, whole: bool) -> bool | None:
+        """Log and record the refusal of one message body (or envelope part) on its job;
+        a part whose job cannot be read is dead-lettered on its own. False when shutdown
+        interrupted the recording (then nothing may be acked)."""
+        reason = _reason(exc)
+        job = salvage(part).job_id if part is not None else None
         get_metrics().rejected.inc()
         log.error(
             "rejected message %s (job %s): %s",
@@ -208,21 +238,41 @@ class MicroBatchConsumer:
             job or "unreadable",
             reason,
         )
-        if found is not None:
-            from textlstm.serving.service import record_rejection
-
-            rt = self.task.runtime
-            try:
-                n = record_rejection(
-                    found, reason, session_factory=rt.session_factory, retry=rt.retry
-                )
-                if n:
-                    log.info("job %s: %d item(s) stored as errors (rejected message)", job, n)
-            except ShutdownRequested:
-                return False  # not acked: redelivered to the next worker, rejected there
-            except Exception:
-                log.exception("job %s: could not record the rejection", job)
+        if part is not None and not self.record_refusal(part, f"message rejected: {reason}"):
+            return False
+        if job is None and not whole:
+            self._dead_letter_part(message, part, reason, "part")
         return None
+
+    def _dead_letter(
+        self, message: Any, reason: str, stage: str, source: str | None, part: Any = None
+    ) -> None:
+        """Move a whole delivered message to the dead-letter list, as its ack."""
+        channel = message.channel
+        if not hasattr(channel, "dead_letter_delivered"):
+            self._reject_message(message)  # another transport: its own dead-lettering, if any
+            return
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        raw = getattr(message, "_raw", None)
+        record = DeadLetter.new(
+            stage, reason, id=message.delivery_tag, list=source,
+            task_id=headers.get("id"), job_id=_job_of(part),
+            entry=json.dumps(raw) if raw is not None else None,
+        )  # fmt: skip
+        channel.dead_letter_delivered(message, record)
+
+    @staticmethod
+    def _dead_letter_part(message: Any, part: Any, reason: str, stage: str) -> None:
+        """Record one part of an envelope on the dead-letter list (the message itself is
+        acked once its other parts are committed)."""
+        dead_letter = getattr(message.channel, "dead_letter", None)
+        if dead_letter is None:
+            return
+        body = part if isinstance(part, dict) else {"unreadable part": repr(part)[:2000]}
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        record = DeadLetter.new(stage, reason, task_id=headers.get("id"), job_id=_job_of(part),
+                                body=body)  # fmt: skip
+        dead_letter([(record, None)])
 
     @staticmethod
     def _reject_message(message: Any) -> None:
@@ -266,13 +316,10 @@ class MicroBatchConsumer:
             log.exception("micro-batch of %d item(s) failed; storing them as errors", len(batch))
             try:
                 report = self.task.run_batch(batch, fail_reason="internal error in the worker")
-            except Exception:
-                log.exception("could not store the errors either; rejecting the messages")
-                for handle in finished(self.batcher.complete(batch)):
-                    try:
-                        handle.message.reject(requeue=False)
-                    except Exception as exc:  # noqa: BLE001 - redelivered later
-                        log.warning("could not reject message: %s", exc)
+            except Exception as exc:
+                log.exception("could not store the errors either; dead-lettering the items")
+                self._dead_letter_slices(batch, {}, f"could not be stored: {_reason(exc)}")
+                ack_all(finished(self.batcher.complete(batch)))
                 return True
         self.batches += 1
         self.items += report.items
@@ -301,8 +348,35 @@ class MicroBatchConsumer:
             fetch_timer.take_ms(),
         )
         self._decode_s = 0.0
+        unstored = dict(getattr(report, "unstored", ()))
+        if unstored:
+            self._dead_letter_slices(batch, unstored)
         ack_all(finished(self.batcher.complete(batch)))
         return True
+
+    def _dead_letter_slices(
+        self, batch: MicroBatch, reasons: dict[Any, str], default: str | None = None
+    ) -> None:
+        """Record on the dead-letter list the items of `batch` that got no row: those of the
+        jobs in `reasons`, or every item with the `default` reason."""
+        by_channel: dict[int, tuple[Any, list[tuple[DeadLetter, None]]]] = {}
+        for sl in batch.slices:
+            msg = sl.entry.message
+            reason = reasons.get(msg.job_id, default)
+            if reason is None:
+                continue
+            body = replace(msg, items=sl.items).to_json()
+            message = sl.entry.handle.message
+            headers = message.headers if isinstance(message.headers, dict) else {}
+            record = DeadLetter.new("store", reason, task_id=headers.get("id"),
+                                    job_id=str(msg.job_id), body=body)  # fmt: skip
+            channel = message.channel
+            by_channel.setdefault(id(channel), (channel, []))[1].append((record, None))
+            log.error("job %s: %d item(s) dead-lettered: %s", msg.job_id, len(sl.items), reason)
+        for channel, records in by_channel.values():
+            dead_letter = getattr(channel, "dead_letter", None)
+            if dead_letter is not None:
+                dead_letter(records)
 
     def drain(self) -> None:
         """Warm shutdown: run and commit whatever is buffered, then ack it."""
@@ -333,6 +407,7 @@ def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Any:
         tune_gc(task.runtime.settings.worker_gc_threshold)
     batching = MicroBatchConsumer(task, consumer)
     task._batching = batching
+    transport.refusal_hook = batching.record_refusal
 
     def task_message_handler(
         message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any

@@ -29,26 +29,38 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import QoS as VirtualQoS
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+
+from textlstm.deadletters import DeadLetter, dead_letter_key
+from worker.envelope import Accepted, Refused, inspect
 
 log = logging.getLogger("textlstm.worker.transport")
 
-#: KEYS: the queue keys in the order to take from, then the unacked hash and its index.
-#: ARGV: now (the index score, as kombu's QoS writes it), the most messages to take, and the
-#: most bytes: once that many are taken no further message is (the first always is).
-#: Returns a flat list: key, payload, key, payload, ... An entry that is not a kombu message
-#: (not JSON, or no delivery tag) is returned without being recorded: it could never be
-#: restored anyway, and the channel drops it with a logged reason.
+#: KEYS: the queue keys in the order to take from, then the unacked hash and its index, the
+#: delivery counts and the dead-letter list. ARGV: now (the index score, as kombu's QoS writes
+#: it), the most messages to take, the most bytes (once that many are taken no further message
+#: is; the first always is), the most deliveries of one message, and the dead letters to keep.
+#:
+#: Returns a flat list: key, payload, deliveries, tag, key, payload, ... where deliveries is
+#: how many times the message has now been taken, counting this one (it is recorded in the
+#: unacked hash under tag), 0 when it was not recorded (no string delivery tag, or one already
+#: held by another delivery in flight: the channel refuses it), or minus the times it was
+#: taken before when it was quarantined instead: taken `max_deliveries` times and never
+#: acked means a worker died each time it held it, so it is moved to the dead-letter list
+#: here, atomically, and not delivered again. A message taken before (a worker died holding
+#: it) is taken alone, after anything else the worker holds is committed: if it is the one
+#: that kills the process, its innocent neighbours are not counted with it again.
 POP_AND_RECORD = """
-local n = #KEYS - 2
-local hash, index = KEYS[n + 1], KEYS[n + 2]
+local n = #KEYS - 4
+local hash, index, counts, dead = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4]
 local now, limit, max_bytes = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local out, taken, bytes = {}, 0, 0
+local max_deliveries, keep = tonumber(ARGV[4]), tonumber(ARGV[5])
+local out, taken, bytes, alone = {}, 0, 0, false
 for i = 1, n do
   while taken < limit and bytes < max_bytes do
     local item = redis.call('RPOP', KEYS[i])
@@ -56,23 +68,75 @@ for i = 1, n do
     local ok, msg = pcall(cjson.decode, item)
     local props = ok and type(msg) == 'table' and msg.properties
     local tag = type(props) == 'table' and props.delivery_tag
-    if type(tag) == 'string' then
-      local info = type(props.delivery_info) == 'table' and props.delivery_info or {}
-      local ex, rk = info.exchange, info.routing_key
-      if type(ex) ~= 'string' then ex = '' end
-      if type(rk) ~= 'string' then rk = '' end
-      redis.call('HSET', hash, tag,
-                 '[' .. item .. ',' .. cjson.encode(ex) .. ',' .. cjson.encode(rk) .. ']')
-      redis.call('ZADD', index, now, tag)
+    local seen = 0
+    if type(tag) == 'string' and redis.call('HEXISTS', hash, tag) == 0 then
+      seen = tonumber(redis.call('HGET', counts, tag) or '0') or 0
+    else
+      tag = nil
     end
-    out[#out + 1] = KEYS[i]
-    out[#out + 1] = item
-    taken = taken + 1
-    bytes = bytes + #item
+    if tag and seen >= max_deliveries then
+      local headers = type(msg.headers) == 'table' and msg.headers or {}
+      local task_id = type(headers.id) == 'string' and headers.id or nil
+      redis.call('LPUSH', dead, cjson.encode({
+        id = tag, at = tonumber(now), stage = 'poison', list = KEYS[i], task_id = task_id,
+        deliveries = seen, entry = item,
+        reason = 'taken ' .. seen .. ' times and never acknowledged: a worker died each ' ..
+                 'time it held this message (a crash, the OOM killer, SIGKILL)'}))
+      redis.call('LTRIM', dead, 0, keep - 1)
+      redis.call('HDEL', counts, tag)
+      out[#out + 1] = KEYS[i]
+      out[#out + 1] = item
+      out[#out + 1] = -seen
+      out[#out + 1] = tag
+    elseif tag and seen > 0 and taken > 0 then
+      redis.call('RPUSH', KEYS[i], item)  -- back at the consuming end: taken alone, next
+      alone = true
+      break
+    else
+      if tag then
+        local info = type(props.delivery_info) == 'table' and props.delivery_info or {}
+        local ex, rk = info.exchange, info.routing_key
+        if type(ex) ~= 'string' then ex = '' end
+        if type(rk) ~= 'string' then rk = '' end
+        redis.call('HSET', hash, tag,
+                   '[' .. item .. ',' .. cjson.encode(ex) .. ',' .. cjson.encode(rk) .. ']')
+        redis.call('ZADD', index, now, tag)
+        redis.call('HINCRBY', counts, tag, 1)
+      end
+      out[#out + 1] = KEYS[i]
+      out[#out + 1] = item
+      out[#out + 1] = tag and seen + 1 or 0
+      out[#out + 1] = tag or ''
+      taken = taken + 1
+      bytes = bytes + #item
+      if tag and seen > 0 then
+        alone = true
+        break
+      end
+    end
   end
-  if taken >= limit or bytes >= max_bytes then break end
+  if alone or taken >= limit or bytes >= max_bytes then break end
 end
 return out
+"""
+
+#: The hash of delivery counts (tag -> times taken), next to kombu's `unacked` hash and shared
+#: like it by every queue of the Redis database. An ack or a dead-lettering removes the entry.
+DELIVERIES_KEY = "unacked_deliveries"
+
+#: Dead-letter records and forget the deliveries they replace, in one atomic step. KEYS: the
+#: dead-letter list, the unacked hash, its index, the delivery counts. ARGV: records to keep,
+#: the number of records, the records, then the delivery tags to forget.
+DEAD_LETTER = """
+local keep, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 3, n + 2 do redis.call('LPUSH', KEYS[1], ARGV[i]) end
+redis.call('LTRIM', KEYS[1], 0, keep - 1)
+for i = n + 3, #ARGV do
+  redis.call('ZREM', KEYS[3], ARGV[i])
+  redis.call('HDEL', KEYS[2], ARGV[i])
+  redis.call('HDEL', KEYS[4], ARGV[i])
+end
+return n
 """
 
 DEFAULT_IDLE_POLL_INTERVAL = 0.025
@@ -100,8 +164,17 @@ class FetchTimer:
 fetch_timer = FetchTimer()
 
 
+#: What the consumer does with a refused or quarantined message before it is dead-lettered:
+#: record error rows on its job, when one is readable (`worker.batching` sets it). Called with
+#: the textlstm message (or None) and the reason; returns False when the worker is stopping and
+#: nothing may be acked (the entry then stays in the unacked hash, and comes back).
+RefusalHook = Callable[[Any, str], bool]
+refusal_hook: RefusalHook | None = None
+
+
 class QoS(kombu_redis.QoS):
-    """kombu's Redis QoS, minus the second round trip for messages the script recorded."""
+    """kombu's Redis QoS, minus the second round trip for messages the script recorded, and
+    forgetting a message's delivery count when it is acked."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -114,6 +187,17 @@ class QoS(kombu_redis.QoS):
         else:
             super().append(message, delivery_tag)
 
+    def ack(self, delivery_tag: str) -> None:
+        self._remove_from_indices(delivery_tag).hdel(self.channel.deliveries_key, delivery_tag)\
+            .execute()  # fmt: skip
+        VirtualQoS.ack(self, delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if requeue:
+            super().reject(delivery_tag, requeue=True)  # the count stays: it comes back
+        else:
+            self.ack(delivery_tag)
+
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
@@ -124,15 +208,32 @@ class Channel(kombu_redis.Channel):
     #: Most bytes one call takes (one message at least): about one micro-batch of news-length
     #: texts, so a big message is taken alone and 64 one-text messages still fit.
     max_pop_bytes = 64 * 1024
+    #: Times one message may be taken without being acked before it is quarantined.
+    max_deliveries = 3
+    #: The dead-letter list (textlstm.deadletters) and how many records it keeps.
+    dead_letter_key = dead_letter_key("textlstm")
+    dead_letter_max = 10_000
+    #: The hash of delivery counts (tests give each their own).
+    deliveries_key = DELIVERIES_KEY
     from_transport_options = kombu_redis.Channel.from_transport_options + (
         "idle_poll_interval",
         "max_pop",
         "max_pop_bytes",
+        "max_deliveries",
+        "dead_letter_key",
+        "dead_letter_max",
+        "deliveries_key",
     )
 
     _pending: str | None = None  # the command whose reply is awaited: "EVAL" or "BLMOVE"
     _idle = False  # the last pop found nothing: wait before popping again
     _wait_queue: str | None = None  # the queue that last had work: the idle wait watches it
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Accepted messages not yet taken by the consumer:
+        #: tag -> (decoded body, deliveries, the list it was taken from).
+        self.accepted: dict[str, tuple[list[Any], int, str]] = {}
 
     # -- the event-loop path (kombu sends a command, then reads the reply when readable) --
 
@@ -174,36 +275,147 @@ class Channel(kombu_redis.Channel):
             self._flush_brpop_reauth()
 
     def _deliver_all(self, reply: list[Any], started: float) -> None:
-        """Hand every taken message to its consumer. If a consumer raises, the messages not
-        yet handed over go straight back to their queues (they are in the unacked hash).
-        `started`: when reading the reply began; fetch_timer counts from it to the hand-over."""
-        items = [
-            (bytes_to_str(reply[i])[len(self._prefix) :], bytes_to_str(reply[i + 1]))
-            for i in range(0, len(reply), 2)
-        ]
-        parsed = [(self._queue_of(key), self._parse(key, item)) for key, item in items]
-        for _, payload in parsed:
-            if payload is not None:
-                self.qos.recorded.add(payload["properties"]["delivery_tag"])
+        """Hand every accepted message to its consumer; dead-letter the refused ones first.
+        If a consumer raises, the messages not yet handed over go straight back to their
+        queues (they are in the unacked hash). `started`: when reading the reply began;
+        fetch_timer counts from it to the hand-over."""
+        accepted = self._sort(reply)
         fetch_timer.add(time.perf_counter() - started)
-        for n, (queue, payload) in enumerate(parsed):
-            if payload is None:
-                continue
+        for n, (queue, verdict) in enumerate(accepted):
             try:
                 self._wait_queue = queue
-                self.connection._deliver(payload, queue)
+                self.connection._deliver(verdict.payload, queue)
             except BaseException:
-                self._give_back([p for _, p in parsed[n + 1 :] if p is not None])
+                self._give_back([v for _, v in accepted[n + 1 :]])
                 raise
 
-    def _give_back(self, payloads: list[dict[str, Any]]) -> None:
-        for payload in payloads:
-            tag = payload["properties"]["delivery_tag"]
-            self.qos.recorded.discard(tag)
+    def _sort(self, reply: list[Any]) -> list[tuple[str, Accepted]]:
+        """Split a pop's reply into accepted messages (recorded for the consumer) and the
+        rest, which are dead-lettered here, each with its reason."""
+        accepted: list[tuple[str, Accepted]] = []
+        refused: list[tuple[DeadLetter, Any, str | None]] = []
+        for i in range(0, len(reply), 4):
+            key = bytes_to_str(reply[i])
+            item, deliveries = reply[i + 1], int(reply[i + 2])
+            tag = bytes_to_str(reply[i + 3]) if deliveries > 0 else None
+            queue = self._queue_of(key[len(self._prefix) :])
+            verdict = inspect(item)
+            if deliveries < 0:  # quarantined by the script: already dead-lettered
+                self._quarantined(queue, verdict, -deliveries)
+                continue
+            if isinstance(verdict, Accepted) and deliveries == 0:
+                verdict = Refused(
+                    f"delivery tag {verdict.tag!r:.60} is already held by another delivery in "
+                    "flight: delivery tags must be unique",
+                    None, verdict.payload.get("headers", {}).get("id"), verdict.body[0][0],
+                )  # fmt: skip
+            if isinstance(verdict, Refused):
+                stage = "envelope"
+                record = DeadLetter.new(
+                    stage, verdict.reason, id=verdict.tag, list=key,
+                    task_id=verdict.task_id, job_id=_job_id(verdict.message),
+                    deliveries=deliveries or None, entry=bytes_to_str(item),
+                )  # fmt: skip
+                refused.append((record, verdict.message, tag))
+                continue
+            self.accepted[verdict.tag] = (verdict.body, deliveries, key)
+            self.qos.recorded.add(verdict.tag)
+            accepted.append((queue, verdict))
+        if refused:
+            self._refuse(refused)
+        return accepted
+
+    def _refuse(self, refused: list[tuple[DeadLetter, Any, str | None]]) -> None:
+        keep: list[tuple[DeadLetter, str | None]] = []
+        for record, message, tag in refused:
+            log.error("dead-lettered a message on %s (job %s): %s", record.list,
+                      record.job_id or "unreadable", record.reason)  # fmt: skip
+            if self._record_on_job(message, record.reason):
+                keep.append((record, tag))
+        self.dead_letter(keep)
+
+    def _quarantined(self, queue: str, verdict: Accepted | Refused, taken: int) -> None:
+        body = verdict.body[0][0] if isinstance(verdict, Accepted) else verdict.message
+        reason = (f"quarantined after {taken} deliveries: a worker died each time it held "
+                  "this message")  # fmt: skip
+        log.error("message %s on %s (job %s) %s; moved to the dead-letter list", verdict.tag,
+                  queue, _job_id(body) or "unreadable", reason)  # fmt: skip
+        _count_dead(["poison"])
+        self._record_on_job(body, reason)
+
+    @staticmethod
+    def _record_on_job(message: Any, reason: str) -> bool:
+        if message is None or refusal_hook is None:
+            return True
+        try:
+            return refusal_hook(message, reason)
+        except Exception:  # noqa: BLE001 - the dead letter still says why
+            log.exception("could not record the refusal on its job")
+            return True
+
+    def dead_letter(self, records: list[tuple[DeadLetter, str | None]]) -> bool:
+        """Push the records onto the dead-letter list and, in the same atomic step, forget
+        the recorded deliveries (tag) they replace. False, and logged, if Redis failed: the
+        entries stay in the unacked hash and come back after the visibility timeout."""
+        if not records:
+            return True
+        tags = [t for _, t in records if t]
+        keys = [
+            self._prefixed(k)
+            for k in (
+                self.dead_letter_key,
+                self.unacked_key,
+                self.unacked_index_key,
+                self.deliveries_key,
+            )
+        ]
+        try:
+            with self.conn_or_acquire() as client:
+                client.execute_command(
+                    "EVAL", DEAD_LETTER, len(keys), *keys, self.dead_letter_max, len(records),
+                    *(r.to_json() for r, _ in records), *tags,
+                )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not dead-letter %d message(s) now: %s", len(records), exc)
+            return False
+        _count_dead(r.stage for r, _ in records)
+        return True
+
+    def dead_letter_delivered(self, message: Any, record: DeadLetter) -> bool:
+        """Dead-letter a message the consumer was given, as its ack."""
+        if not self.dead_letter([(record, message.delivery_tag)]):
+            return False
+        VirtualQoS.ack(self.qos, message.delivery_tag)  # kombu's own bookkeeping (prefetch)
+        message._state = "ACK"
+        return True
+
+    def ack_many(self, messages: list[Any]) -> None:
+        """Ack committed messages in one round trip: three multi-member commands, whatever
+        their number (kombu's Redis ack is one pipeline of two commands per message, ~1 ms
+        a message here, more than the forward pass of its text)."""
+        tags = [m.delivery_tag for m in messages]
+        with self.qos.pipe_or_acquire() as pipe:
+            pipe.zrem(self.qos.unacked_index_key, *tags)
+            pipe.hdel(self.qos.unacked_key, *tags)
+            pipe.hdel(self.deliveries_key, *tags)
+            pipe.execute()
+        for m in messages:
+            VirtualQoS.ack(self.qos, m.delivery_tag)  # kombu's own bookkeeping (prefetch)
+            m._state = "ACK"
+
+    def take_body(self, delivery_tag: str) -> tuple[list[Any], int, str] | None:
+        """The body `inspect` decoded for this delivery, its delivery count and the list it
+        was taken from (once)."""
+        return self.accepted.pop(delivery_tag, None)
+
+    def _give_back(self, verdicts: list[Accepted]) -> None:
+        for verdict in verdicts:
+            self.qos.recorded.discard(verdict.tag)
+            self.accepted.pop(verdict.tag, None)
             try:
-                self.qos.restore_by_tag(tag)  # the consuming end: taken next
+                self.qos.restore_by_tag(verdict.tag)  # the consuming end: taken next
             except Exception as exc:  # noqa: BLE001 - restored after the visibility timeout
-                log.warning("could not restore message %s now: %s", tag, exc)
+                log.warning("could not restore message %s now: %s", verdict.tag, exc)
 
     # -- the synchronous path (basic_get, drain_events without an event loop) ------------
 
@@ -211,12 +423,9 @@ class Channel(kombu_redis.Channel):
         with self.conn_or_acquire() as client:
             reply = client.execute_command(*self._pop_args([queue], 1))
             self._maybe_update_queues_expire(client, queue)
-        for i in range(0, len(reply or []), 2):
-            key = bytes_to_str(reply[i])[len(self._prefix) :]
-            payload = self._parse(key, bytes_to_str(reply[i + 1]))
-            if payload is not None:
-                self.qos.recorded.add(payload["properties"]["delivery_tag"])
-                return payload
+        accepted = self._sort(reply or [])
+        if accepted:
+            return accepted[0][1].payload
         raise kombu_redis.Empty()
 
     # -- helpers ---------------------------------------------------------------------------
@@ -240,25 +449,32 @@ class Channel(kombu_redis.Channel):
             for pri in self.priority_steps
             for queue in queues
         ]
-        keys += [self._prefixed(self.unacked_key), self._prefixed(self.unacked_index_key)]
-        return ["EVAL", POP_AND_RECORD, len(keys), *keys, time.time(), limit, self.max_pop_bytes]
+        keys += [
+            self._prefixed(k)
+            for k in (self.unacked_key, self.unacked_index_key, self.deliveries_key,
+                      self.dead_letter_key)
+        ]  # fmt: skip
+        return ["EVAL", POP_AND_RECORD, len(keys), *keys, time.time(), limit, self.max_pop_bytes,
+                self.max_deliveries, self.dead_letter_max]  # fmt: skip
 
     def _queue_of(self, key: str) -> str:
         return key.rsplit(self.sep, 1)[0]
 
-    def _parse(self, key: str, item: str) -> dict[str, Any] | None:
-        try:
-            payload = loads(item)
-            payload["properties"]["delivery_tag"]  # noqa: B018 - what kombu requires
-        except Exception as exc:  # noqa: BLE001 - a foreign entry on our list
-            log.error(
-                "dropped an entry on queue %s that is not a kombu message (%s): %.200r",
-                self._queue_of(key),
-                type(exc).__name__,
-                item,
-            )
-            return None
-        return payload
+
+def _count_dead(stages: Iterable[str]) -> None:
+    try:
+        from textlstm.serving.metrics import get_metrics
+
+        counter = get_metrics().dead_lettered
+        for stage in stages:
+            counter.labels(stage).inc()
+    except Exception:  # noqa: BLE001 - metrics must never stop the work
+        log.exception("could not count dead letters")
+
+
+def _job_id(message: Any) -> str | None:
+    job = message.get("job_id") if isinstance(message, dict) else None
+    return job[:64] if isinstance(job, str) else None
 
 
 class Transport(kombu_redis.Transport):

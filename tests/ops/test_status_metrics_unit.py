@@ -73,6 +73,7 @@ def test_observe_batch_counts_ok_errors_expired_and_waits() -> None:
         inference=Histogram("i", "", registry=reg),
         db_write=Histogram("d", "", registry=reg),
         rejected=Counter("r", "", registry=reg),
+        dead_lettered=Counter("dl", "", ["stage"], registry=reg),
         load_seconds=Gauge("l", "", ["model"], registry=reg),
         loaded=Gauge("m", "", ["model"], registry=reg),
         processes=Gauge("x", "", ["device"], registry=reg),

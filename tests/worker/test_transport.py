@@ -3,6 +3,8 @@ atomic step, so a consumer SIGKILLed at any moment loses nothing."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import random
 import signal
@@ -15,6 +17,9 @@ from typing import Any
 import pytest
 import redis
 from kombu import Connection, Consumer, Producer, Queue
+
+from textlstm.deadletters import DeadLetter
+from textlstm.messages import TASK_NAME
 
 TRANSPORT = "worker.transport:Transport"
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,19 +36,27 @@ def unacked_keys(queue: str) -> dict[str, str]:
         "unacked_key": f"{queue}.unacked",
         "unacked_index_key": f"{queue}.unacked_index",
         "unacked_mutex_key": f"{queue}.unacked_mutex",
+        "deliveries_key": f"{queue}.deliveries",
+        "dead_letter_key": f"{queue}.dead-letters",
     }
 
 
-def publish(url: str, queue: str, n: int, *, priority: int | None = None) -> None:
+def task(body: Any) -> list[Any]:
+    """A Celery protocol 2 body of the classify task (the only thing the transport accepts)."""
+    return [[body], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+
+
+def publish(url: str, queue: str, n: int, *, priority: int | None = None, **extra: Any) -> None:
     with Connection(url) as conn:
         producer = Producer(conn.channel())
         for i in range(n):
             producer.publish(
-                {"i": i},
+                task({"i": i, **extra}),
                 routing_key=queue,
                 declare=[Queue(queue, max_priority=9 if priority is not None else None)],
                 serializer="json",
                 priority=priority,
+                headers={"task": TASK_NAME, "id": f"task-{i}"},
             )
 
 
@@ -55,7 +68,7 @@ def drain(url: str, queue: str, *, prefetch: int = 64, seconds: float = 1.5) -> 
         channel.basic_qos(0, prefetch, False)
 
         def on_message(body: Any, message: Any) -> None:
-            got.append(body)
+            got.append(body[0][0])
             message.ack()
 
         with Consumer(channel, [Queue(queue)], callbacks=[on_message], accept=["json"]):
@@ -66,6 +79,14 @@ def drain(url: str, queue: str, *, prefetch: int = 64, seconds: float = 1.5) -> 
                 except TimeoutError:
                     pass
     return got
+
+
+#: The keys after the queues in the pop script's KEYS, as unacked_keys names them.
+POP_KEYS = ("unacked_key", "unacked_index_key", "deliveries_key", "dead_letter_key")
+
+
+def dead_letters(queue: str) -> str:
+    return unacked_keys(queue)["dead_letter_key"]
 
 
 def restore_all(url: str, queue: str) -> int:
@@ -124,7 +145,7 @@ def test_order_priorities_and_the_sync_get(
     with connect(redis_url, queue_name) as conn:
         channel = conn.channel()
         first = channel.basic_get(queue_name)
-        assert first is not None and first.payload == {"i": 0}
+        assert first is not None and first.payload[0][0] == {"i": 0}
         assert redis_client.hexists(f"{queue_name}.unacked", first.delivery_tag)
         first.ack()
         assert not redis_client.hexists(f"{queue_name}.unacked", first.delivery_tag)
@@ -133,7 +154,7 @@ def test_order_priorities_and_the_sync_get(
         assert channel.basic_get(queue_name) is None
 
 
-def test_a_foreign_entry_on_the_list_is_dropped_and_the_rest_delivered(
+def test_a_foreign_entry_on_the_list_is_dead_lettered_and_the_rest_delivered(
     redis_url: str, redis_client: redis.Redis, queue_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     publish(redis_url, queue_name, 2)
@@ -142,8 +163,17 @@ def test_a_foreign_entry_on_the_list_is_dropped_and_the_rest_delivered(
     with caplog.at_level("ERROR", logger="textlstm.worker.transport"):
         bodies = drain(redis_url, queue_name, seconds=1.0)
     assert sorted(b["i"] for b in bodies) == [0, 1]
-    assert sum("not a kombu message" in r.getMessage() for r in caplog.records) == 2
+    assert sum("dead-lettered a message" in r.getMessage() for r in caplog.records) == 2
     assert redis_client.llen(queue_name) == 0 and redis_client.hlen(f"{queue_name}.unacked") == 0
+    records = [
+        DeadLetter.from_json(r) for r in redis_client.lrange(dead_letters(queue_name), 0, -1)
+    ]
+    # Newest first: the second entry taken is on top.
+    assert [(r.stage, r.entry) for r in records] == [
+        ("envelope", "not json at all"), ("envelope", '{"no": "properties"}')
+    ]  # fmt: skip
+    assert records[0].reason.startswith("entry is not JSON")
+    assert records[1].reason == "properties must be an object, got null"
 
 
 def test_idle_consumer_polls_gently(
@@ -229,16 +259,16 @@ def test_one_call_takes_at_most_max_pop_bytes_but_always_one_message(
     from worker.transport import POP_AND_RECORD, Channel
 
     def one_call(limit: int = 64) -> int:
-        keys = [queue_name, f"{queue_name}.unacked", f"{queue_name}.unacked_index"]
+        keys = [queue_name, *(unacked_keys(queue_name)[k] for k in POP_KEYS)]
         reply = redis_client.eval(
-            POP_AND_RECORD, len(keys), *keys, time.time(), limit, Channel.max_pop_bytes
+            POP_AND_RECORD, len(keys), *keys, time.time(), limit, Channel.max_pop_bytes, 3, 100
         )
-        return len(reply) // 2
+        return len(reply) // 4
 
     with Connection(redis_url) as conn:
         producer = Producer(conn.channel())
         for i in range(10):  # ~27 KB each once base64-encoded: the third crosses 64 KiB
-            producer.publish({"i": i, "pad": "x" * 20_000}, routing_key=queue_name,
+            producer.publish(task({"i": i, "pad": "x" * 20_000}), routing_key=queue_name,
                              declare=[Queue(queue_name)], serializer="json")  # fmt: skip
     assert [one_call(), one_call(), one_call(), one_call()] == [3, 3, 3, 1]
     publish(redis_url, queue_name, 100)  # ~300 bytes each: the count limit binds
@@ -249,3 +279,91 @@ def test_one_call_takes_at_most_max_pop_bytes_but_always_one_message(
         )
     assert one_call() == 1
     assert redis_client.hlen(f"{queue_name}.unacked") == 10 + 100 + 1  # every one recorded
+
+
+def pop(client: redis.Redis, queue: str, limit: int = 64, max_deliveries: int = 3) -> list[Any]:
+    """One call of the pop script: [(payload, deliveries, tag), ...]."""
+    from worker.transport import POP_AND_RECORD, Channel
+
+    keys = [queue, *(unacked_keys(queue)[k] for k in POP_KEYS)]
+    reply = client.eval(
+        POP_AND_RECORD, len(keys), *keys, time.time(), limit, Channel.max_pop_bytes,
+        max_deliveries, 100,
+    )  # fmt: skip
+    return [(json.loads(reply[i + 1]), int(reply[i + 2]), reply[i + 3].decode())
+            for i in range(0, len(reply), 4)]  # fmt: skip
+
+
+def test_a_message_a_worker_died_holding_is_taken_alone_then_quarantined(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    """Deliveries are counted per message. One taken again after its worker died comes
+    alone (so a poison message is not in flight with innocent neighbours when it kills
+    again), and one taken max_deliveries times without an ack goes to the dead-letter list,
+    atomically, instead of to a consumer."""
+    counts = unacked_keys(queue_name)["deliveries_key"]
+    publish(redis_url, queue_name, 3)
+    first = pop(redis_client, queue_name)
+    assert [d for _, d, _ in first] == [1, 1, 1]
+    assert {k.decode(): int(v) for k, v in redis_client.hgetall(counts).items()} == {
+        t: 1 for _, _, t in first
+    }
+    assert restore_all(redis_url, queue_name) == 3  # the worker died: all three come back
+    publish(redis_url, queue_name, 2, fresh=True)  # new messages behind them
+    for _ in range(3):  # each survivor comes alone, once taken twice
+        (taken,) = pop(redis_client, queue_name)
+        assert taken[1] == 2
+    fresh = pop(redis_client, queue_name)
+    assert [(m[1], json.loads(base64.b64decode(m[0]["body"]))[0][0].get("fresh")) for m in fresh] \
+        == [(1, True), (1, True)]  # fmt: skip
+    # Acks forget the count; the poison one (never acked) keeps coming back until quarantined.
+    survivors = [t for _, _, t in first]
+    with connect(redis_url, queue_name) as conn:
+        qos = conn.channel().qos
+        for tag in survivors[1:] + [t for _, _, t in fresh]:
+            qos.ack(tag)
+    assert list(redis_client.hkeys(counts)) == [survivors[0].encode()]
+    assert restore_all(redis_url, queue_name) == 1
+    (taken,) = pop(redis_client, queue_name)
+    assert taken[1] == 3
+    assert restore_all(redis_url, queue_name) == 1
+    assert pop(redis_client, queue_name)[0][1:] == (-3, survivors[0])  # quarantined
+    assert pop(redis_client, queue_name) == []
+    assert redis_client.llen(queue_name) == 0
+    assert redis_client.hlen(f"{queue_name}.unacked") == 0 and redis_client.hlen(counts) == 0
+    (raw,) = redis_client.lrange(dead_letters(queue_name), 0, -1)
+    record = DeadLetter.from_json(raw)
+    assert (record.id, record.stage, record.deliveries, record.list) == (
+        survivors[0],
+        "poison",
+        3,
+        queue_name,
+    )
+    assert "taken 3 times and never acknowledged" in record.reason
+    assert json.loads(record.entry)["properties"]["delivery_tag"] == survivors[0]
+    assert record.task_id and record.at > 0
+
+
+def test_a_suspect_behind_fresh_messages_waits_for_its_own_call(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    publish(redis_url, queue_name, 1)
+    (suspect,) = pop(redis_client, queue_name)
+    restore_all(redis_url, queue_name)  # at the consuming end
+    suspect_raw = redis_client.rpop(queue_name)
+    publish(redis_url, queue_name, 2)
+    redis_client.lpush(queue_name, suspect_raw)  # now behind the two fresh ones
+    got = pop(redis_client, queue_name)
+    assert [d for _, d, _ in got] == [1, 1]  # the suspect was put back, not taken with them
+    assert [t for _, d, t in pop(redis_client, queue_name)] == [suspect[2]]
+
+
+def test_a_delivery_tag_already_in_flight_is_refused_not_recorded_over(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    publish(redis_url, queue_name, 1)
+    raw = redis_client.lindex(queue_name, 0)
+    redis_client.rpush(queue_name, raw)  # a hostile producer reuses the tag
+    got = pop(redis_client, queue_name)
+    assert [d for _, d, _ in got] == [1, 0]  # the second is not recorded over the first
+    assert redis_client.hlen(f"{queue_name}.unacked") == 1

@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("textlstm.cli.worker:worker", "Run worker processes that classify queued jobs."),
     "submit": ("textlstm.cli.submit:submit", "Enqueue a CSV or JSONL file as a job."),
     "status": ("textlstm.cli.status:status", "Queues, workers online, jobs and model aliases."),
+    "dead-letters": (
+        "textlstm.cli.deadletters:dead_letters",
+        "List, show, requeue or purge refused and quarantined messages.",
+    ),
 }
 
 

@@ -33,6 +33,10 @@ def render(st: object) -> str:
         rows = [(name, n) for name, n in st.queues.items()]
         lines.append(format_table(("queue", "waiting"), rows))
         lines.append(f"delivered, not yet acked: {st.unacked}")
+        lines.append(
+            f"dead letters: {st.dead_letters}"
+            + ("  (textlstm-admin dead-letters list)" if st.dead_letters else "")
+        )
     lines.append("")
     if "workers" in st.errors:
         lines.append(f"workers: unavailable ({st.errors['workers']})")

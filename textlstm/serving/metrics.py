@@ -19,6 +19,7 @@ creating one writes a file.
 | textlstm_inference_seconds | histogram | forward pass per micro-batch |
 | textlstm_db_write_seconds | histogram | the batch's transaction, retries included |
 | textlstm_messages_rejected_total | counter | malformed messages |
+| textlstm_messages_dead_lettered_total | counter | stage: moved to the dead-letter list |
 | textlstm_model_load_seconds | gauge (livemax) | model: time to fetch and load it |
 | textlstm_model_loaded | gauge (livesum) | model: processes holding it loaded |
 | textlstm_worker_processes | gauge (livesum) | device: live worker processes per device |
@@ -44,6 +45,7 @@ class WorkerMetrics:
     inference: Any
     db_write: Any
     rejected: Any
+    dead_lettered: Any
     load_seconds: Any
     loaded: Any
     processes: Any
@@ -112,6 +114,12 @@ def get_metrics() -> WorkerMetrics:
             buckets=FORWARD_BUCKETS + (10, 30, 60),
         ),
         rejected=Counter("textlstm_messages_rejected_total", "Malformed messages rejected."),
+        dead_lettered=Counter(
+            "textlstm_messages_dead_lettered_total",
+            "Messages (or envelope parts) moved to the dead-letter list, by stage: envelope, "
+            "body, part, store, poison.",
+            ["stage"],
+        ),
         load_seconds=Gauge(
             "textlstm_model_load_seconds",
             "Time to fetch and load a model version (longest among live processes).",

@@ -1,0 +1,91 @@
+"""Poison-message quarantine against a real worker: a message that kills the worker process
+every time it is handled (here the test-only `TEXTLSTM_WORKER_TEST_CRASH_TEXT` hook, which
+SIGKILLs the process as the OOM killer would) must not crash-loop the fleet. It is taken at most
+`worker_max_deliveries` times, then moved to the dead-letter list with the reason and recorded
+on its job, while every valid message queued around it is stored exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.e2e.conftest import paused, stored, submit, wait_job
+from tests.e2e.test_worker import texts
+from tests.faults.services import OwnRedis, assert_exactly_once, assert_queue_drained
+from tests.faults.workers import Fleet
+from textlstm.deadletters import DeadLetter, dead_letter_key
+from textlstm.settings import Settings
+
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.parametrize("db_url", ["postgresql"], indirect=True),
+]
+
+CRASH = "__this text kills the worker process__"
+
+
+def test_a_message_that_kills_the_worker_is_quarantined_after_three_deliveries(
+    topics: dict,
+    e2e_settings: Settings,
+    worker_env: dict[str, str],
+    own_redis: OwnRedis,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = e2e_settings.model_copy(update={"broker_url": own_redis.url})
+    env = {**worker_env, "TEXTLSTM_BROKER_URL": own_redis.url,
+           "TEXTLSTM_WORKER_TEST_CRASH_TEXT": CRASH}  # fmt: skip
+    fleet = Fleet(env, tmp_path)
+    redis = own_redis.client()
+    try:
+        w = fleet.start("--batch-max-items", "64")
+        with paused(w):  # all queued before the worker takes any: the poison one mid-queue
+            before = submit(settings, texts(60, seed=160), per_message=3)
+            poison = submit(settings, ["a fine text", CRASH], per_message=2)
+            after = submit(settings, texts(60, seed=161), per_message=3)
+        for job in (before, after):
+            st = wait_job(settings, job, timeout=180)
+            assert (st.status, st.ok) == ("done", 60)
+        st = wait_job(settings, poison, timeout=180)
+        assert (st.status, st.errors) == ("failed", 2)
+        rows = stored(session_factory, poison)
+        assert all("quarantined after 3 deliveries" in r.error for r in rows), rows[0].error
+        assert_exactly_once(session_factory, {before: 60, after: 60})
+        assert_exactly_once(session_factory, {poison: 2}, ok=False)
+
+        log = fleet.logs()
+        assert log.count("exited with") == 3, log[-3000:]  # three deaths, then no more
+        assert "running it alone" in log
+        (raw,) = redis.lrange(dead_letter_key(settings.queue), 0, -1)
+        record = DeadLetter.from_json(raw)
+        assert (record.stage, record.deliveries) == ("poison", 3)
+        assert record.readable_job_id() == str(poison)
+        assert_queue_drained(redis, [settings.queue])
+        assert redis.hlen("unacked_deliveries") == 0
+        assert w.alive()
+
+        # The operator sees it, in status and in the dead-letter commands.
+        from textlstm.cli import cli
+        from textlstm.settings import get_settings
+
+        monkeypatch.setenv("TEXTLSTM_BROKER_URL", own_redis.url)
+        monkeypatch.setenv("TEXTLSTM_QUEUE", settings.queue)
+        monkeypatch.setenv("TEXTLSTM_DATABASE_URL", settings.database_url)
+        get_settings.cache_clear()
+        runner = CliRunner()
+        out = runner.invoke(cli, ["dead-letters", "list"])
+        assert out.exit_code == 0 and record.id in out.output and "poison" in out.output
+        shown = json.loads(runner.invoke(cli, ["dead-letters", "show", record.id]).output)
+        assert shown["job_id"] == str(poison) and shown["deliveries"] == 3
+        status = runner.invoke(cli, ["status", "--json", "--timeout", "1"])
+        assert json.loads(status.output)["dead_letters"] == 1
+        get_settings.cache_clear()
+    finally:
+        redis.close()
+        fleet.close()
