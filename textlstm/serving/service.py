@@ -147,6 +147,10 @@ def _outcomes(
     return outcomes
 
 
+#: A message of a job and its records by item index.
+_Group = tuple[ClassifyMessage, dict[int, PredictionRecord]]
+
+
 def _records(
     batch: MicroBatch, outcomes: Sequence[ItemOutcome], latency_ms: Sequence[float]
 ) -> dict[uuid.UUID, JobItems]:
@@ -156,9 +160,8 @@ def _records(
     is a rival (JobItems.rivals): its records are kept apart, not mixed into a job they do not
     fit. The check is one identity test per item while a job's messages agree.
     """
-    by_job: dict[uuid.UUID, tuple[ClassifyMessage, dict[int, PredictionRecord]]] = {}
-    rivals: dict[tuple[uuid.UUID, int, str], tuple[ClassifyMessage, dict[int, PredictionRecord]]]
-    rivals = {}
+    by_job: dict[uuid.UUID, _Group] = {}
+    rivals: dict[tuple[uuid.UUID, int, str], _Group] = {}
     for (entry, item), out, lat in zip(batch.pairs(), outcomes, latency_ms, strict=True):
         msg = entry.message
         first, recs = by_job.setdefault(msg.job_id, (msg, {}))
@@ -219,10 +222,12 @@ class _Stored:
 def storage_reason(exc: BaseException) -> str:
     """One line a user can act on: the database's (or driver's) own message where there is
     one, e.g. `could not store: value too long for type character varying(100)`."""
-    orig = getattr(exc, "orig", None)  # SQLAlchemy keeps the driver's error here
-    if isinstance(exc, ValidationError) or (isinstance(exc, DBAPIError) and orig is not None):
-        text = str(orig if isinstance(exc, DBAPIError) else exc)
-    else:
+    orig = getattr(exc, "orig", None)
+    if isinstance(exc, DBAPIError) and orig is not None:
+        text = str(orig)  # the database's message, without SQLAlchemy's SQL and parameters
+    elif isinstance(exc, ValidationError):
+        text = str(exc)
+    else:  # a Python error, bare or wrapped by SQLAlchemy (StatementError.orig)
         cause = orig if isinstance(orig, BaseException) else exc
         text = f"{type(cause).__name__}: {cause}"
     lines = text.strip().splitlines()
@@ -258,6 +263,7 @@ class _Isolation:
         self.session, self.jobs, self.version_id = session, jobs, version_id
         self.stored = _Stored()
         self.attempts = 0
+        self.failed = 0
 
     def run(self, ids: Sequence[uuid.UUID], failure: Exception | None = None) -> None:
         """Store `ids`; `failure` is their error when already known (then not re-tried)."""
@@ -291,6 +297,7 @@ class _Isolation:
 
     def _fail(self, jid: uuid.UUID, failure: Exception) -> None:
         part, reason = self.jobs[jid], storage_reason(failure)
+        self.failed += 1
         keys = _variants(jid, part)
         self.stored.lost.update(keys)
         # No model version on error rows: they hold no prediction, and a bad reference must
@@ -308,7 +315,7 @@ def _store(session: Session, jobs: Mapping[uuid.UUID, JobItems], version_id: int
     return stored
 
 
-def store_batch(
+def _write(
     session_factory: sessionmaker[Session],
     jobs: Mapping[uuid.UUID, JobItems],
     version_id: int | None,
@@ -330,7 +337,12 @@ def store_batch(
     with session_factory.begin() as session:
         isolation = _Isolation(session, jobs, version_id)
         isolation.run(sorted(jobs, key=lambda j: j.int), failure)
-    log.info("isolation took %d savepoint attempt(s) for %d job(s)", isolation.attempts, len(jobs))
+    log.warning(
+        "isolated %d failing job(s) of %d in %d savepoint attempt(s); the rest is stored",
+        isolation.failed,
+        len(jobs),
+        isolation.attempts,
+    )
     return isolation.stored
 
 
@@ -399,7 +411,7 @@ def classify_batch(
     version_id = model.version_id if model is not None else None
     started = time.perf_counter()
     stored, attempts = retrying(
-        lambda: store_batch(session_factory, jobs, version_id),
+        lambda: _write(session_factory, jobs, version_id),
         policy=retry,
         what=f"store {len(texts)} item(s)",
     )
