@@ -365,6 +365,10 @@ def classify_batch(
     an unexpected failure, so the job still finishes). Items whose message's deadline passed
     before the batch started are stored as `expired` and never reach the model.
 
+    A job whose items the database refuses, or a message that disagrees with its job on total
+    or model, fails alone (see `_write`): the report's `unstored` names every message shape
+    whose items got no row, with the reason, and everything else is committed in this call.
+
     The model sees the batch in forward passes of at most `forward_batch` texts, sorted by
     length across the whole micro-batch: a micro-batch bigger than the model's best batch
     (one transaction and one round of acks for many messages) still runs at that batch size,
