@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -84,10 +84,12 @@ class SaveOutcome:
     status: str
 
 
-def _reused(job_id: uuid.UUID, had: int, had_model: str, expected: int, model_ref: str) -> str:
+def _reused(
+    job_id: uuid.UUID, had: int, had_model: str, expected: int, model_ref: str, this: str = "one"
+) -> str:
     return (
         f"job id {job_id} is already used by a job of {had} items for model {had_model!r} "
-        f"(this one: {expected} items for {model_ref!r})"
+        f"(this {this}: {expected} items for {model_ref!r})"
     )
 
 
@@ -333,13 +335,31 @@ def _advance(
 
 @dataclass(frozen=True)
 class JobItems:
-    """One job's share of a micro-batch, with what creating its row needs."""
+    """One job's share of a micro-batch, with what creating its row needs.
+
+    `rivals`: items of other messages in the batch with this job id but another total or
+    model (a producer bug or a reused id). They cannot all be one job: the one that matches
+    the job's row (the first, when the row is new) is stored, the others are reported.
+    """
 
     model_ref: str
     expected: int
     records: Sequence[PredictionRecord]
     metadata: Mapping[str, Any] | None = None
     submitted_at: datetime | None = None
+    rivals: Sequence[JobItems] = ()
+
+
+class Unstored(NamedTuple):
+    """Items of one job id, as one message sent it (its total and model), that got no row.
+
+    The total and model tell a message that lost apart from another message of the same job
+    id whose items were stored."""
+
+    job_id: uuid.UUID
+    reason: str
+    expected: int
+    model_ref: str
 
 
 @dataclass(frozen=True)
@@ -348,6 +368,30 @@ class BatchOutcome:
     duplicates: int
     #: Jobs whose items were not stored, with why (their id is taken by another job).
     skipped: dict[uuid.UUID, str]
+    #: Every (job id, total, model) whose items got no row because the job's row disagrees:
+    #: the skipped jobs and the losing rivals of stored ones.
+    refused: tuple[Unstored, ...] = ()
+
+
+def _pick(jid: uuid.UUID, part: JobItems, row: Any) -> tuple[JobItems | None, list[Unstored]]:
+    """The variant of `part` (itself or a rival) that matches the job's row, if any, and the
+    others, refused with the reason."""
+    variants = (part, *part.rivals)
+    winner = next(
+        (v for v in variants if (v.expected, v.model_ref) == (row.expected_count, row.model_ref)),
+        None,
+    )
+    refused = [
+        Unstored(
+            jid,
+            _reused(jid, row.expected_count, row.model_ref, v.expected, v.model_ref, "message"),
+            v.expected,
+            v.model_ref,
+        )
+        for v in variants
+        if v is not winner
+    ]
+    return winner, refused
 
 
 def _insert_ignore(
@@ -514,8 +558,9 @@ def save_batch(
     counters of the jobs that got new rows (`_advance_jobs`, the same SQL as save_predictions).
     Rows go in ascending (job, index) order and jobs are locked in ascending id order, so
     concurrent workers on PostgreSQL never deadlock. A job id that is already used by a
-    different job (other total or model) is skipped and named in the outcome. The caller
-    commits.
+    different job (other total or model) is skipped and named in the outcome; of a job's
+    rivals (see JobItems), the one that matches the row is stored and the others are named in
+    `refused`. The caller commits.
     """
     if not jobs:
         return BatchOutcome(0, 0, {})
@@ -546,17 +591,22 @@ def save_batch(
         )
         found |= read(missing)
     skipped: dict[uuid.UUID, str] = {}
+    refused: list[Unstored] = []
     rows: list[dict[str, Any]] = []
     for jid in order:
         part, row = jobs[jid], found[jid]
-        if row.expected_count != part.expected or row.model_ref != part.model_ref:
-            skipped[jid] = _reused(jid, row.expected_count, row.model_ref, part.expected,
-                                   part.model_ref)  # fmt: skip
-            continue
+        if row.expected_count != part.expected or row.model_ref != part.model_ref or part.rivals:
+            winner, lost = _pick(jid, part, row)
+            refused += lost
+            if winner is None:
+                skipped[jid] = _reused(jid, row.expected_count, row.model_ref, part.expected,
+                                       part.model_ref)  # fmt: skip
+                continue
+            part = winner
         _check_records(part.records, part.expected, jid)
         rows += _prediction_rows(jid, part.records, model_version_id, now)
     if not rows:
-        return BatchOutcome(0, 0, skipped)
+        return BatchOutcome(0, 0, skipped, tuple(refused))
     new: dict[uuid.UUID, list[int]] = {}
     table: Table = Prediction.__table__  # type: ignore[assignment]
     for jid, status in _insert_ignore(
@@ -569,7 +619,7 @@ def save_batch(
         _advance_jobs(session, new, now, model_version_id)
         _expire_loaded_jobs(session, new)
     inserted = sum(sum(c[:2]) for c in new.values())
-    return BatchOutcome(inserted, len(rows) - inserted, skipped)
+    return BatchOutcome(inserted, len(rows) - inserted, skipped, tuple(refused))
 
 
 def iter_predictions(
