@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -318,7 +319,8 @@ class MicroBatchConsumer:
                 report = self.task.run_batch(batch, fail_reason="internal error in the worker")
             except Exception as exc:
                 log.exception("could not store the errors either; dead-lettering the items")
-                self._dead_letter_slices(batch, {}, f"could not be stored: {_reason(exc)}")
+                why = f"could not be stored: {_reason(exc)}"
+                self._dead_letter_slices(batch, lambda msg: why)
                 ack_all(finished(self.batcher.complete(batch)))
                 return True
         self.batches += 1
@@ -348,21 +350,20 @@ class MicroBatchConsumer:
             fetch_timer.take_ms(),
         )
         self._decode_s = 0.0
-        unstored = dict(getattr(report, "unstored", ()))
-        if unstored:
-            self._dead_letter_slices(batch, unstored)
+        if report.unstored:
+            self._dead_letter_slices(batch, report.unstored_reason)
         ack_all(finished(self.batcher.complete(batch)))
         return True
 
     def _dead_letter_slices(
-        self, batch: MicroBatch, reasons: dict[Any, str], default: str | None = None
+        self, batch: MicroBatch, reason_for: Callable[[ClassifyMessage], str | None]
     ) -> None:
         """Record on the dead-letter list the items of `batch` that got no row: those of the
-        jobs in `reasons`, or every item with the `default` reason."""
+        messages `reason_for` gives a reason for."""
         by_channel: dict[int, tuple[Any, list[tuple[DeadLetter, None]]]] = {}
         for sl in batch.slices:
             msg = sl.entry.message
-            reason = reasons.get(msg.job_id, default)
+            reason = reason_for(msg)
             if reason is None:
                 continue
             body = replace(msg, items=sl.items).to_json()
