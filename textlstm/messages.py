@@ -341,7 +341,7 @@ def normalize_items(texts: Iterable[str | Mapping[str, Any]], *, limits: Limits)
         if isinstance(entry, Mapping):
             unknown = set(entry) - {"id", "text"}
             if unknown:
-                raise ValidationError(f"{where}: unknown key(s) {sorted(map(str, unknown))}")
+                raise ValidationError(f"{where}: unknown key(s) {sorted(map(show, unknown))}")
             if "text" not in entry:
                 raise ValidationError(f"{where}: mapping has no 'text'")
             ext_id = _check_id(entry.get("id"), where)
@@ -488,8 +488,8 @@ def parse_message(body: Any, *, limits: Limits) -> ClassifyMessage:
         index = _int(raw.get("index"), f"items[{n}].index")
         if not 0 <= index < total or index in seen:
             raise ValidationError(
-                f"message field 'items[{n}].index': index {show(index)} is out of range or "
-                f"repeated (unique, in 0..{total - 1})"
+                f"message item {n}: index {show(index)} is out of range or repeated "
+                f"(unique, in 0..{total - 1})"
             )
         seen.add(index)
         where = f"item {index}"
@@ -528,7 +528,22 @@ def parse_body(body: Any, *, limits: Limits) -> Parsed:
     part never costs its neighbours, even one that makes the validator itself fail; only an
     envelope whose shape is wrong raises.
     """
-    if not isinstance(body, Mapping) or body.get("schema_version") != ENVELOPE_VERSION:
+    try:
+        return _parse_body(body, limits)
+    except ValidationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. a mapping whose lookups fail
+        raise _unexpected(exc) from None
+
+
+def _unexpected(exc: Exception) -> ValidationError:
+    reason = " ".join(str(exc).split())[:160]
+    return ValidationError(f"could not be validated: {type(exc).__name__}: {reason}")
+
+
+def _parse_body(body: Any, limits: Limits) -> Parsed:
+    version = body.get("schema_version") if isinstance(body, Mapping) else None
+    if version != ENVELOPE_VERSION or type(version) is not int:
         return Parsed((_parse_one(body, limits),))
     parts = body.get("messages")
     if not isinstance(parts, list) or not parts:
@@ -542,24 +557,24 @@ def parse_body(body: Any, *, limits: Limits) -> Parsed:
     rejected: list[tuple[Any, ValidationError]] = []
     for n, part in enumerate(parts):
         try:
-            if isinstance(part, Mapping) and part.get("schema_version") != SCHEMA_VERSION:
-                raise ValidationError(
-                    f"must be a schema_version {SCHEMA_VERSION} message, got "
-                    f"{show(part.get('schema_version'), 20)}"
-                )
-            ok.append(_parse_one(part, limits))
+            ok.append(_parse_one(part, limits, in_envelope=True))
         except ValidationError as exc:
             rejected.append((part, ValidationError(f"envelope part {n}: {exc}")))
     return Parsed(tuple(ok), tuple(rejected))
 
 
-def _parse_one(body: Any, limits: Limits) -> ClassifyMessage:
+def _parse_one(body: Any, limits: Limits, *, in_envelope: bool = False) -> ClassifyMessage:
     """`parse_message`, with any other exception (a validator bug, RecursionError on a
     pathological value) turned into a ValidationError: refused with a reason, alone."""
     try:
+        if in_envelope and isinstance(body, Mapping):
+            version = body.get("schema_version")
+            if version != SCHEMA_VERSION:
+                raise ValidationError(
+                    f"must be a schema_version {SCHEMA_VERSION} message, got {show(version, 20)}"
+                )
         return parse_message(body, limits=limits)
     except ValidationError:
         raise
     except Exception as exc:  # noqa: BLE001 - see the docstring
-        reason = " ".join(str(exc).split())[:160]
-        raise ValidationError(f"could not be validated: {type(exc).__name__}: {reason}") from None
+        raise _unexpected(exc) from None

@@ -213,13 +213,13 @@ CASES = [
         "items[].index: total - 1 (the Integer column)",
         lambda b: (b.update(total=bounds.INT32_MAX), item(2, index=bounds.INT32_MAX - 1)(b)),
         lambda b: (b.update(total=bounds.INT32_MAX), item(2, index=bounds.INT32_MAX)(b)),
-        "message field 'items[2].index': index 2147483647 is out of range",
+        "message item 2: index 2147483647 is out of range",
     ),
     Case(
         "items[].index: not negative",
         item(0, index=0),
         item(0, index=-1),
-        "message field 'items[0].index': index -1 is out of range",
+        "message item 0: index -1 is out of range",
     ),
     Case(
         "items[].id: 256 characters (predictions.external_id), astral ones included",
@@ -645,24 +645,33 @@ def test_salvage_of_values_past_every_limit_is_recorded_and_readable(
 class Hostile(dict):  # type: ignore[type-arg]
     """A part whose lookups fail: what a validator bug looks like from the outside."""
 
+    def __init__(self, fail_on: str = "job_id", version: int = 1) -> None:
+        super().__init__()
+        self.fail_on, self.version = fail_on, version
+
     def get(self, key: Any, default: Any = None) -> Any:
-        if key == "schema_version":
-            return 1
-        raise RuntimeError("boom\nsecond line")
+        if key == self.fail_on:
+            raise RuntimeError("boom\nsecond line")
+        return self.version if key == "schema_version" else default
 
 
 def test_a_part_that_breaks_the_validator_is_refused_alone_with_a_reason() -> None:
     good = body()
     parsed = parse_body(
-        {"schema_version": 2, "messages": [good, Hostile(), body(model="m@\u00b2")]},
+        {
+            "schema_version": 2,
+            "messages": [good, Hostile(), body(model="m@\u00b2"), Hostile("schema_version")],
+        },
         limits=LIMITS,
     )
     assert [str(m.job_id) for m in parsed.messages] == [good["job_id"]]
     reasons = [str(why) for _, why in parsed.rejected]
     assert reasons[0] == "envelope part 1: could not be validated: RuntimeError: boom second line"
     assert reasons[1].startswith("envelope part 2: message field 'model': invalid model")
-    with pytest.raises(ValidationError, match="could not be validated: RuntimeError"):
-        parse_body(Hostile(), limits=LIMITS)
+    assert reasons[2] == "envelope part 3: could not be validated: RuntimeError: boom second line"
+    for whole in (Hostile(), Hostile("schema_version"), Hostile("messages", version=2)):
+        with pytest.raises(ValidationError, match="could not be validated: RuntimeError"):
+            parse_body(whole, limits=LIMITS)
 
 
 def test_unreadable_values_never_break_the_reason() -> None:
