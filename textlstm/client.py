@@ -174,7 +174,12 @@ def prepare_job(
         if deadline is not None:
             raise ValidationError("give deadline or expires, not both")
         seconds = expires.total_seconds() if isinstance(expires, timedelta) else expires
-        deadline = now + timedelta(seconds=float(seconds))
+        try:
+            deadline = now + timedelta(seconds=float(seconds))
+        except (TypeError, ValueError, OverflowError):  # nan, inf, 1e300, "soon"
+            raise ValidationError(
+                f"expires must be a number of seconds or a timedelta, got {seconds!r:.40}"
+            ) from None
     return build_messages(
         texts,
         job_id=jid,

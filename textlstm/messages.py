@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from textlstm import limits as bounds
 from textlstm.errors import ValidationError
 from textlstm.queues import PRIORITIES
 from textlstm.store.refs import parse_model_ref
@@ -52,18 +53,27 @@ SCHEMA_VERSION = 1
 ENVELOPE_VERSION = 2
 #: The stable Celery task name workers register and producers send to.
 TASK_NAME = "textlstm.classify"
-MAX_ID_CHARS = 256
-MAX_METADATA_BYTES = 16_384
+#: The storage-derived bounds (textlstm/limits.py says where each comes from).
+MAX_ID_CHARS = bounds.EXTERNAL_ID_CHARS
+MAX_METADATA_BYTES = bounds.METADATA_BYTES
+MAX_METADATA_DEPTH = bounds.METADATA_DEPTH
 
 
 @dataclass(frozen=True)
 class Limits:
-    """The bounds a job and its messages must respect (normally taken from Settings)."""
+    """The bounds a job and its messages must respect (normally taken from Settings); the
+    fixed, storage-derived ones are in textlstm/limits.py."""
 
     max_text_chars: int = 20_000
     max_job_items: int = 1_000_000
     message_max_items: int = 256
     message_max_bytes: int = 1_048_576
+
+    def __post_init__(self) -> None:
+        # A job's total and item indices are Integer columns: a larger limit would let a job
+        # pass validation that the database then refuses (Settings enforces the same bound).
+        if not 1 <= self.max_job_items <= bounds.JOB_ITEMS_MAX:
+            raise ValueError(f"max_job_items must be in 1..{bounds.JOB_ITEMS_MAX}")
 
     @classmethod
     def from_settings(cls, settings: Any) -> Limits:
@@ -115,15 +125,38 @@ class ClassifyMessage:
         }
 
 
+def show(value: Any, width: int = 40) -> str:
+    """A short, safe rendering of an untrusted value for a one-line error message.
+
+    Never `repr()` a received value whole: a deeply nested list raises RecursionError, an
+    integer over 4,300 digits ValueError, and a long string makes the reason the payload.
+    """
+    if isinstance(value, str):
+        return repr(value[:width]) + ("…" if len(value) > width else "")
+    if isinstance(value, bool | float) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        if -(10**width) < value < 10**width:
+            return str(value)
+        return f"an integer of {value.bit_length()} bits"
+    return f"a {type(value).__name__}"
+
+
+#: The longest spelling of a UUID that uuid.UUID reads: 'urn:uuid:' and 36 characters.
+_JOB_ID_CHARS = 45
+
+
 def parse_job_id(job_id: str | uuid.UUID) -> uuid.UUID:
+    """A UUID in one of uuid.UUID's spellings (hex with or without hyphens, in braces, as a
+    URN), in ASCII: uuid.UUID alone also reads non-ASCII digits and any number of hyphens."""
     if isinstance(job_id, uuid.UUID):
         return job_id
-    if isinstance(job_id, str):
+    if isinstance(job_id, str) and len(job_id) <= _JOB_ID_CHARS and job_id.isascii():
         try:
             return uuid.UUID(job_id)
         except ValueError:
             pass
-    raise ValidationError(f"job id {job_id!r} is not a UUID")
+    raise ValidationError(f"job id {show(job_id, 60)} is not a UUID")
 
 
 def unstorable(value: str) -> str | None:
@@ -140,32 +173,60 @@ def unstorable(value: str) -> str | None:
     return None
 
 
-def _check_storable(value: Any, where: str) -> None:
-    if isinstance(value, str):
-        if (why := unstorable(value)) is not None:
-            raise ValidationError(f"{where} {why}")
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            _check_storable(k, f"{where} key")
-            _check_storable(v, where)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            _check_storable(v, where)
+def _check_nesting(metadata: Mapping[str, Any]) -> None:
+    """Depth and storable strings (keys included) of a metadata document, in one iterative
+    walk: a recursive one is itself what a deep document breaks (RecursionError)."""
+    stack: list[tuple[Any, int]] = [(metadata, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, Mapping):
+            children: Iterable[Any] = value.values()
+            for k in value:
+                if isinstance(k, str) and (why := unstorable(k)) is not None:
+                    raise ValidationError(f"metadata key {why}")
+        else:
+            children = value
+        for v in children:
+            if isinstance(v, str):
+                if (why := unstorable(v)) is not None:
+                    raise ValidationError(f"metadata {why}")
+            elif isinstance(v, Mapping | list | tuple):
+                if depth >= MAX_METADATA_DEPTH:
+                    raise ValidationError(
+                        f"message field 'metadata': nested deeper than {MAX_METADATA_DEPTH} "
+                        f"levels; the limit is {MAX_METADATA_DEPTH}"
+                    )
+                stack.append((v, depth + 1))
+
+
+#: Compact and unescaped: the size a producer in any language can compute. Built once:
+#: json.dumps with any non-default option builds a new encoder per call (+3 µs a message).
+_compact_json = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode
 
 
 def check_metadata(metadata: Any) -> dict[str, Any] | None:
-    """Metadata is an optional JSON object with string keys, at most MAX_METADATA_BYTES."""
+    """Metadata is an optional JSON object with string keys, at most MAX_METADATA_BYTES as
+    compact UTF-8 JSON and MAX_METADATA_DEPTH levels deep (textlstm/limits.py)."""
     if metadata is None:
         return None
     if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
         raise ValidationError("metadata must be a JSON object (a mapping with string keys)")
     try:
-        encoded = json.dumps(dict(metadata), allow_nan=False)
+        encoded = _compact_json(dict(metadata))
+    except RecursionError:
+        raise ValidationError(
+            f"message field 'metadata': nested deeper than {MAX_METADATA_DEPTH} levels; "
+            f"the limit is {MAX_METADATA_DEPTH}"
+        ) from None
     except (TypeError, ValueError) as exc:
-        raise ValidationError(f"metadata is not JSON-serialisable: {exc}") from None
-    if len(encoded.encode()) > MAX_METADATA_BYTES:
-        raise ValidationError(f"metadata is over {MAX_METADATA_BYTES} bytes once encoded as JSON")
-    _check_storable(metadata, "metadata")
+        raise ValidationError(f"metadata is not JSON-serialisable: {str(exc)[:120]}") from None
+    size = len(encoded.encode(errors="surrogatepass"))
+    if size > MAX_METADATA_BYTES:
+        raise ValidationError(
+            f"message field 'metadata': {size} bytes as compact UTF-8 JSON, over "
+            f"{MAX_METADATA_BYTES} bytes (the limit)"
+        )
+    _check_nesting(metadata)
     return json.loads(encoded)
 
 
@@ -184,11 +245,22 @@ def _check_id(value: Any, where: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)  # database keys are often integers; stored and returned as strings
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
+        # Database keys are often integers; stored and returned as strings. Compared, not
+        # measured: str() of an integer over 4,300 digits raises ValueError.
+        if not bounds.EXTERNAL_ID_INT_MIN <= value <= bounds.EXTERNAL_ID_INT_MAX:
+            raise ValidationError(
+                f"{where}: id is an integer of more than {MAX_ID_CHARS} characters; the limit "
+                f"is {MAX_ID_CHARS}"
+            )
+        value = str(value)
+    if isinstance(value, str) and len(value) > MAX_ID_CHARS:
+        raise ValidationError(
+            f"{where}: id is {len(value)} characters; the limit is {MAX_ID_CHARS}"
+        )
+    if not isinstance(value, str) or not value:
         raise ValidationError(
             f"{where}: id must be a non-empty string (or integer) of at most {MAX_ID_CHARS} "
-            f"characters, got {value!r:.60}"
+            f"characters, got {show(value)}"
         )
     if (why := unstorable(value)) is not None:
         raise ValidationError(f"{where}: id {why}")
@@ -269,7 +341,7 @@ def normalize_items(texts: Iterable[str | Mapping[str, Any]], *, limits: Limits)
         if isinstance(entry, Mapping):
             unknown = set(entry) - {"id", "text"}
             if unknown:
-                raise ValidationError(f"{where}: unknown key(s) {sorted(map(str, unknown))}")
+                raise ValidationError(f"{where}: unknown key(s) {sorted(map(show, unknown))}")
             if "text" not in entry:
                 raise ValidationError(f"{where}: mapping has no 'text'")
             ext_id = _check_id(entry.get("id"), where)
@@ -323,8 +395,10 @@ def build_messages(
     jid = parse_job_id(job_id)
     meta = check_metadata(metadata)
     check_priority(priority)
-    if deadline is not None and deadline.tzinfo is None:
-        raise ValidationError("deadline must be timezone-aware (e.g. datetime.now(UTC) + ...)")
+    if deadline is not None:
+        check_timestamp(deadline, "deadline")
+    if submitted_at is not None:
+        check_timestamp(submitted_at, "submitted_at")
     items = normalize_items(texts, limits=limits)
     when = submitted_at or datetime.now(UTC)
     return [
@@ -336,25 +410,48 @@ def build_messages(
 def check_priority(priority: Any) -> str:
     if priority not in PRIORITIES:
         raise ValidationError(
-            f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r:.40}"
+            f"priority must be one of {', '.join(PRIORITIES)}, got {show(priority)}"
         )
     return priority
 
 
-def _timestamp(value: Any, field: str) -> datetime | None:
+_TS_MIN, _TS_MAX = bounds.TIMESTAMP_MIN, bounds.TIMESTAMP_MAX
+
+
+def check_timestamp(when: Any, field: str) -> datetime:
+    """An aware datetime within [TIMESTAMP_MIN, TIMESTAMP_MAX) once its offset is taken out
+    (textlstm/limits.py: what both databases store and every admin command reads back)."""
+    # One chained comparison on the common path (it runs twice a message). Aware datetimes
+    # compare as instants, without the OverflowError that astimezone(UTC) raises for
+    # 9999-12-31T23:00-05:00; a naive datetime or a non-datetime raises TypeError.
+    try:
+        if _TS_MIN <= when < _TS_MAX:
+            return when  # type: ignore[no-any-return]
+    except TypeError:
+        raise ValidationError(
+            f"message field {field!r} must be a timezone-aware datetime "
+            "(e.g. datetime.now(UTC) + ...)"
+        ) from None
+    raise ValidationError(
+        f"message field {field!r}: {when.isoformat()} is outside {_TS_MIN.isoformat()} "
+        f"(included) .. {_TS_MAX.isoformat()} (excluded), in UTC"
+    )
+
+
+def parse_timestamp(value: Any, field: str) -> datetime | None:
     """An optional ISO 8601 field; UTC is assumed when it has no offset."""
     if value is None:
         return None
     try:
         when = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise ValidationError(f"message {field} {value!r:.40} is not ISO 8601") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+    except (TypeError, ValueError, OverflowError):
+        raise ValidationError(f"message {field} {show(value)} is not ISO 8601") from None
+    return check_timestamp(when.replace(tzinfo=UTC) if when.tzinfo is None else when, field)
 
 
 def _int(value: Any, field: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ValidationError(f"message field {field!r} must be an integer, got {value!r:.40}")
+        raise ValidationError(f"message field {field!r} must be an integer, got {show(value)}")
     return value
 
 
@@ -363,16 +460,23 @@ def parse_message(body: Any, *, limits: Limits) -> ClassifyMessage:
     if not isinstance(body, Mapping):
         raise ValidationError(f"message must be a JSON object, got {type(body).__name__}")
     version = body.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION or type(version) is not int:  # not True, not 1.0
         raise ValidationError(
-            f"unsupported message schema_version {version!r} (this textlstm reads {SCHEMA_VERSION})"
+            f"unsupported message schema_version {show(version)} "
+            f"(this textlstm reads {SCHEMA_VERSION})"
         )
     jid = parse_job_id(body.get("job_id"))  # type: ignore[arg-type]
     model = body.get("model")
-    parse_model_ref(model)  # type: ignore[arg-type]
+    try:
+        parse_model_ref(model)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ValidationError(f"message field 'model': {exc}") from None
     total = _int(body.get("total"), "total")
     if not 1 <= total <= limits.max_job_items:
-        raise ValidationError(f"message total {total} is outside 1..{limits.max_job_items}")
+        raise ValidationError(
+            f"message field 'total': {show(total)} is outside 1..{limits.max_job_items} "
+            "(TEXTLSTM_MAX_JOB_ITEMS)"
+        )
     raw_items = body.get("items")
     if not isinstance(raw_items, list) or not raw_items:
         raise ValidationError("message field 'items' must be a non-empty list")
@@ -383,7 +487,10 @@ def parse_message(body: Any, *, limits: Limits) -> ClassifyMessage:
             raise ValidationError(f"message item {n} must be an object")
         index = _int(raw.get("index"), f"items[{n}].index")
         if not 0 <= index < total or index in seen:
-            raise ValidationError(f"message item {n}: index {index} is out of range or repeated")
+            raise ValidationError(
+                f"message item {n}: index {show(index)} is out of range or repeated "
+                f"(unique, in 0..{total - 1})"
+            )
         seen.add(index)
         where = f"item {index}"
         text = _check_text(raw.get("text"), where, limits)
@@ -394,9 +501,9 @@ def parse_message(body: Any, *, limits: Limits) -> ClassifyMessage:
         total,
         tuple(items),
         check_metadata(body.get("metadata")),
-        _timestamp(body.get("submitted_at"), "submitted_at"),
+        parse_timestamp(body.get("submitted_at"), "submitted_at"),
         check_priority(body.get("priority") or "normal"),
-        _timestamp(body.get("deadline"), "deadline"),
+        parse_timestamp(body.get("deadline"), "deadline"),
     )
 
 
@@ -416,12 +523,28 @@ class Parsed:
 def parse_body(body: Any, *, limits: Limits) -> Parsed:
     """Validate a version 1 message or a version 2 envelope.
 
-    A version 1 message that fails raises ValidationError (the whole message is refused). In an
-    envelope each part stands alone, so one bad part never costs its neighbours; only an
+    Total: any body gives a Parsed or raises ValidationError. A version 1 message that fails
+    raises (the whole message is refused). In an envelope each part stands alone, so one bad
+    part never costs its neighbours, even one that makes the validator itself fail; only an
     envelope whose shape is wrong raises.
     """
-    if not isinstance(body, Mapping) or body.get("schema_version") != ENVELOPE_VERSION:
-        return Parsed((parse_message(body, limits=limits),))
+    try:
+        return _parse_body(body, limits)
+    except ValidationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. a mapping whose lookups fail
+        raise _unexpected(exc) from None
+
+
+def _unexpected(exc: Exception) -> ValidationError:
+    reason = " ".join(str(exc).split())[:160]
+    return ValidationError(f"could not be validated: {type(exc).__name__}: {reason}")
+
+
+def _parse_body(body: Any, limits: Limits) -> Parsed:
+    version = body.get("schema_version") if isinstance(body, Mapping) else None
+    if version != ENVELOPE_VERSION or type(version) is not int:
+        return Parsed((_parse_one(body, limits),))
     parts = body.get("messages")
     if not isinstance(parts, list) or not parts:
         raise ValidationError("envelope field 'messages' must be a non-empty list")
@@ -434,12 +557,24 @@ def parse_body(body: Any, *, limits: Limits) -> Parsed:
     rejected: list[tuple[Any, ValidationError]] = []
     for n, part in enumerate(parts):
         try:
-            if isinstance(part, Mapping) and part.get("schema_version") != SCHEMA_VERSION:
-                raise ValidationError(
-                    f"must be a schema_version {SCHEMA_VERSION} message, got "
-                    f"{part.get('schema_version')!r:.20}"
-                )
-            ok.append(parse_message(part, limits=limits))
+            ok.append(_parse_one(part, limits, in_envelope=True))
         except ValidationError as exc:
             rejected.append((part, ValidationError(f"envelope part {n}: {exc}")))
     return Parsed(tuple(ok), tuple(rejected))
+
+
+def _parse_one(body: Any, limits: Limits, *, in_envelope: bool = False) -> ClassifyMessage:
+    """`parse_message`, with any other exception (a validator bug, RecursionError on a
+    pathological value) turned into a ValidationError: refused with a reason, alone."""
+    try:
+        if in_envelope and isinstance(body, Mapping):
+            version = body.get("schema_version")
+            if version != SCHEMA_VERSION:
+                raise ValidationError(
+                    f"must be a schema_version {SCHEMA_VERSION} message, got {show(version, 20)}"
+                )
+        return parse_message(body, limits=limits)
+    except ValidationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        raise _unexpected(exc) from None

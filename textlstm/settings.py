@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from textlstm.gc_tuning import DEFAULT_THRESHOLD
+from textlstm.limits import JOB_ITEMS_MAX
 
 _SECRET_QUERY_KEYS = {"password", "pass", "pwd", "secret", "token", "sslpassword"}
 
@@ -69,8 +70,9 @@ class Settings(BaseSettings):
 
     #: Longest text accepted, in characters (checked before anything is enqueued).
     max_text_chars: int = Field(default=20_000, ge=1)
-    #: Most items accepted in one job.
-    max_job_items: int = Field(default=1_000_000, ge=1)
+    #: Most items accepted in one job. At most 2,147,483,647: a job's total and its item
+    #: indices are Integer columns (textlstm/limits.py).
+    max_job_items: int = Field(default=1_000_000, ge=1, le=JOB_ITEMS_MAX)
     #: Most items carried by one broker message; bigger jobs are split.
     message_max_items: int = Field(default=256, ge=1)
     #: Soft cap on the summed UTF-8 size of the texts in one message (a message always holds

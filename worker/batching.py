@@ -23,7 +23,6 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from celery import bootsteps
@@ -31,7 +30,7 @@ from celery import bootsteps
 from textlstm.deadletters import DeadLetter
 from textlstm.errors import ValidationError
 from textlstm.gc_tuning import tune_gc
-from textlstm.messages import ClassifyMessage, Limits, parse_body
+from textlstm.messages import ClassifyMessage, Limits, parse_body, parse_timestamp
 from textlstm.serving.batcher import Batcher, MicroBatch
 from textlstm.serving.metrics import get_metrics
 from textlstm.serving.rejects import salvage
@@ -109,16 +108,22 @@ def finished(handles: list[_Handle]) -> list[_Handle]:
 
 def with_header_deadline(msg: ClassifyMessage, message: Any) -> ClassifyMessage:
     """A message without a body `deadline` takes the Celery `expires` header as its deadline,
-    so a foreign producer using Celery's own `expires=` gets the same `expired` rows."""
+    so a foreign producer using Celery's own `expires=` gets the same `expired` rows.
+
+    The header is read by the body's rule (`parse_timestamp`: ISO 8601, UTC if no offset, in
+    the range of textlstm/limits.py). One that breaks the rule is ignored with a warning, as
+    an unreadable one always was: this runs after the message was accepted, and must not
+    raise."""
     headers = message.headers if isinstance(message.headers, dict) else {}
     expires = headers.get("expires")
-    if msg.deadline is not None or not isinstance(expires, str):
+    if msg.deadline is not None or expires is None:
         return msg
     try:
-        deadline = datetime.fromisoformat(expires)
-    except ValueError:
+        deadline = parse_timestamp(expires, "expires header")
+    except ValidationError as exc:
+        log.warning("job %s: Celery expires header ignored: %s", msg.job_id, exc)
         return msg
-    return replace(msg, deadline=deadline if deadline.tzinfo else deadline.replace(tzinfo=UTC))
+    return replace(msg, deadline=deadline)
 
 
 def _reason(exc: Exception) -> str:
