@@ -64,3 +64,7 @@ TIMESTAMP_MAX = datetime(9999, 1, 1, tzinfo=UTC)
 
 #: Upper bound of the `max_job_items` setting (a job's total is an Integer column).
 JOB_ITEMS_MAX = INT32_MAX
+
+#: predictions.label is String(200): a registered model's labels must fit (checked when a
+#: bundle is registered, textlstm/store/registry.py).
+LABEL_CHARS = 200

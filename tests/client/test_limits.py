@@ -572,6 +572,7 @@ def test_limits_match_the_migrated_schema(db_url: str) -> None:
     want: dict[tuple[str, str], int | None] = {
         ("jobs", "model_ref"): bounds.MODEL_REF_CHARS,
         ("predictions", "external_id"): bounds.EXTERNAL_ID_CHARS,
+        ("predictions", "label"): bounds.LABEL_CHARS,
         ("model_versions", "name"): bounds.MODEL_NAME_CHARS,
         ("model_aliases", "name"): bounds.MODEL_NAME_CHARS,
         ("model_aliases", "alias"): bounds.MODEL_ALIAS_CHARS,

@@ -97,6 +97,16 @@ def test_bundle_without_labels_is_refused(session: Session, tmp_path: Path) -> N
         register_bundle(session=session, path=bundle, name="m")
 
 
+def test_a_label_the_predictions_column_cannot_hold_is_refused(
+    session: Session, tmp_path: Path
+) -> None:
+    ok = write_fake_bundle(tmp_path / "ok", labels=("x" * 200, "b"))
+    register_bundle(session=session, path=ok, name="m")
+    bundle = write_fake_bundle(tmp_path / "b", labels=("x" * 201, "b"), seed="b")
+    with pytest.raises(BundleError, match="labels are at most 200 characters"):
+        register_bundle(session=session, path=bundle, name="m")
+
+
 def test_round_trip_through_database(session: Session, fake_bundle: Path, tmp_path: Path) -> None:
     mv, _ = register_bundle(session=session, path=fake_bundle, name="m")
     _, out = export_bundle(session=session, ref="m@1", dest=tmp_path / "exported")

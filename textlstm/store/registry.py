@@ -32,6 +32,8 @@ from textlstm.classifier.bundle import (
     verify_bundle,
 )
 from textlstm.errors import BundleError, NotFoundError, ValidationError
+from textlstm.limits import LABEL_CHARS
+from textlstm.messages import unstorable
 from textlstm.store import repository as repo
 from textlstm.store.models import ModelVersion
 from textlstm.store.refs import DEFAULT_ALIAS, ModelRef, check_alias, check_name, parse_model_ref
@@ -62,6 +64,14 @@ def _lineage(path: Path, config: dict[str, Any]) -> tuple[list[str], str | None]
         or len(set(labels)) != len(labels)
     ):
         raise BundleError(f"model bundle {path}: {CONFIG} needs 'labels', a list of unique names")
+    long = [x for x in labels if len(x) > LABEL_CHARS or unstorable(x)]
+    if long:
+        # Every prediction row stores its label: one that the column cannot hold would fail
+        # every batch of this model, so it is refused at registration.
+        raise BundleError(
+            f"model bundle {path}: label {long[0][:40]!r}... is not storable: labels are at most "
+            f"{LABEL_CHARS} characters, with no NUL or lone surrogate"
+        )
     data = config.get("data")
     fingerprint = data.get("fingerprint") if isinstance(data, dict) else None
     if not isinstance(fingerprint, str) or len(fingerprint) > 64:
