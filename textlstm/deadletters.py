@@ -70,7 +70,8 @@ class DeadLetter:
         )  # fmt: skip
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        # ASCII: a refused entry may carry lone surrogates, which UTF-8 cannot encode.
+        return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> DeadLetter:

@@ -175,10 +175,11 @@ class MicroBatchConsumer:
         except Exception as exc:  # noqa: BLE001 - any undecodable message is rejected
             self._reject(message, exc, body, source)
             return
+        whole = not parsed.messages  # every part refused: the entry itself is dead-lettered
         for part, exc in parsed.rejected:  # bad parts of an envelope; their neighbours go on
-            if self._refuse(message, exc, part, whole=False) is False:
+            if self._refuse(message, exc, part, whole=whole) is False:
                 return  # shutting down: nothing acked, the whole envelope is redelivered
-        if not parsed.messages:
+        if whole:
             self._dead_letter(message, "every part of the envelope was refused", "body", source)
             return
         if self.crash_text and any(
@@ -244,7 +245,7 @@ class MicroBatchConsumer:
             job or "unreadable",
             reason,
         )
-        if part is not None and not self.record_refusal(part, f"message rejected: {reason}"):
+        if part is not None and not self.record_refusal(part, reason):
             return False
         if job is None and not whole:
             self._dead_letter_part(message, part, reason, "part")

@@ -58,12 +58,21 @@ def _type(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _encodable(value: str, where: str) -> None:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise Refusal(f"{where} is not valid Unicode (a lone surrogate)") from None
+
+
 def _optional_str(obj: dict[str, Any], key: str, where: str, limit: int | None = None) -> None:
     value = obj.get(key)
     if value is not None and not isinstance(value, str):
         raise Refusal(f"{where}.{key} must be a string, got {_type(value)}")
     if limit is not None and value is not None and not 0 < len(value) <= limit:
         raise Refusal(f"{where}.{key} must be 1-{limit} characters, got {len(value)}")
+    if value is not None:
+        _encodable(value, f"{where}.{key}")
 
 
 def _properties(payload: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -75,6 +84,7 @@ def _properties(payload: dict[str, Any]) -> tuple[dict[str, Any], str]:
         what = f"{len(tag)} characters" if isinstance(tag, str) else _type(tag)
         raise Refusal(f"properties.delivery_tag must be a 1-{MAX_TAG_CHARS} character string, "
                       f"got {what}")  # fmt: skip
+    _encodable(tag, "properties.delivery_tag")
     encoding = props.get("body_encoding")
     if encoding not in (None, "base64"):
         raise Refusal(f"properties.body_encoding {encoding!r:.40} is not one kombu reads "

@@ -293,16 +293,20 @@ class Channel(kombu_redis.Channel):
         """Split a pop's reply into accepted messages (recorded for the consumer) and the
         rest, which are dead-lettered here, each with its reason."""
         accepted: list[tuple[str, Accepted]] = []
-        refused: list[tuple[DeadLetter, Any, str | None]] = []
+        refused: list[tuple[DeadLetter, Any, bytes | None]] = []
         for i in range(0, len(reply), 4):
             key = bytes_to_str(reply[i])
             item, deliveries = reply[i + 1], int(reply[i + 2])
-            tag = bytes_to_str(reply[i + 3]) if deliveries > 0 else None
+            tag = reply[i + 3] if deliveries > 0 else None  # as recorded: bytes
+
             queue = self._queue_of(key[len(self._prefix) :])
             verdict = inspect(item)
             if deliveries < 0:  # quarantined by the script: already dead-lettered
                 self._quarantined(queue, verdict, -deliveries)
                 continue
+            if isinstance(verdict, Accepted) and tag is not None and verdict.tag.encode() != tag:
+                verdict = Refused("properties.delivery_tag does not read the same in JSON parsers",
+                                  None, None, verdict.body[0][0])  # fmt: skip
             if isinstance(verdict, Accepted) and deliveries == 0:
                 verdict = Refused(
                     f"delivery tag {verdict.tag!r:.60} is already held by another delivery in "
@@ -325,8 +329,8 @@ class Channel(kombu_redis.Channel):
             self._refuse(refused)
         return accepted
 
-    def _refuse(self, refused: list[tuple[DeadLetter, Any, str | None]]) -> None:
-        keep: list[tuple[DeadLetter, str | None]] = []
+    def _refuse(self, refused: list[tuple[DeadLetter, Any, bytes | None]]) -> None:
+        keep: list[tuple[DeadLetter, str | bytes | None]] = []
         for record, message, tag in refused:
             log.error("dead-lettered a message on %s (job %s): %s", record.list,
                       record.job_id or "unreadable", record.reason)  # fmt: skip
@@ -353,7 +357,7 @@ class Channel(kombu_redis.Channel):
             log.exception("could not record the refusal on its job")
             return True
 
-    def dead_letter(self, records: list[tuple[DeadLetter, str | None]]) -> bool:
+    def dead_letter(self, records: list[tuple[DeadLetter, str | bytes | None]]) -> bool:
         """Push the records onto the dead-letter list and, in the same atomic step, forget
         the recorded deliveries (tag) they replace. False, and logged, if Redis failed: the
         entries stay in the unacked hash and come back after the visibility timeout."""

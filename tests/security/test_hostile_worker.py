@@ -160,6 +160,7 @@ def test_hostile_messages_are_refused_and_valid_neighbours_finish(
             rows = stored(session_factory, jobs[key])
             assert rows and all(r.error.startswith("message rejected: ") for r in rows), key
             assert all(reason in r.error for r in rows), (key, rows[0].error)
+            assert all(r.error.count("message rejected") == 1 for r in rows), rows[0].error
         w.wait_for(
             lambda log: log.count("rejected message") + log.count("dead-lettered a message") >= 12,
             30,

@@ -79,6 +79,8 @@ def test_the_entry_celery_and_kombu_really_write_is_accepted(
         (entry(properties=None), "properties must be an object, got null"),
         (entry(properties={"delivery_tag": ["a"]}), "properties.delivery_tag must be a 1-256"),
         (entry(properties={"delivery_tag": ""}), "properties.delivery_tag must be a 1-256"),
+        (entry(properties={"delivery_tag": "t\ud800"}), "delivery_tag is not valid Unicode"),
+        (entry(headers={"task": TASK_NAME, "id": "\udfff"}), "headers.id is not valid Unicode"),
         (entry(properties={"delivery_tag": "t", "body_encoding": "rot13"}), "body_encoding"),
         (entry(properties={"delivery_tag": "t", "delivery_info": []}), "delivery_info must be"),
         (entry(properties={"delivery_tag": "t", "delivery_info": {"exchange": 1}}), "exchange"),

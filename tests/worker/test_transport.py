@@ -367,3 +367,22 @@ def test_a_delivery_tag_already_in_flight_is_refused_not_recorded_over(
     got = pop(redis_client, queue_name)
     assert [d for _, d, _ in got] == [1, 0]  # the second is not recorded over the first
     assert redis_client.hlen(f"{queue_name}.unacked") == 1
+
+
+def test_an_entry_whose_tag_no_client_can_ack_is_dead_lettered_not_left_unacked(
+    redis_url: str, redis_client: redis.Redis, queue_name: str
+) -> None:
+    """A lone surrogate in the delivery tag: Lua records it, Python could never ack it (UTF-8
+    cannot encode it). It is dead-lettered and its unacked record removed by the bytes the
+    script recorded."""
+    publish(redis_url, queue_name, 1)
+    raw = json.loads(redis_client.rpop(queue_name))
+    raw["properties"]["delivery_tag"] = "tag-\ud800"
+    redis_client.lpush(queue_name, json.dumps(raw))
+    publish(redis_url, queue_name, 1, after=True)
+    bodies = drain(redis_url, queue_name, seconds=1.0)
+    assert bodies == [{"i": 0, "after": True}]
+    records = redis_client.lrange(dead_letters(queue_name), 0, -1)
+    assert len(records) == 1 and "not valid Unicode" in DeadLetter.from_json(records[0]).reason
+    assert redis_client.hlen(f"{queue_name}.unacked") == 0
+    assert redis_client.hlen(unacked_keys(queue_name)["deliveries_key"]) == 0
