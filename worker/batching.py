@@ -16,7 +16,6 @@ consumer step `FlushOnShutdown` runs what is buffered and commits before the con
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -260,12 +259,8 @@ class MicroBatchConsumer:
             self._reject_message(message)  # another transport: its own dead-lettering, if any
             return
         headers = message.headers if isinstance(message.headers, dict) else {}
-        raw = getattr(message, "_raw", None)
-        record = DeadLetter.new(
-            stage, reason, id=message.delivery_tag, list=source,
-            task_id=headers.get("id"), job_id=_job_of(part),
-            entry=json.dumps(raw) if raw is not None else None,
-        )  # fmt: skip
+        record = DeadLetter.new(stage, reason, id=message.delivery_tag, list=source,
+                                task_id=headers.get("id"), job_id=_job_of(part))  # fmt: skip
         channel.dead_letter_delivered(message, record)
 
     @staticmethod

@@ -27,9 +27,11 @@ interval. Needs Redis >= 6.2 (BLMOVE).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
@@ -386,7 +388,9 @@ class Channel(kombu_redis.Channel):
         return True
 
     def dead_letter_delivered(self, message: Any, record: DeadLetter) -> bool:
-        """Dead-letter a message the consumer was given, as its ack."""
+        """Dead-letter a message the consumer was given, with the entry it came as, as its
+        ack."""
+        record = replace(record, entry=json.dumps(message._raw))  # kombu keeps the payload
         if not self.dead_letter([(record, message.delivery_tag)]):
             return False
         VirtualQoS.ack(self.qos, message.delivery_tag)  # kombu's own bookkeeping (prefetch)
