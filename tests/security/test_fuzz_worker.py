@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -77,16 +77,10 @@ def quiet(redis: Any, queue: str, session_factory: sessionmaker[Session], timeou
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_fuzzed_raw_entries_never_stop_the_worker_and_each_is_stored_or_dead_lettered(
-    topics: dict,
-    e2e_settings: Any,
-    worker_env: dict[str, str],
-    own_redis: OwnRedis,
-    tmp_path: Path,
-    session_factory: sessionmaker[Session],
+    own_fleet: tuple[Any, Fleet], own_redis: OwnRedis, session_factory: sessionmaker[Session]
 ) -> None:
-    queue = e2e_settings.queue
-    env = {**worker_env, "TEXTLSTM_BROKER_URL": own_redis.url}
-    fleet = Fleet(env, tmp_path)
+    settings, fleet = own_fleet
+    queue = settings.queue
     redis = own_redis.client()
     tally: Counter[str] = Counter()
     started = time.monotonic()
@@ -148,7 +142,6 @@ def test_fuzzed_raw_entries_never_stop_the_worker_and_each_is_stored_or_dead_let
             write_report(Path(REPORT), tally, time.monotonic() - started, w.log())
     finally:
         redis.close()
-        fleet.close()
 
 
 def write_report(path: Path, tally: Counter[str], seconds: float, log: str) -> None:

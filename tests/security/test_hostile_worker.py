@@ -206,46 +206,34 @@ def test_pickle_payload_fixture_really_executes_when_unpickled(tmp_path: Path) -
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_job_id_sent_with_two_totals_fails_alone_and_is_dead_lettered(
-    topics: dict,
-    e2e_settings: Settings,
-    worker_env: dict[str, str],
-    own_redis: OwnRedis,
-    tmp_path: Path,
-    session_factory: sessionmaker[Session],
+    own_fleet: tuple[Settings, Fleet], own_redis: OwnRedis, session_factory: sessionmaker[Session]
 ) -> None:
     """Two messages of one new job id that disagree on the total land in one micro-batch:
     the first is stored, the other is dead-lettered with why, and every neighbour in that
     batch is stored in the same round."""
     from tests.e2e.conftest import paused
 
-    settings = e2e_settings.model_copy(update={"broker_url": own_redis.url})
-    env = {**worker_env, "TEXTLSTM_BROKER_URL": own_redis.url}
-    fleet = Fleet(env, tmp_path)
-    try:
-        w = fleet.start("--batch-max-items", "4096", "--batch-max-wait-ms", "2000")
-        job = uuid.uuid4()
-        with paused(w):
-            before = submit(settings, texts(30, seed=170), per_message=3)
-            publish(settings.broker_url, settings.queue,
-                    task_body(msg(job, [{"index": 0, "text": "a"}, {"index": 1, "text": "b"}])),
-                    "application/json")  # fmt: skip
-            publish(settings.broker_url, settings.queue,
-                    task_body(msg(job, [{"index": 4, "text": "c"}], total=5)),
-                    "application/json")  # fmt: skip
-            after = submit(settings, texts(30, seed=171), per_message=3)
-        for j in (before, after):
-            assert wait_job(settings, j, timeout=60).status == "done"
-        assert_exactly_once(session_factory, {before: 30, after: 30, job: 2})
-        c = own_redis.client()
-        records = [
-            DeadLetter.from_json(r) for r in c.lrange(dead_letter_key(settings.queue), 0, -1)
-        ]
-        assert [(r.stage, r.job_id) for r in records] == [("store", str(job))]
-        assert "already used by a job of 2 items" in records[0].reason
-        assert records[0].body is not None and records[0].body["total"] == 5
-        assert_queue_drained(c, [settings.queue])
-        c.close()
-        batches = w.batch_sizes()
-        assert 63 in batches, batches  # all 63 items were one micro-batch
-    finally:
-        fleet.close()
+    settings, fleet = own_fleet
+    w = fleet.start("--batch-max-items", "4096", "--batch-max-wait-ms", "2000")
+    job = uuid.uuid4()
+    with paused(w):
+        before = submit(settings, texts(30, seed=170), per_message=3)
+        publish(settings.broker_url, settings.queue,
+                task_body(msg(job, [{"index": 0, "text": "a"}, {"index": 1, "text": "b"}])),
+                "application/json")  # fmt: skip
+        publish(settings.broker_url, settings.queue,
+                task_body(msg(job, [{"index": 4, "text": "c"}], total=5)),
+                "application/json")  # fmt: skip
+        after = submit(settings, texts(30, seed=171), per_message=3)
+    for j in (before, after):
+        assert wait_job(settings, j, timeout=60).status == "done"
+    assert_exactly_once(session_factory, {before: 30, after: 30, job: 2})
+    c = own_redis.client()
+    records = [DeadLetter.from_json(r) for r in c.lrange(dead_letter_key(settings.queue), 0, -1)]
+    assert [(r.stage, r.job_id) for r in records] == [("store", str(job))]
+    assert "already used by a job of 2 items" in records[0].reason
+    assert records[0].body is not None and records[0].body["total"] == 5
+    assert_queue_drained(c, [settings.queue])
+    c.close()
+    batches = w.batch_sizes()
+    assert 63 in batches, batches  # all 63 items were one micro-batch

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kombu import Connection
 
+from tests.security.fuzz_entries import paths
 from textlstm.messages import TASK_NAME
 from worker.envelope import Accepted, Refused, inspect
 
@@ -136,16 +137,6 @@ json_values = st.recursive(
                                                                  max_size=4),
     max_leaves=12,
 )  # fmt: skip
-
-
-def paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    yield prefix
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from paths(v, (*prefix, i))
 
 
 def mutate(raw: dict[str, Any], path: tuple[Any, ...], new: Any, how: str) -> Any:
