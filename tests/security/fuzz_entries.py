@@ -137,6 +137,20 @@ def _readable(structure: Any) -> tuple[str | None, str | None]:
     return tag, job
 
 
+def _parse(raw: bytes) -> Any:
+    """The structure of a raw entry a byte mutation left readable (the body decoded too),
+    or None. A changed byte may leave a valid entry with another tag or job id."""
+    try:
+        structure = json.loads(raw)
+        body = structure["body"]
+        if structure["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        structure["body"] = json.loads(body)
+        return structure
+    except Exception:  # noqa: BLE001 - unreadable: found by its entry on the dead-letter list
+        return None
+
+
 @st.composite
 def cases(draw: st.DrawFn, queue: str) -> Case:
     job, tag = uuid.uuid4(), str(uuid.uuid4())
@@ -160,7 +174,7 @@ def cases(draw: st.DrawFn, queue: str) -> Case:
             raw = raw + draw(st.binary(min_size=1, max_size=20))
         else:
             raw = raw.replace(b"goal", "gôal".encode("latin-1"))
-        return Case(raw, False, tag, str(job), len(texts))
+        return Case(raw, False, *_readable(_parse(raw)), len(texts))
     path = draw(st.sampled_from(list(paths(structure))))
     mutated = copy.deepcopy(structure)
     how = draw(st.sampled_from(["replace", "replace", "delete", "add"]))

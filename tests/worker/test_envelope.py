@@ -121,9 +121,13 @@ def test_a_plain_body_must_be_encodable_and_the_tag_survives_for_the_record() ->
 
 
 def test_a_refusal_keeps_the_readable_message_for_error_rows() -> None:
-    raw = entry({"job_id": "j-1"}, headers={"task": TASK_NAME, "compression": "bz2"})
+    # Refused for its headers, before the body is checked: the job is still read from it.
+    raw = entry({"job_id": "j-1"}, headers={"task": "other", "id": "t"})
     verdict = inspect(json.dumps(raw))
-    assert isinstance(verdict, Refused) and verdict.message is None  # refused before the body
+    assert isinstance(verdict, Refused) and verdict.message == {"job_id": "j-1"}
+    raw = entry(body="not base64 at all")
+    verdict = inspect(json.dumps(raw))
+    assert isinstance(verdict, Refused) and verdict.message is None
     raw = entry(body=base64.b64encode(b'[[{"job_id": "j-2"}], {"x": 1}, {}]').decode())
     verdict = inspect(json.dumps(raw))
     assert isinstance(verdict, Refused) and verdict.message == {"job_id": "j-2"}
