@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -79,8 +79,8 @@ def quiet(redis: Any, queue: str, session_factory: sessionmaker[Session], timeou
 def test_fuzzed_raw_entries_never_stop_the_worker_and_each_is_stored_or_dead_lettered(
     own_fleet: tuple[Any, Fleet], own_redis: OwnRedis, session_factory: sessionmaker[Session]
 ) -> None:
-    settings, fleet = own_fleet
-    queue = settings.queue
+    conf, fleet = own_fleet
+    queue = conf.queue
     redis = own_redis.client()
     tally: Counter[str] = Counter()
     started = time.monotonic()
