@@ -115,16 +115,16 @@ def test_fuzzed_raw_entries_never_stop_the_worker_and_each_is_stored_or_dead_let
                 if c.valid:
                     continue
                 if c.job_id in rows:
-                    tally["mutated, stored"] += 1
+                    tally["mutated: its job has rows (predictions or error rows)"] += 1
                 elif (
                     c.tag in ids
                     or c.job_id in jobs_dead
                     or c.raw.decode(errors="replace") in entries
                 ):
-                    tally["mutated, dead-lettered"] += 1
+                    tally["mutated: no rows, on the dead-letter list"] += 1
                 else:
                     raise AssertionError(f"neither stored nor dead-lettered: {c.raw[:400]!r}")
-            tally["dead-letter records"] = len(records)
+            tally["dead-letter records (all stages)"] = len(records)
             for r in records:
                 assert r.reason and "\n" not in r.reason
             assert redis.llen(queue) == 0 and redis.hlen("unacked") == 0
