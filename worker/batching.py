@@ -4,10 +4,12 @@ Celery hands every received message of a task to that task's *strategy* (celery-
 same hook). Ours decodes and validates the message, adds its items to the Batcher and, whenever
 a micro-batch is full or its oldest item has waited `max_wait`, runs it through the task (which
 calls `textlstm.serving.service.classify_batch`: predict, then one transaction). Messages are
-acked only when all their items are committed; a malformed message is rejected at once with a
-logged reason (and recorded on its job when the job id can be read). A version 2 envelope (parts
-of several jobs, `textlstm.messages.parse_body`) enters the batcher as one entry per part that
-share one ack; a bad part is refused alone.
+acked only when all their items are committed; a malformed message is moved to the dead-letter
+list at once with its reason (and recorded on its job when the job id can be read), as are
+items the batch write could not store. A version 2 envelope (parts of several jobs,
+`textlstm.messages.parse_body`) enters the batcher as one entry per part that share one ack; a
+bad part is refused alone. A message delivered again after its worker died runs alone, after
+everything else held is committed (poison-message quarantine, worker/transport.py).
 
 Everything runs in the consumer's own process and thread (pool `solo`), so a forward pass
 simply pauses consumption; prefetch keeps the next messages coming. On warm shutdown the

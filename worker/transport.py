@@ -14,9 +14,17 @@ but no more than `max_pop_bytes` of them: a worker handles what it took before i
 so two workers that each took 64 messages of 256 texts would not share a job of 79 such
 messages fairly (one worked while the other sat idle; bench/pipeline.py measured it).
 
+Before kombu sees an entry, `worker.envelope.inspect` checks all of it (a malformed envelope
+used to raise inside kombu and Celery and kill the process, again at every redelivery); a
+refused entry goes to the dead-letter list (textlstm/deadletters.py) with its reason, in one
+atomic step with its unacked record. The same script counts deliveries per message: one taken
+again after its worker died is taken alone, and one taken `max_deliveries` times without an
+ack is quarantined on the dead-letter list instead of being handed out (poison messages).
+
 Everything else is kombu's: message format, the `unacked` bookkeeping and its restore, acks,
-fanout (remote control), TLS, reconnection. Producers are untouched: any Celery client, in any
-language, still pushes the same message onto the same list.
+fanout (remote control), TLS, reconnection. kombu's private names this module overrides or
+calls are why pyproject pins kombu to one minor version. Producers are untouched: any Celery
+client, in any language, still pushes the same message onto the same list.
 
 A Lua script cannot block, so an idle consumer waits with `BLMOVE key key RIGHT RIGHT timeout`,
 which returns as soon as that list has a message without taking it (it moves the tail element
