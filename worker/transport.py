@@ -79,8 +79,8 @@ for i = 1, n do
     local props = ok and type(msg) == 'table' and msg.properties
     local tag = type(props) == 'table' and props.delivery_tag
     local seen = 0
-    if type(tag) == 'string' and redis.call('HEXISTS', hash, tag) == 0 then
-      seen = tonumber(redis.call('HGET', counts, tag) or '0') or 0
+    if type(tag) == 'string' then
+      seen = redis.call('HINCRBY', counts, tag, 1) - 1  -- counting first: one call, not two
     else
       tag = nil
     end
@@ -99,6 +99,7 @@ for i = 1, n do
       out[#out + 1] = -seen
       out[#out + 1] = tag
     elseif tag and seen > 0 and taken > 0 then
+      redis.call('HINCRBY', counts, tag, -1)  -- not taken now
       redis.call('RPUSH', KEYS[i], item)  -- back at the consuming end: taken alone, next
       alone = true
       break
@@ -108,10 +109,13 @@ for i = 1, n do
         local ex, rk = info.exchange, info.routing_key
         if type(ex) ~= 'string' then ex = '' end
         if type(rk) ~= 'string' then rk = '' end
-        redis.call('HSET', hash, tag,
-                   '[' .. item .. ',' .. cjson.encode(ex) .. ',' .. cjson.encode(rk) .. ']')
-        redis.call('ZADD', index, now, tag)
-        redis.call('HINCRBY', counts, tag, 1)
+        local record = '[' .. item .. ',' .. cjson.encode(ex) .. ',' .. cjson.encode(rk) .. ']'
+        if redis.call('HSETNX', hash, tag, record) == 1 then
+          redis.call('ZADD', index, now, tag)
+        else  -- the tag is held by another delivery in flight: refused, not recorded over
+          redis.call('HINCRBY', counts, tag, -1)
+          tag = nil
+        end
       end
       out[#out + 1] = KEYS[i]
       out[#out + 1] = item
