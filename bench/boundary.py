@@ -1,12 +1,16 @@
-"""What the decode boundary (worker/envelope.py) costs per message, in-process.
+"""What the decode boundary (worker/envelope.py) and the counting pop cost per message.
 
     python bench/boundary.py          # writes bench/results/boundary.{md,json}
 
-Times, per raw one-text entry as bench/pipeline.py's raw mode writes it: the old path (kombu's
-JSON loads of the entry, then the standard library's loads of the base64-decoded body, which the
-strategy did) against `inspect` (the whole envelope checked, the body decoded once and handed
-to the strategy). Both are followed by kombu's own Message construction in the worker, which
-is the same either way and not timed. Median of --repeats runs of --n entries.
+Per raw one-text entry as bench/pipeline.py's raw mode writes it:
+- parse: the old path (kombu's JSON loads of the entry, then the standard library's loads of
+  the base64-decoded body, which the strategy did) against `inspect` (the whole envelope
+  checked, the body decoded once and handed to the strategy). Both are followed by kombu's own
+  Message construction in the worker, the same either way and not timed;
+- pop: worker/transport.py's script taking --n entries 64 at a time from a real Redis
+  (--redis-url; the database is emptied), the reply parsed by redis-py's Python parser and by
+  hiredis.
+Median of --repeats runs.
 """
 
 from __future__ import annotations
@@ -35,10 +39,38 @@ def old_path(raw: bytes) -> object:
     return json.loads(base64.b64decode(payload["body"]))
 
 
+def pop_costs(url: str, entries: list[bytes], repeats: int) -> dict[str, float]:
+    """µs per entry for the pop script to take every entry, 64 a call, per reply parser."""
+    import redis
+    from redis._parsers import _HiredisParser, _RESP2Parser
+
+    from worker.transport import POP_AND_RECORD
+
+    out = {}
+    for name, parser in (("pop, Python parser", _RESP2Parser), ("pop, hiredis", _HiredisParser)):
+        client = redis.Redis.from_url(url, parser_class=parser)
+        keys = ["bench-q", "bench-unacked", "bench-index", "bench-counts", "bench-dead"]
+        sha = client.script_load(POP_AND_RECORD)
+        runs = []
+        for _ in range(repeats):
+            client.flushdb()
+            for i in range(0, len(entries), 1000):
+                client.lpush("bench-q", *entries[i : i + 1000])
+            t = time.perf_counter()
+            while client.evalsha(sha, len(keys), *keys, time.time(), 64, 65536, 3, 100):
+                pass
+            runs.append((time.perf_counter() - t) / len(entries) * 1e6)
+        client.flushdb()
+        client.close()
+        out[name] = round(statistics.median(runs), 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "boundary")
     args = ap.parse_args()
     text = "Wall St. Bears Claw Back Into the Black (Reuters) Reuters - Short-sellers, Wall Street"
@@ -54,6 +86,7 @@ def main() -> None:
             runs.append((time.perf_counter() - t) / args.n * 1e6)
         result[name] = round(statistics.median(runs), 2)
     old, new = result.values()
+    result.update(pop_costs(args.redis_url, entries, args.repeats))
     lines = [
         "# The decode boundary's cost per message",
         "",
@@ -64,7 +97,7 @@ def main() -> None:
         "|---|---:|",
         *(f"| {k} | {v} |" for k, v in result.items()),
         "",
-        f"The boundary costs {new - old:+.2f} µs per message against the old parse "
+        f"The boundary's parse costs {new - old:+.2f} µs per message against the old parse "
         f"({new / old:.2f}x).",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
