@@ -20,7 +20,7 @@ LEGACY_VALUES: dict[str, Any] = {"chunk_length": 0, "ngram_buckets": 0, "ngram_d
 @dataclass(frozen=True, kw_only=True)
 class ModelOptions:
     embedding_dim: int = 128
-    hidden_size: int = 128
+    hidden_size: int = 64  # biLSTM 64 trains ~1.6x faster than 128 on long texts (1 thread)
     num_layers: int = 1
     bidirectional: bool = True
     pooling: Pooling = "max"

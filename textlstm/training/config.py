@@ -21,13 +21,15 @@ __all__ = ["ModelOptions", "TokenizerOptions", "TrainConfig"]
 class TokenizerOptions:
     min_freq: int = 2  # singletons become <unk>: fewer untrainable rows, better on small data
     max_vocab: int | None = 50_000
-    max_length: int = 256
+    max_length: int = 1024  # chunked windows make reading a whole long text affordable
     lowercase: bool = True
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20  # at most; early stopping and token_budget usually end sooner
+    # The one-cycle plan's length, at most (token_budget cuts it for large sets of long texts;
+    # early stopping may end sooner): the constant-rate defaults peaked at epochs 7-10.
+    epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 0.01

@@ -66,6 +66,9 @@ class Callback:
     def on_train_end(self, report: TrainReport) -> None: ...
 
 
+_WARMUP_SHARE = 0.3  # OneCycleLR's default share of steps spent raising the rate
+
+
 def seed_everything(seed: int) -> None:
     """Makes CPU runs repeat exactly (weights init, dropout masks, batch order)."""
     random.seed(seed)
@@ -145,10 +148,16 @@ def train(
         steps = min(steps, config.max_steps_per_epoch)
     epochs = config.planned_epochs(sum(lengths))
     scheduler = (
-        torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=rates, total_steps=epochs * steps)
+        torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=rates, total_steps=epochs * steps, pct_start=_WARMUP_SHARE
+        )
         if config.schedule == "onecycle"
         else None
     )
+    # While the one-cycle rate still rises, validation scores wobble by design: patience starts
+    # counting after the warm-up (measured: emotion stopped at epoch 8 of 20 planned, at the
+    # peak rate, 84.0% test vs 93.2% before the schedule).
+    warmup_epochs = int(_WARMUP_SHARE * epochs) if scheduler is not None else 0
     for cb in callbacks:
         cb.on_train_start(epochs=epochs, steps_per_epoch=steps, examples=len(lengths))
 
@@ -197,7 +206,7 @@ def train(
         if improved:
             best_f1, best_epoch, stale = report["macro_f1"], epoch, 0
             best_state = copy.deepcopy(scored.state_dict())
-        else:
+        elif epoch > warmup_epochs:
             stale += 1
         stats = EpochStats(
             epoch=epoch,
