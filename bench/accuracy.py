@@ -201,11 +201,11 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"Measured {meta['date']} on {meta['machine']}, torch {meta['torch']}, "
         f"{meta['threads']} thread(s) (pinned to one core). Command: `{meta['command']}`.",
         f"Overrides of the defaults: {meta['overrides'] or 'none (the shipped defaults)'}. "
-        f"LSTM: mean ± sd over {len(seeds)} seed(s) {seeds}; the baselines ran once.",
+        f"LSTM: mean ± sd over the seeds listed per row (of {seeds}); the baselines ran once.",
         "",
-        "| dataset | LSTM acc | LSTM macro-F1 | TF-IDF acc | TF-IDF F1 | fastText acc "
+        "| dataset | seeds | LSTM acc | LSTM macro-F1 | TF-IDF acc | TF-IDF F1 | fastText acc "
         "| fastText F1 | LSTM train s | test ECE | predict texts/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lstm = r["lstm"]
@@ -215,7 +215,8 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             return "–" if b is None else f"{100 * b[key]:.1f}"
 
         lines.append(
-            f"| {r['dataset']} | {_pm(lstm['accuracy'])} | {_pm(lstm['macro_f1'])} | "
+            f"| {r['dataset']} | {len(r['lstm_runs'])} | "
+            f"{_pm(lstm['accuracy'])} | {_pm(lstm['macro_f1'])} | "
             f"{cell(base, 'accuracy')} | {cell(base, 'macro_f1')} | "
             f"{cell(ft, 'accuracy')} | {cell(ft, 'macro_f1')} | "
             f"{_pm(lstm['train_seconds'], 1.0, 0)} | {_pm(lstm['test_ece'], 1.0, 3)} | "
@@ -252,14 +253,29 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--data-dir", type=Path, help="the datasets' folder (required to run)")
     parser.add_argument("--datasets", default="ag_news_small,sst5,trec,emotion,imdb_10k")
     parser.add_argument("--seeds", default="13", help="comma-separated training seeds")
     parser.add_argument("--no-baselines", action="store_true", help="LSTM only (tuning runs)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "accuracy")
+    parser.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="only re-render: join the rows of earlier runs' JSON files into --out",
+    )
     args = parser.parse_args()
+    if args.combine:
+        runs = [json.loads(path.read_text()) for path in args.combine]
+        meta = {**runs[0]["meta"], "command": " + ".join(r["meta"]["command"] for r in runs)}
+        meta["seeds"] = sorted({s for r in runs for s in r["meta"]["seeds"]})
+        write(args.out, [row for r in runs for row in r["rows"]], meta)
+        return
+    if args.data_dir is None:
+        parser.error("--data-dir is required (unless --combine)")
     torch.set_num_threads(args.threads)
     overrides = parse_overrides(args.overrides)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -285,12 +301,14 @@ def main() -> None:
         + (f" --seeds {args.seeds}" if args.seeds != "13" else "")
         + "".join(f" --set {p}" for p in args.overrides),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(
-        json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"
-    )
-    args.out.with_suffix(".md").write_text(render(rows, meta))
-    print(f"wrote {args.out.with_suffix('.md')}")
+    write(args.out, rows, meta)
+
+
+def write(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    out.with_suffix(".md").write_text(render(rows, meta))
+    print(f"wrote {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
