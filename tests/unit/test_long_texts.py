@@ -25,7 +25,9 @@ def chunked_classifier() -> Classifier:
         make_examples(20, seed=1),
         make_examples(6, seed=2),
         tokenizer_options=TokenizerOptions(max_length=200),
-        model_options=ModelOptions(embedding_dim=8, hidden_size=8, chunk_length=8, ngram_dim=4),
+        model_options=ModelOptions(
+            embedding_dim=8, hidden_size=8, chunk_length=8, ngram_dim=4, ngram_min_mean_tokens=0
+        ),
         train_config=TrainConfig(epochs=2, batch_size=8, seed=3),
     )
     return result.classifier

@@ -44,6 +44,10 @@ class ModelOptions:
     # twice over. 0 buckets or 0 dim: no bag.
     ngram_buckets: int = 1 << 18
     ngram_dim: int = 32
+    # ...but only for long texts: when the training texts average fewer tokens than this, the
+    # bag is left out. On short texts it fitted the training data first and left the LSTM
+    # little to learn: emotion (19 tokens on average) fell from 93.2% to 82.9% test with it.
+    ngram_min_mean_tokens: int = 100
 
     def __post_init__(self) -> None:
         if self.pooling not in ("last", "max", "mean"):
@@ -53,7 +57,7 @@ class ModelOptions:
         for name in ("embedding_dropout", "lstm_dropout", "output_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1)")
-        for name in ("chunk_length", "ngram_buckets", "ngram_dim"):
+        for name in ("chunk_length", "ngram_buckets", "ngram_dim", "ngram_min_mean_tokens"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (off) or positive")
 

@@ -98,9 +98,11 @@ def fit_classifier(
         )
     # The bag's table is sized by the data like the vocabulary is: a few thousand short texts
     # need a few thousand buckets, not the upper bound's quarter million.
+    mean_tokens = sum(map(len, train_split.sequences)) / max(1, len(train_split.sequences))
+    long_texts = mean_tokens >= model_options.ngram_min_mean_tokens
     buckets = (
         bigram_buckets_for(distinct_bigrams(train_split.sequences), model_options.ngram_buckets)
-        if model_options.uses_ngrams
+        if model_options.uses_ngrams and long_texts
         else 0
     )
     model_config = LSTMConfig(
