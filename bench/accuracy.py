@@ -270,7 +270,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.combine:
         runs = [json.loads(path.read_text()) for path in args.combine]
-        meta = {**runs[0]["meta"], "command": " + ".join(r["meta"]["command"] for r in runs)}
+        commands = dict.fromkeys(r["meta"]["command"] for r in runs)  # in order, no repeats
+        meta = {**runs[0]["meta"], "command": " + ".join(commands)}
         meta["seeds"] = sorted({s for r in runs for s in r["meta"]["seeds"]})
         write(args.out, [row for r in runs for row in r["rows"]], meta)
         return
