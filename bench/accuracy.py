@@ -273,7 +273,7 @@ def main() -> None:
         commands = dict.fromkeys(r["meta"]["command"] for r in runs)  # in order, no repeats
         meta = {**runs[0]["meta"], "command": " + ".join(commands)}
         meta["seeds"] = sorted({s for r in runs for s in r["meta"]["seeds"]})
-        write(args.out, [row for r in runs for row in r["rows"]], meta)
+        write(args.out, merge_rows([row for r in runs for row in r["rows"]]), meta)
         return
     if args.data_dir is None:
         parser.error("--data-dir is required (unless --combine)")
@@ -303,6 +303,18 @@ def main() -> None:
         + "".join(f" --set {p}" for p in args.overrides),
     }
     write(args.out, rows, meta)
+
+
+def merge_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per dataset: seeds from several runs pooled, baselines from the run that had them."""
+    merged: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        into = merged.setdefault(row["dataset"], {**row, "lstm_runs": []})
+        into["lstm_runs"] = into["lstm_runs"] + row["lstm_runs"]
+        into.update({k: v for k, v in row.items() if k in ("tfidf_logreg", "fasttext_style")})
+    for row in merged.values():
+        row["lstm"] = summary(row["lstm_runs"], tuple(row["lstm"]))
+    return list(merged.values())
 
 
 def write(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
