@@ -42,8 +42,9 @@ def accuracy_bench() -> ModuleType:
 
 
 def speed_row(row: dict[str, Any]) -> dict[str, Any]:
-    """The training-speed fields of one bench/accuracy.py result row."""
-    lstm = row["lstm"]
+    """The training-speed fields of one bench/accuracy.py result row (its first seed's run,
+    for rows that hold one run per seed)."""
+    lstm = row["lstm_runs"][0] if "lstm_runs" in row else row["lstm"]
     return {
         "dataset": row["dataset"],
         "train_rows": row["train_rows"],
@@ -144,7 +145,8 @@ def measure(
     bench = accuracy_bench()
     rows = []
     for folder in folders:
-        row = speed_row(bench.run_dataset(folder, overrides))
+        seeds = [int(overrides.get("seed", 13))]
+        row = speed_row(bench.run_dataset(folder, overrides, seeds, False))
         print(
             f"{row['dataset']}: {row['train_seconds']:.1f} s, {row['epochs_run']} epochs, "
             f"{row['train_examples_per_s']:,.0f} train examples/s",

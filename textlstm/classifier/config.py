@@ -1,21 +1,26 @@
 """Architecture configuration, torch-free so the CLI can show its defaults without torch.
 
 `ModelOptions` holds the choices a user makes (the tuned defaults live here and nowhere else);
-`LSTMConfig` adds the two sizes the training data decides and is what a bundle records.
+`LSTMConfig` adds the sizes the training data decides and is what a bundle records.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 Pooling = Literal["last", "max", "mean"]
+
+# What a bundle written before a field existed meant by leaving it out: the architecture of
+# that time. `LSTMConfig.from_dict` fills these in, so an old config rebuilds the old network
+# even though the defaults for new models have moved on.
+LEGACY_VALUES: dict[str, Any] = {"chunk_length": 0, "ngram_buckets": 0, "ngram_dim": 0}
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelOptions:
     embedding_dim: int = 128
-    hidden_size: int = 128
+    hidden_size: int = 64  # biLSTM 64 trains ~1.6x faster than 128 on long texts (1 thread)
     num_layers: int = 1
     bidirectional: bool = True
     pooling: Pooling = "max"
@@ -26,6 +31,24 @@ class ModelOptions:
     # as ELMo mixes its embedding layer with its LSTM layers): keyword evidence reaches the
     # classifier directly while the LSTM adds word order and context.
     embedding_skip: bool = True
+    # Long texts run through the LSTM as windows of this many tokens, all windows of a batch
+    # in one packed batch, pooled over every token of the text. Short windows turn one long
+    # sequential recurrence into a wide batch (more work per step on a CPU) and let the whole
+    # text be read instead of its head. 0: one window per text (the pre-chunking network).
+    # pooling "last" reads one window whatever this says: a text has one last state.
+    chunk_length: int = 64
+    # A fastText-style bag of unigrams and hashed bigrams beside the LSTM, its mean vector
+    # joined to the pooled features: on long texts word order matters less than coverage,
+    # and the bag reads every token at almost no cost. ngram_buckets is an upper bound; the
+    # network gets the smallest power of two holding the training data's distinct bigrams
+    # twice over. 0 buckets or 0 dim: no bag.
+    ngram_buckets: int = 1 << 18
+    ngram_dim: int = 32
+    # ...but not for sentence-length texts: when the training texts average fewer tokens than
+    # this, the bag is left out. On tweets it fitted the training data first and left the LSTM
+    # little to learn (emotion, 19 tokens on average: 82.9% test with it, 92.3% without), while
+    # on news paragraphs (ag_news_small, 47) and reviews (imdb_10k, 281) it helped.
+    ngram_min_mean_tokens: int = 32
 
     def __post_init__(self) -> None:
         if self.pooling not in ("last", "max", "mean"):
@@ -35,6 +58,13 @@ class ModelOptions:
         for name in ("embedding_dropout", "lstm_dropout", "output_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1)")
+        for name in ("chunk_length", "ngram_buckets", "ngram_dim", "ngram_min_mean_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (off) or positive")
+
+    @property
+    def uses_ngrams(self) -> bool:
+        return self.ngram_buckets > 0 and self.ngram_dim > 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,4 +83,9 @@ class LSTMConfig(ModelOptions):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LSTMConfig:
-        return cls(**data)
+        """Rebuild a recorded config; fields it predates take their LEGACY_VALUES."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config field(s): {', '.join(unknown)}")
+        return cls(**{**LEGACY_VALUES, **data})

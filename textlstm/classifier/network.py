@@ -1,16 +1,23 @@
-"""The classifier network: Embedding → LSTM → pooling → Linear. Pure torch, no I/O.
+"""The classifier network: Embedding → LSTM → pooling (+ a bag of n-grams) → Linear.
 
-The LSTM runs on packed sequences, so padding never reaches its state: a text gets the same
-logits alone or beside much longer texts (tests/unit/test_network.py checks this).
+Pure torch, no I/O. The LSTM runs on packed sequences, so padding never reaches its state: a
+text gets the same logits alone or beside much longer texts (tests/unit/test_network.py checks
+this). With `chunk_length`, each text is cut into windows of that many tokens and every window
+of the batch runs through the LSTM as one packed batch; pooling then runs over all of a text's
+tokens, whichever window they were in. With n-gram buckets, a fastText-style mean of unigram and
+hashed-bigram vectors is joined to the pooled LSTM features before the output layer.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from textlstm.classifier.config import LSTMConfig
+from textlstm.classifier.ngrams import ngram_ids
+from textlstm.classifier.windows import WindowLSTM
 
 __all__ = ["LSTMClassifier", "LSTMConfig"]
 
@@ -23,45 +30,112 @@ class LSTMClassifier(nn.Module):
             config.vocab_size, config.embedding_dim, padding_idx=config.padding_idx
         )
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
-        self.lstm = nn.LSTM(
-            config.embedding_dim,
-            config.hidden_size,
-            num_layers=config.num_layers,
-            bidirectional=config.bidirectional,
-            dropout=config.lstm_dropout if config.num_layers > 1 else 0.0,
-            batch_first=True,
-        )
+        # Windows run through padded LSTMs (see windows.py for why not packed); without
+        # windows (chunk_length 0, or pooling "last") the original packed nn.LSTM is used, so
+        # bundles from before chunking load into the same parameter names.
+        self.windowed = config.chunk_length > 0 and config.pooling != "last"
+        self.lstm: nn.Module
+        if self.windowed:
+            self.lstm = WindowLSTM(
+                config.embedding_dim,
+                config.hidden_size,
+                num_layers=config.num_layers,
+                bidirectional=config.bidirectional,
+                dropout=config.lstm_dropout,
+            )
+        else:
+            self.lstm = nn.LSTM(
+                config.embedding_dim,
+                config.hidden_size,
+                num_layers=config.num_layers,
+                bidirectional=config.bidirectional,
+                dropout=config.lstm_dropout if config.num_layers > 1 else 0.0,
+                batch_first=True,
+            )
         directions = 2 if config.bidirectional else 1
         self.output_dropout = nn.Dropout(config.output_dropout)
         features = config.hidden_size * directions
         if config.embedding_skip:
             features += config.embedding_dim
+        self.ngrams: nn.EmbeddingBag | None = None
+        if config.uses_ngrams:
+            self.ngrams = nn.EmbeddingBag(
+                config.vocab_size + config.ngram_buckets,
+                config.ngram_dim,
+                mode="mean",
+                padding_idx=config.padding_idx,
+            )
+            # fastText's initialisation: small, so the mean of hundreds of untrained rows
+            # starts near zero instead of drowning the LSTM features.
+            with torch.no_grad():
+                bound = 1.0 / config.ngram_dim
+                self.ngrams.weight.uniform_(-bound, bound)
+                self.ngrams.weight[config.padding_idx].zero_()
+            features += config.ngram_dim
         self.head = nn.Linear(features, config.num_classes)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids (B, T) int64 right-padded, lengths (B,) ≥ 1 → logits (B, C)."""
+        if self.config.pooling == "last":
+            features = self._last_state(ids, lengths)
+        else:
+            features = self._pooled(ids, lengths)
+        if self.ngrams is not None:
+            bag_ids = ngram_ids(
+                ids,
+                lengths,
+                vocab_size=self.config.vocab_size,
+                buckets=self.config.ngram_buckets,
+            )
+            features = torch.cat([features, self.ngrams(bag_ids)], dim=1)
+        return self.head(self.output_dropout(features))
+
+    def _last_state(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.embedding_dropout(self.embedding(ids))  # (B, T, E)
         # pack_padded_sequence wants lengths on the CPU whatever the model's device.
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, (h_n, _) = self.lstm(packed)
-        if self.config.pooling == "last":
-            # h_n: (layers * directions, B, H), already at each sequence's true last step
-            # (and, for the backward direction, its first), in the original batch order.
-            if self.config.bidirectional:
-                features = torch.cat([h_n[-2], h_n[-1]], dim=1)
-            else:
-                features = h_n[-1]
-        else:
+        _, (h_n, _) = self.lstm(packed)
+        # h_n: (layers * directions, B, H), already at each sequence's true last step
+        # (and, for the backward direction, its first), in the original batch order.
+        if self.config.bidirectional:
+            return torch.cat([h_n[-2], h_n[-1]], dim=1)
+        return h_n[-1]
+
+    def _token_states(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T, H·D [+ E]) per-token features; rows past a text's length are garbage."""
+        if not self.windowed:
+            x = self.embedding_dropout(self.embedding(ids))  # (B, T, E)
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, _ = self.lstm(packed)
             seq, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.size(1))
-            if self.config.embedding_skip:
-                seq = torch.cat([seq, x], dim=-1)  # (B, T, H·D + E)
-            mask = (
-                torch.arange(ids.size(1), device=ids.device)[None, :]
-                < lengths.to(ids.device)[:, None]
-            )  # (B, T) True at real tokens
-            if self.config.pooling == "max":
-                features = seq.masked_fill(~mask[:, :, None], float("-inf")).amax(dim=1)
-            else:
-                summed = (seq * mask[:, :, None]).sum(dim=1)
-                features = summed / lengths.to(ids.device)[:, None].to(seq.dtype)
-        return self.head(self.output_dropout(features))
+            return torch.cat([seq, x], dim=-1) if self.config.embedding_skip else seq
+        batch, steps = ids.shape
+        window = self.config.chunk_length
+        chunks = -(-steps // window)
+        if chunks * window != steps:
+            ids = F.pad(ids, (0, chunks * window - steps), value=self.config.padding_idx)
+        starts = torch.arange(chunks, device=lengths.device) * window
+        chunk_lengths = (lengths[:, None] - starts[None, :]).clamp(0, window).reshape(-1)
+        real = chunk_lengths > 0  # (B·K,) windows holding at least one token
+        windows = ids.reshape(batch * chunks, window)[real.to(ids.device)]
+        # Trim the windows to the longest one: a batch of short texts stays short.
+        width = int(chunk_lengths.max())
+        x = self.embedding_dropout(self.embedding(windows[:, :width]))  # (W, N, E)
+        seq = self.lstm(x, chunk_lengths[real])
+        if self.config.embedding_skip:
+            seq = torch.cat([seq, x], dim=-1)  # (W, N, H·D + E)
+        if chunks == 1:
+            return seq
+        full = seq.new_zeros(batch * chunks, window, seq.size(-1))
+        full[real.to(ids.device), :width] = seq
+        return full.reshape(batch, chunks * window, -1)[:, :steps]
+
+    def _pooled(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        seq = self._token_states(ids, lengths)
+        mask = (
+            torch.arange(ids.size(1), device=ids.device)[None, :] < lengths.to(ids.device)[:, None]
+        )  # (B, T) True at real tokens
+        if self.config.pooling == "max":
+            return seq.masked_fill(~mask[:, :, None], float("-inf")).amax(dim=1)
+        summed = (seq * mask[:, :, None]).sum(dim=1)
+        return summed / lengths.to(ids.device)[:, None].to(seq.dtype)

@@ -149,6 +149,28 @@ PROBABILITY = click.FloatRange(0, 1, max_open=True)
     help="Also pool the word embeddings beside the LSTM states (not with --pooling last).",
 )
 @click.option(
+    "--chunk-length",
+    type=click.IntRange(0),
+    default=M.chunk_length,
+    show_default=True,
+    help="Run texts through the LSTM as windows of this many tokens, pooled over the whole "
+    "text (0: one window per text).",
+)
+@click.option(
+    "--ngram-buckets",
+    type=click.IntRange(0),
+    default=M.ngram_buckets,
+    show_default=True,
+    help="Most hashed-bigram buckets of the n-gram bag beside the LSTM (0: no bag).",
+)
+@click.option(
+    "--ngram-dim",
+    type=click.IntRange(0),
+    default=M.ngram_dim,
+    show_default=True,
+    help="Width of the n-gram bag's vectors (0: no bag).",
+)
+@click.option(
     "--embedding-dropout", type=PROBABILITY, default=M.embedding_dropout, show_default=True
 )
 @click.option(
@@ -171,6 +193,20 @@ PROBABILITY = click.FloatRange(0, 1, max_open=True)
     default=C.ema_decay or 0.0,
     show_default=True,
     help="Validate and keep a moving average of the weights with this per-step decay (0: off).",
+)
+@click.option(
+    "--schedule",
+    type=click.Choice(["onecycle", "constant"]),
+    default=C.schedule,
+    show_default=True,
+    help="Learning-rate schedule over the planned epochs.",
+)
+@click.option(
+    "--token-budget",
+    type=click.IntRange(0),
+    default=C.token_budget or 0,
+    show_default=True,
+    help="Plan at most this many training tokens (epochs x tokens per epoch; 0: no limit).",
 )
 @click.option("--seed", type=int, default=C.seed, show_default=True)
 @click.option(
@@ -232,6 +268,7 @@ def train(
     if hyper.get("embedding_skip") and hyper.get("pooling") == "last":
         raise ConfigError("--pooling last cannot pool embeddings: add --no-embedding-skip")
     hyper["ema_decay"] = hyper.get("ema_decay") or None
+    hyper["token_budget"] = hyper.get("token_budget") or None
     if threads is not None:
         import torch
 

@@ -21,13 +21,15 @@ __all__ = ["ModelOptions", "TokenizerOptions", "TrainConfig"]
 class TokenizerOptions:
     min_freq: int = 2  # singletons become <unk>: fewer untrainable rows, better on small data
     max_vocab: int | None = 50_000
-    max_length: int = 256
+    max_length: int = 1024  # chunked windows make reading a whole long text affordable
     lowercase: bool = True
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20
+    # The one-cycle plan's length, at most (token_budget cuts it for large sets of long texts;
+    # early stopping may end sooner): the constant-rate defaults peaked at epochs 7-10.
+    epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 0.01
@@ -38,7 +40,29 @@ class TrainConfig:
     ema_decay: float | None = 0.995  # per-step decay of a weight average that is validated/kept
     bucket_window: int = 50
     seed: int = 13
+    # "onecycle": warm up to learning_rate over the first 30% of the planned steps, then anneal
+    # to ~0 (Smith & Topin 2017), so the last planned epoch lands converged; "constant": the
+    # pre-schedule behaviour.
+    schedule: str = "onecycle"
+    # The n-gram bag's learning rate as a multiple of learning_rate: each of its rows is seen
+    # rarely (one text's bigrams), so it needs fastText-sized steps to learn in a few epochs.
+    ngram_lr_scale: float = 10.0
+    # Plan at most this many training tokens (epochs × tokens per epoch) and at least
+    # min_epochs: a large set of long documents gets a few passes, small data its epochs.
+    token_budget: int | None = 12_000_000
+    min_epochs: int = 3
     max_steps_per_epoch: int | None = None  # set by --dry-run
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("onecycle", "constant"):
+            raise ValueError(f"schedule must be onecycle or constant, not {self.schedule!r}")
+
+    def planned_epochs(self, tokens_per_epoch: int) -> int:
+        """Epochs to plan for: `epochs`, cut by the token budget, never below min_epochs."""
+        if self.token_budget is None or tokens_per_epoch <= 0:
+            return self.epochs
+        affordable = self.token_budget // tokens_per_epoch
+        return max(1, min(self.epochs, max(self.min_epochs, affordable)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,6 +17,7 @@ from textlstm.classifier.calibration import fit_temperature
 from textlstm.classifier.embeddings import load_vectors
 from textlstm.classifier.inference import batched_logits
 from textlstm.classifier.network import LSTMClassifier, LSTMConfig
+from textlstm.classifier.ngrams import bigram_buckets_for, distinct_bigrams
 from textlstm.classifier.predictor import Classifier
 from textlstm.classifier.tokenizer import Tokenizer
 from textlstm.datasets import Example
@@ -95,10 +96,19 @@ def fit_classifier(
             f"pretrained embeddings: {vectors.found:,} of {vectors.vocab_size - 2:,} vocabulary "
             f"tokens found ({vectors.coverage:.1%} coverage), dim {embedding_dim}"
         )
+    # The bag's table is sized by the data like the vocabulary is: a few thousand short texts
+    # need a few thousand buckets, not the upper bound's quarter million.
+    mean_tokens = sum(map(len, train_split.sequences)) / max(1, len(train_split.sequences))
+    long_texts = mean_tokens >= model_options.ngram_min_mean_tokens
+    buckets = (
+        bigram_buckets_for(distinct_bigrams(train_split.sequences), model_options.ngram_buckets)
+        if model_options.uses_ngrams and long_texts
+        else 0
+    )
     model_config = LSTMConfig(
         vocab_size=len(tokenizer),
         num_classes=len(labels),
-        **{**model_options.to_dict(), "embedding_dim": embedding_dim},
+        **{**model_options.to_dict(), "embedding_dim": embedding_dim, "ngram_buckets": buckets},
     )
     model = LSTMClassifier(model_config)
     if vectors is not None:

