@@ -1,7 +1,7 @@
 """Tokenizer speed: textlstm's regex word tokenizer against Hugging Face `tokenizers` WordLevel
 set up to produce the same tokens (NFKC + lowercase, the same split), on the same texts.
 
-    python bench/tokenizer.py [--data ../shared/data/ag_news_small/train.csv] [--repeats 5]
+    python bench/tokenizer.py [--data DATA_DIR/ag_news_small/train.csv] [--repeats 5]
 
 Writes bench/results/tokenizer.md and .json: texts/s for encoding one text at a time (the
 worker's per-item path) and a whole list at once (`encode_batch`, which runs in Rust threads).
