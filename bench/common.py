@@ -94,7 +94,7 @@ def throwaway_database(admin_url: str, prefix: str, *, keep: bool = False) -> It
         admin.dispose()
 
 
-#: `textlstm-admin train` flags of the LIMITS.md reference model every serving benchmark uses:
+#: `textlstm-admin train` flags of the reference model every serving benchmark uses:
 #: embedding 100 -> one-direction LSTM 128, last-state pooling.
 REFERENCE_SHAPE = ("--embedding-dim", "100", "--hidden-size", "128", "--unidirectional",
                    "--pooling", "last", "--no-embedding-skip")  # fmt: skip

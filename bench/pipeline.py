@@ -5,8 +5,8 @@
     python bench/pipeline.py --n 40000 --repeats 5 --producers 3 --out bench/results/pipeline
 
 Every mode classifies the same texts (the test split of a shared dataset, repeated to --n) with
-the same bundle (the LIMITS.md reference shape: embedding 100, one-direction LSTM 128, trained
-one epoch on the dataset's train split into runs/), into a fresh PostgreSQL database, through a
+the same bundle (the reference shape: embedding 100, one-direction LSTM 128, trained one epoch
+on the dataset's train split into runs/), into a fresh PostgreSQL database, through a
 redis-server of its own (no persistence):
 
 - ceiling: `Classifier.predict` in-process at batch 128 (1 process × 1 thread, 1 × 2 threads,
@@ -504,9 +504,24 @@ def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    data = ROOT.parent / "shared" / "data" / "ag_news_small"
-    ap.add_argument("--train", type=Path, default=data / "train.csv", help="trains the bundle")
-    ap.add_argument("--texts", type=Path, default=data / "test.csv", help="texts to classify")
+    ap.add_argument(
+        "--data-dir",
+        type=Path,
+        default=ROOT.parent / "shared" / "data",
+        help="the datasets' folder (README: where the public datasets come from)",
+    )
+    ap.add_argument(
+        "--train",
+        type=Path,
+        default=None,
+        help="trains the bundle (default: DATA_DIR/ag_news_small/train.csv)",
+    )
+    ap.add_argument(
+        "--texts",
+        type=Path,
+        default=None,
+        help="texts to classify (default: DATA_DIR/ag_news_small/test.csv)",
+    )
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--naive-n", type=int, default=2_000)
     ap.add_argument("--repeats", type=int, default=3)
@@ -529,6 +544,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="300 texts, 1 repeat: a smoke run")
     ap.add_argument("--out", type=Path, default=None, help="results stem")
     args = ap.parse_args()
+    args.train = args.train or args.data_dir / "ag_news_small" / "train.csv"
+    args.texts = args.texts or args.data_dir / "ag_news_small" / "test.csv"
     if args.quick:
         args.n, args.naive_n, args.repeats, args.light_s, args.timeout = 300, 150, 1, 3.0, 120
         args.train = ROOT / "examples/data/news_train.csv"

@@ -8,7 +8,7 @@ bf16/fp16 (cuDNN LSTM), their parity with fp32, and the real worker pipeline
 
 Without CUDA it prints one line saying so and runs everything on the CPU (fp32 and bf16 only),
 writing bench/results/pipeline-gpu_cpu.{json,md} so that a CPU run never overwrites GPU results;
-with `--require-gpu` it exits 1 instead. The model is the LIMITS.md reference shape (embedding
+with `--require-gpu` it exits 1 instead. The model is the reference shape (embedding
 100 → LSTM 128 unidirectional, last-state pooling), trained once for one epoch into
 runs/pipeline-gpu-model; texts are examples/data/news_test.csv repeated to --n.
 

@@ -7,7 +7,7 @@ one-message-per-task path vs. celery-batches, on the same model, queue, database
 For each (mode, texts per message) it enqueues one job, starts the worker, and measures texts/s
 between the job's first and last commit (`started_at` → `finished_at` in SQL, so model loading
 and start-up are excluded) and the mean formed batch from the worker's "batch size=" lines.
-The model is the LIMITS.md reference shape (embedding 100, LSTM 128 unidirectional), trained for
+The model is the reference shape (embedding 100, LSTM 128 unidirectional), trained for
 one epoch on examples/data/news_train.csv into runs/bench-h128 if missing; texts are
 examples/data/news_test.csv repeated. Writes bench/results/worker_throughput.{md,json}.
 celery-batches pins celery < 5.7: install it with `pip install --no-deps --target DIR

@@ -1,6 +1,6 @@
 """A batching producer: many small jobs, few broker messages.
 
-Celery costs ~2 ms per message on the worker whatever the message holds (LIMITS.md), so an
+Celery costs ~2 ms per message on the worker whatever the message holds (measured here), so an
 application that submits one text per job through `Client.submit` caps near 500 texts/s per
 worker process however fast the model is. `Producer` buffers submitted jobs and sends them as
 version 2 envelopes (`textlstm.messages.envelope`): up to `max_items` items of many jobs in one

@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     #: padding), 2048 1.0-1.1x 1024, 4096 less (a run's last batches leave a process idle).
     #: At low load a batch is cut by the idle flush long before it is full.
     worker_batch_max_items: int = Field(default=2048, ge=1)
-    #: Most texts in one forward pass. Throughput saturates near 128 on CPU (LIMITS.md);
+    #: Most texts in one forward pass. Throughput saturates near 128 on CPU (measured);
     #: bigger batches are slower there, a GPU wants more.
     worker_forward_batch: int = Field(default=128, ge=1)
     #: Most tokens (estimated, before padding) in one micro-batch: bounds memory and padding
@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     #: Worker processes; 0 = one per CPU core (CPU) or one per allowed GPU (CUDA).
     worker_concurrency: int = Field(default=0, ge=0)
     #: torch intra-op threads per CPU worker process; 0 = cores // processes (at least 1), so
-    #: processes x threads never oversubscribes the cores (2 x 1 beat 1 x 2 here, LIMITS.md).
+    #: processes x threads never oversubscribes the cores (2 x 1 beat 1 x 2 here).
     worker_threads: int = Field(default=0, ge=0)
     #: auto | cpu | cuda | cuda:N. `auto` falls back to CPU (one warning) without CUDA.
     worker_device: str = "auto"

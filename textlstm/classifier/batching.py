@@ -1,7 +1,7 @@
 """Length bucketing and padding: pure helpers shared by training and inference.
 
 Sorting texts by length inside a window keeps padding (and packed-sequence overhead) small
-without giving up shuffling: LIMITS.md measured sorting inside a window as the lever that pays.
+without giving up shuffling: our measurements found sorting inside a window as the lever that pays.
 """
 
 from __future__ import annotations
