@@ -97,17 +97,24 @@ class DeadLetter:
 
 def message_of_entry(entry: str | None) -> Any:
     """The textlstm message (the task's first argument) inside a raw list entry, or None.
-    Best effort, for display: never raises."""
+    Best effort: never raises."""
+    try:
+        return message_of_payload(json.loads(entry or ""))
+    except (ValueError, RecursionError):
+        return None
+
+
+def message_of_payload(payload: Any) -> Any:
+    """The same, from an entry already parsed (the worker reads refused entries this way, so
+    that bad headers do not make the job unreadable). Never raises."""
     import base64
 
     try:
-        payload = json.loads(entry or "")
         body = payload["body"]
-        if payload["properties"].get("body_encoding") == "base64":
+        if base64_body := payload["properties"].get("body_encoding") == "base64":
             body = base64.b64decode(body, validate=True)
-        args = json.loads(body)[0]
-        return args[0]
-    except Exception:  # noqa: BLE001 - anything unreadable is simply not shown
+        return json.loads(body if base64_body else body.encode())[0][0]
+    except Exception:  # noqa: BLE001 - unreadable: the dead letter still holds the entry
         return None
 
 

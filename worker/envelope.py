@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from textlstm.deadletters import message_of_payload
 from textlstm.messages import TASK_NAME
 
 #: Longest delivery tag or task id accepted (kombu and Celery write 36-character UUIDs).
@@ -160,19 +161,6 @@ def _task_body(body: Any) -> list[Any]:
     return body
 
 
-def _lenient_message(payload: dict[str, Any]) -> Any:
-    """The textlstm message of a refused entry, read as far as it can be (bad headers do not
-    make the job unreadable): so its job still gets error rows. None when unreadable."""
-    try:
-        body = payload["body"]
-        if base64_body := payload["properties"].get("body_encoding") == "base64":
-            body = base64.b64decode(body, validate=True)
-        decoded = json.loads(body if base64_body else body.encode())
-        return decoded[0][0]
-    except Exception:  # noqa: BLE001 - unreadable: the dead letter still holds the entry
-        return None
-
-
 def _lenient_tag(payload: dict[str, Any]) -> str | None:
     """The delivery tag for naming a refused entry, even when the rest is malformed."""
     props = payload.get("properties")
@@ -204,7 +192,7 @@ def inspect(raw: str | bytes, *, task_name: str = TASK_NAME) -> Accepted | Refus
         return Accepted(payload, tag, _task_body(body))
     except Refusal as exc:
         if message is None and isinstance(payload, dict):
-            message = _lenient_message(payload)
+            message = message_of_payload(payload)
         return Refused(str(exc), tag, task_id, message)
     except Exception as exc:  # noqa: BLE001 - the boundary is total: a bug here is a refusal
         return Refused(f"unreadable entry: {type(exc).__name__}: {str(exc)[:200]}", tag, task_id,
