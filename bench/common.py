@@ -7,16 +7,19 @@ Each benchmark owns its services so that a run measures only itself and leaves n
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from textlstm.testing.ports import free_port
+from textlstm.testing.postgres import throwaway_database
+from textlstm.testing.processes import LoggedProcess
+from textlstm.testing.redis_server import OwnRedis
+
+__all__ = ["free_port", "throwaway_database"]  # re-exported for the benchmark scripts
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -36,62 +39,11 @@ def shown(value: object) -> str:
     return str(value)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def own_redis(workdir: Path, *, append_only: bool) -> Iterator[str]:
     """A redis-server on a free port for the duration; yields its URL."""
-    port = free_port()
-    persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if append_only else []
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-         "--save", "", *persistence],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        import redis
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(url).ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
-@contextmanager
-def throwaway_database(admin_url: str, prefix: str, *, keep: bool = False) -> Iterator[str]:
-    """A fresh PostgreSQL database, migrated; dropped at the end unless `keep`."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
-    from textlstm.store.migrate import upgrade
-
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        if not keep:
-            with admin.connect() as c:
-                c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with OwnRedis(workdir, appendonly=append_only, appendfsync="everysec") as server:
+        yield server.url
 
 
 #: `textlstm-admin train` flags of the reference model every serving benchmark uses:
@@ -178,47 +130,15 @@ def cpu_split(before: dict[str, float], after: dict[str, float], wall_s: float) 
     return {k: round(v, 2) for k, v in used.items()}
 
 
-class Process:
+class Process(LoggedProcess):
     """A benchmark's service process in its own process group, logging to a file."""
 
     def __init__(self, argv: Sequence[str], env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        with log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                list(argv), env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-
-    def log(self, offset: int = 0) -> str:
-        return self.log_path.read_text(errors="replace")[offset:]
-
-    def log_size(self) -> int:
-        return len(self.log())
-
-    def wait_for(self, text: str, timeout: float, count: int = 1) -> None:
-        deadline = time.monotonic() + timeout
-        while self.log().count(text) < count:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.log_path.name} exited:\n{self.log()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.log_path.name}: no {text!r} after {timeout:g} s")
-            time.sleep(0.1)
+        super().__init__(log_path)
+        self.spawn(argv, env, cwd=ROOT)
 
     def rss_kb(self) -> int:
-        return group_rss_kb(self.proc.pid)
-
-    def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self, timeout: float = 60) -> None:
-        if self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        return group_rss_kb(self.pid)
 
 
 def scratch_dir(prefix: str) -> Path:

@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,14 +29,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from textlstm.testing.ports import free_port  # noqa: E402 - runnable as a script
+
 BUNDLE = ROOT / "runs" / "news-sample"
 ADMIN = [sys.executable, "-c", "from textlstm.cli import cli; cli()"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def redis_ok(url: str) -> bool:

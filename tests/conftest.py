@@ -10,6 +10,8 @@ torch.set_num_threads(1)
 pytest_plugins = [
     "tests.fixtures.models",
     "tests.fixtures.db",
+    "tests.fixtures.workers",
+    "tests.fixtures.serving",
 ]
 
 

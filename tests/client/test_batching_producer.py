@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.client.test_producer import queued
+from tests.fixtures.jobs import queued
 from textlstm.errors import BrokerError, NotFoundError, ValidationError
 from textlstm.messages import ENVELOPE_VERSION, Limits, parse_body
 from textlstm.producer import Producer

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.fixtures.jobs import queued
 from textlstm.client import Client
 from textlstm.errors import BrokerError, NotFoundError, ValidationError
 from textlstm.messages import TASK_NAME, Limits, parse_message
@@ -28,11 +29,6 @@ def make_settings(redis_url: str, queue: str, **kw: Any) -> Settings:
         max_text_chars=100,
         **kw,
     )
-
-
-def queued(redis_client: Any, queue: str) -> list[dict[str, Any]]:
-    """The Celery envelopes waiting in the queue, oldest first (kombu LPUSHes, workers BRPOP)."""
-    return [json.loads(raw) for raw in reversed(redis_client.lrange(queue, 0, -1))]
 
 
 def test_submit_publishes_json_celery_tasks(

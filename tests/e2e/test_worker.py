@@ -16,11 +16,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.e2e.conftest import WorkerProc, paused, stored, submit, wait_job
+from tests.fixtures.jobs import stored, submit, wait_job
 from tests.fixtures.models import make_examples
+from tests.fixtures.workers import WorkerProc
 from textlstm.classifier.predictor import Classifier
 from textlstm.settings import Settings
 from textlstm.store.models import Prediction
+from textlstm.testing.processes import paused
 
 PG = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -351,7 +353,7 @@ def test_database_outage_is_retried_without_acking_and_items_land_after(
 ) -> None:
     from sqlalchemy.engine import make_url
 
-    from tests.e2e.proxy import TcpProxy
+    from textlstm.testing.proxy import TcpProxy
 
     url = make_url(db_url)
     proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))

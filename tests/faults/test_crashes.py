@@ -22,11 +22,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.e2e.conftest import paused, submit, wait_job
-from tests.e2e.test_worker import texts
-from tests.faults.services import OwnRedis, assert_exactly_once, assert_queue_drained
-from tests.faults.workers import Fleet, assert_nothing_lost, row_count, wait_until
+from tests.fixtures.jobs import (
+    assert_exactly_once,
+    assert_nothing_lost,
+    assert_queue_drained,
+    row_count,
+    submit,
+    texts,
+    wait_job,
+)
+from tests.fixtures.workers import Fleet
 from textlstm.settings import Settings
+from textlstm.testing.processes import paused
+from textlstm.testing.redis_server import OwnRedis
+from textlstm.testing.waiting import wait_until
 
 pytestmark = [
     pytest.mark.faults,

@@ -14,12 +14,19 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.e2e.conftest import paused, stored, submit, wait_job
-from tests.e2e.test_worker import texts
-from tests.faults.services import OwnRedis, assert_exactly_once, assert_queue_drained
-from tests.faults.workers import Fleet
+from tests.fixtures.jobs import (
+    assert_exactly_once,
+    assert_queue_drained,
+    stored,
+    submit,
+    texts,
+    wait_job,
+)
+from tests.fixtures.workers import Fleet
 from textlstm.deadletters import DeadLetter, dead_letter_key
 from textlstm.settings import Settings
+from textlstm.testing.processes import paused
+from textlstm.testing.redis_server import OwnRedis
 
 pytestmark = [
     pytest.mark.faults,

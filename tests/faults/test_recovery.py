@@ -16,12 +16,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.e2e.conftest import wait_job
-from tests.e2e.test_worker import texts
-from tests.faults.services import OwnRedis, assert_exactly_once, assert_queue_drained
-from tests.faults.workers import Fleet, wait_until
+from tests.fixtures.jobs import assert_exactly_once, assert_queue_drained, texts, wait_job
+from tests.fixtures.workers import Fleet
 from textlstm.cli import cli
 from textlstm.settings import Settings, get_settings
+from textlstm.testing.redis_server import OwnRedis
+from textlstm.testing.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 PG = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.worker.test_service import FAST, batch_of, message, rows
+from tests.fixtures.serving import FAST, batch_of, message, rows
 from textlstm.errors import ValidationError
 from textlstm.messages import ClassifyMessage, Limits, build_messages, parse_message
 from textlstm.queues import consume_order, queue_for

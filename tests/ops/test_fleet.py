@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,31 +22,21 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.e2e.conftest import WorkerProc, stored, submit, wait_job
-from tests.e2e.test_worker import assert_all_acked, texts
-from tests.faults.workers import assert_nothing_lost
+from tests.fixtures.jobs import (
+    assert_all_acked,
+    assert_nothing_lost,
+    stored,
+    submit,
+    texts,
+    wait_job,
+)
+from tests.fixtures.workers import WorkerProc, host_env
 from textlstm.settings import Settings
 from textlstm.store.models import Prediction
+from textlstm.testing.ports import free_port
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 N = 6000  # items of the two-worker job (1,500 messages of 4)
-
-
-def host_env(settings: Settings, cache: Path) -> dict[str, str]:
-    """What a worker on another machine is given: broker and database URLs, nothing shared
-    with the other worker (the queue name and short broker timeouts are this test's)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEXTLSTM_")}
-    env.update(
-        TEXTLSTM_DATABASE_URL=settings.database_url,
-        TEXTLSTM_BROKER_URL=settings.broker_url,
-        TEXTLSTM_QUEUE=settings.queue,
-        TEXTLSTM_MODEL_CACHE_DIR=str(cache),
-        TEXTLSTM_WORKER_VISIBILITY_TIMEOUT_S="4",
-        TEXTLSTM_WORKER_RESTORE_INTERVAL_S="1",
-        OMP_NUM_THREADS="1",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
 
 
 @pytest.fixture
@@ -101,12 +89,6 @@ def test_two_separately_started_workers_share_a_queue_and_a_kill_loses_nothing(
     assert a + b >= N  # redelivered items of the killed worker may be seen twice, stored once
     for name in hosts:  # each fetched the model into its own cache from the database alone
         assert any((tmp_path / name / "cache").iterdir()), name
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

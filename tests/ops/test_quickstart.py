@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,15 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from textlstm.testing.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 # What scripts/pipeline_demo.sh runs besides bash builtins and the virtual environment's tools.
 TOOLS = ("bash", "mktemp", "rm", "grep", "sed", "head", "tee", "seq", "sleep", "cat", "dirname")
-
-
-def _dead_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -50,7 +45,7 @@ def test_demo_runs_with_no_redis_and_no_redis_server_on_path(
         "VENV": sys.prefix,
         "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip")),
         "TEXTLSTM_DATABASE_URL": f"sqlite:///{db}",
-        "TEXTLSTM_BROKER_URL": f"redis://127.0.0.1:{_dead_port()}/0",
+        "TEXTLSTM_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
         "TEXTLSTM_QUEUE": f"demo-{uuid.uuid4().hex[:8]}",
         "TEXTLSTM_DEMO_BUNDLE": str(tiny_bundle),
         "TEXTLSTM_MODEL_CACHE_DIR": str(tmp_path / "cache"),

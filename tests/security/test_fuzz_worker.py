@@ -29,11 +29,12 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.e2e.conftest import paused
-from tests.faults.services import OwnRedis, assert_exactly_once
-from tests.faults.workers import Fleet
+from tests.fixtures.jobs import assert_exactly_once
+from tests.fixtures.workers import Fleet
 from tests.security.fuzz_entries import Case, cases
 from textlstm.deadletters import DeadLetter, dead_letter_key
+from textlstm.testing.processes import paused
+from textlstm.testing.redis_server import OwnRedis
 
 EXAMPLES = int(os.environ.get("TEXTLSTM_FUZZ_EXAMPLES", "4"))
 CASES = int(os.environ.get("TEXTLSTM_FUZZ_CASES", "80"))

@@ -15,13 +15,19 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.e2e.conftest import stored, submit, wait_job
-from tests.e2e.test_worker import texts
-from tests.faults.services import OwnRedis, assert_exactly_once, assert_queue_drained
-from tests.faults.workers import Fleet
+from tests.fixtures.jobs import (
+    assert_exactly_once,
+    assert_queue_drained,
+    stored,
+    submit,
+    texts,
+    wait_job,
+)
+from tests.fixtures.workers import Fleet
 from textlstm.deadletters import DeadLetter, dead_letter_key
 from textlstm.messages import TASK_NAME
 from textlstm.settings import Settings
+from textlstm.testing.redis_server import OwnRedis
 
 
 class Boom:
@@ -211,7 +217,7 @@ def test_a_job_id_sent_with_two_totals_fails_alone_and_is_dead_lettered(
     """Two messages of one new job id that disagree on the total land in one micro-batch:
     the first is stored, the other is dead-lettered with why, and every neighbour in that
     batch is stored in the same round."""
-    from tests.e2e.conftest import paused
+    from textlstm.testing.processes import paused
 
     settings, fleet = own_fleet
     w = fleet.start("--batch-max-items", "4096", "--batch-max-wait-ms", "2000")

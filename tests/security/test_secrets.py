@@ -22,12 +22,11 @@ from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.e2e.conftest import submit, wait_job
-from tests.e2e.test_worker import texts
-from tests.faults.services import OwnRedis, assert_exactly_once
-from tests.faults.workers import Fleet
+from tests.fixtures.jobs import assert_exactly_once, submit, texts, wait_job
+from tests.fixtures.workers import Fleet
 from textlstm.errors import BrokerError
 from textlstm.settings import Settings, get_settings
+from textlstm.testing.redis_server import OwnRedis
 
 PG = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 DB_SECRET = "Db-S3cret-7f1e"
@@ -143,8 +142,8 @@ def test_database_password_never_in_logs_cli_output_or_exceptions(
     monkeypatch: pytest.MonkeyPatch,
     session_factory: sessionmaker[Session],
 ) -> None:
-    from tests.e2e.proxy import TcpProxy
     from textlstm.client import Client
+    from textlstm.testing.proxy import TcpProxy
 
     url = make_url(db_url)
     proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))

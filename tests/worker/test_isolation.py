@@ -17,7 +17,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.worker.test_service import FAST, batch_of, message, models, registered, rows  # noqa: F401
+from tests.fixtures.serving import FAST, batch_of, message, rows
 from textlstm.messages import ClassifyMessage, Item
 from textlstm.serving import service
 from textlstm.serving.models import ModelCache

@@ -4,9 +4,7 @@ real tiny model; no broker, no worker."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,9 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.fixtures.db import write_fake_bundle
 from tests.fixtures.models import make_examples
+from tests.fixtures.serving import FAST, batch_of, message, rows
 from textlstm.classifier.predictor import EMPTY_TEXT_ERROR, Classifier
-from textlstm.messages import ClassifyMessage, Item
-from textlstm.serving.batcher import Batcher, MicroBatch
 from textlstm.serving.models import ModelCache
 from textlstm.serving.rejects import salvage
 from textlstm.serving.retry import RetryPolicy, ShutdownRequested
@@ -26,8 +23,6 @@ from textlstm.store import repository as repo
 from textlstm.store.models import Prediction
 from textlstm.store.registry import register_bundle, set_alias
 
-FAST = RetryPolicy(initial_s=0.02, max_s=0.1)
-
 
 class Clock:
     def __init__(self) -> None:
@@ -35,57 +30,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-@pytest.fixture
-def registered(session_factory: sessionmaker[Session], tiny_bundle: Path, tmp_path: Path) -> dict:
-    """topics@1 (production) and topics@2 (same weights, other metrics → other bundle)."""
-    import shutil
-
-    from textlstm.classifier.bundle import METRICS, dump_json, write_bundle
-    from textlstm.classifier.bundle import bundle_files as files_of
-
-    other = tmp_path / "v2"
-    files = {k: v for k, v in files_of(tiny_bundle).items() if k != "manifest.json"}
-    files[METRICS] = dump_json({"validation": {"accuracy": 0.5}})
-    write_bundle(other, files)
-    with session_factory.begin() as s:
-        v1, _ = register_bundle(session=s, path=tiny_bundle, name="topics", aliases=["production"])
-        v2, _ = register_bundle(session=s, path=other, name="topics")
-        ids = {"v1": v1.id, "v2": v2.id}
-    shutil.rmtree(tmp_path / "cache", ignore_errors=True)
-    return ids
-
-
-@pytest.fixture
-def models(session_factory: sessionmaker[Session], tmp_path: Path) -> Iterator[ModelCache]:
-    yield ModelCache(session_factory=session_factory, cache_dir=tmp_path / "cache", refresh_s=5.0)
-
-
-def batch_of(*messages: ClassifyMessage) -> MicroBatch:
-    b = Batcher(max_items=10_000, max_tokens=10**9, max_wait_s=0.0)
-    for m in messages:
-        b.add(m, None, now=time.monotonic())
-    batch = b.take(time.monotonic(), force=True)
-    assert batch is not None
-    return batch
-
-
-def message(
-    texts: list[str],
-    *,
-    model: str = "topics",
-    total: int | None = None,
-    start: int = 0,
-    job: uuid.UUID | None = None,
-) -> ClassifyMessage:
-    items = tuple(Item(start + i, t, f"id-{start + i}") for i, t in enumerate(texts))
-    return ClassifyMessage(job or uuid.uuid4(), model, total or len(texts), items)
-
-
-def rows(session_factory: sessionmaker[Session], job: uuid.UUID) -> list[Prediction]:
-    with session_factory() as s:
-        return list(repo.iter_predictions(session=s, job_id=job))
 
 
 @pytest.mark.parametrize("forward_batch", [128, 4])  # one pass, or 8 passes sorted by length

@@ -1,4 +1,4 @@
-"""A TCP proxy a test can cut and restore: a real database that is briefly unreachable."""
+"""A TCP proxy that can be cut and restored: a real server that is briefly unreachable."""
 
 from __future__ import annotations
 

@@ -1,0 +1,143 @@
+"""Processes a test or benchmark starts: each in its own process group (so a SIGKILL takes a
+supervisor and its children together, like a machine dying), its output appended to a log file.
+
+`WorkerProcess` is `textlstm-admin worker` with one process, one torch thread and the CPU: the
+shape every end-to-end test and fault test runs, started and restarted on one log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+#: The admin CLI run by this interpreter (no console script needed on PATH).
+CLI = (sys.executable, "-c", "from textlstm.cli import cli; cli()")
+#: What a worker writes once it takes work.
+READY = " ready."
+
+
+class LoggedProcess:
+    """A process in its own group; `log()` is its output since the last `spawn`."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._offset = 0
+
+    def spawn(
+        self, argv: Sequence[str], env: dict[str, str], cwd: Path | None = None
+    ) -> LoggedProcess:
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                list(argv), env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "not started"
+        return self.proc.pid
+
+    def log(self, offset: int = 0) -> str:
+        """Output since the last spawn, from `offset` characters into it."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text[self._offset :][offset:]
+
+    def log_size(self) -> int:
+        return len(self.log())
+
+    def wait_for(
+        self, cond: str | Callable[[str], bool], timeout: float, what: str = "", count: int = 1
+    ) -> None:
+        """Until the log holds `cond` (`count` times) or `cond(log)` is true; AssertionError
+        with the log's tail if the process exits first or `timeout` passes."""
+        test = cond if callable(cond) else (lambda text: text.count(cond) >= count)
+        what = what or (cond if isinstance(cond, str) else "a log condition")
+        deadline = time.monotonic() + timeout
+        while not test(self.log()):
+            assert self.proc is not None, "not started"
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"{self.log_path.name}: exited ({self.proc.returncode}) before {what!r}:\n"
+                    f"{self.log()[-4000:]}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{self.log_path.name}: timed out after {timeout:g}s waiting for {what!r}:\n"
+                    f"{self.log()[-4000:]}"
+                )
+            time.sleep(0.1)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        os.killpg(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL to the whole group: nothing runs a shutdown path."""
+        self.signal_group(signal.SIGKILL)
+        assert self.proc is not None
+        self.proc.wait(30)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM to the leader alone (a supervisor forwards it); its exit status."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """SIGTERM to the whole group, then SIGKILL if it is not gone within `timeout`."""
+        if not self.alive():
+            return
+        self.signal_group(signal.SIGTERM)
+        try:
+            assert self.proc is not None
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def close(self) -> None:
+        """Stop it however it is: resumed if paused, terminated, killed if that hangs."""
+        if not self.alive():
+            return
+        self.signal_group(signal.SIGCONT)
+        try:
+            self.terminate(15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class WorkerProcess(LoggedProcess):
+    """`textlstm-admin worker` (one process, one thread, CPU) configured by `env`."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        super().__init__(log_path)
+        self.env = env
+
+    def start(self, *extra: str, timeout: float = 60.0) -> WorkerProcess:
+        argv = [*CLI, "worker", "--concurrency", "1", "--threads", "1", "--device", "cpu", *extra]
+        self.spawn(argv, self.env)
+        self.wait_for(READY, timeout, "worker ready")
+        return self
+
+
+@contextmanager
+def paused(*procs: LoggedProcess) -> Iterator[None]:
+    """The processes' groups stopped (SIGSTOP) for the block, then resumed: a job queued or an
+    alias moved meanwhile lands mid-run however fast the workers are."""
+    for p in procs:
+        p.signal_group(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.signal_group(signal.SIGCONT)
