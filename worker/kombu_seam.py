@@ -21,8 +21,9 @@ kombu 5.7.x (`kombu.transport.redis`, `.virtual`, `kombu.message`):
 - redis.Channel._q_for_pri(queue, pri): the Redis key of a queue at one priority step.
 - redis.Channel._maybe_update_queues_expire(client, queue): what kombu's `_get` does after.
 - redis.QoS._remove_from_indices(delivery_tag, pipe): the unacked records of one delivery.
-- redis.QoS.append(message, delivery_tag), .ack(delivery_tag), .reject(delivery_tag, requeue):
-  overridden (public, but their call shape is kombu's, not a documented contract).
+- redis.QoS.append(message, delivery_tag), redis.QoS.ack(delivery_tag),
+  redis.QoS.reject(delivery_tag, requeue): overridden (public names, but the way kombu calls
+  them is not a documented contract).
 - virtual.QoS.append(message, delivery_tag), virtual.QoS.ack(delivery_tag): called on a Redis
   QoS to do kombu's local bookkeeping (prefetch) without the Redis round trip.
 - virtual.Transport._deliver(message, queue): hands a payload to the queue's consumer.
