@@ -55,6 +55,7 @@ class RefuseUnfitKombu(bootsteps.Step):
 
         problems = kombu_seam.check(*kombu_seam.installed())
         if problems:
-            print(kombu_seam.refusal(problems), file=sys.__stderr__, flush=True)
+            # The real stderr: Celery may already have pointed sys.stderr at its logger.
+            print(kombu_seam.refusal(problems), file=sys.__stderr__ or sys.stderr, flush=True)
             raise SystemExit(os.EX_CONFIG)
         super().__init__(worker, **kwargs)

@@ -7,8 +7,11 @@ Everything of that kind is here, behind small public methods and functions, so t
 Celery release can only break the worker in this file, and `check` can say before the worker
 consumes whether the installed releases still have every name and signature used below.
 
-Relied on, and checked by `check` (names as `NEEDS` spells them; parameters where this module
-overrides or calls them):
+Relied on, and checked by `check` (names as `NEEDS` spells them: redis.X, virtual.X and
+Message are kombu.transport.redis.X, kombu.transport.virtual.X and kombu.message.Message; Task,
+Consumer, consumer.Tasks and worker.state are celery.app.task.Task,
+celery.worker.consumer.Consumer, celery.worker.consumer.tasks.Tasks and celery.worker.state;
+parameters where this module overrides or calls them):
 
 kombu 5.7.x (`kombu.transport.redis`, `.virtual`, `kombu.message`):
 - redis.Channel._brpop_start(timeout): overridden; the poller sends a pop through it.
@@ -32,8 +35,9 @@ kombu 5.7.x (`kombu.transport.redis`, `.virtual`, `kombu.message`):
   bulk, rather than by Message.ack).
 
 Celery 5.x:
-- Task.start_strategy(app, consumer, **kwargs): calls `Task.Strategy(task, app, consumer)`; the
-  handler it returns is called with the kombu message first.
+- Task.start_strategy(app, consumer, **kwargs): calls `Task.Strategy(task, app, consumer)`. The
+  handler the strategy returns is called with the kombu message first; that call is inside
+  Celery's consumer and not checkable here (tests/e2e covers it).
 - Consumer.timer: set by Consumer.__init__; the event loop's timer (batch deadlines).
 - consumer.Tasks.task_consumer: set by consumer.Tasks.start; the queues consumed.
 - worker.state.should_stop, worker.state.should_terminate: set when a stop was requested.
@@ -216,29 +220,25 @@ class Need:
     set_by: str | None = None
 
 
-def _kombu(owner: str, name: str, *params: str, set_by: str | None = None) -> Need:
-    return Need("kombu", owner, name, params if params or set_by is None else None, set_by)
-
-
 NEEDS: tuple[Need, ...] = (
-    _kombu("redis.Channel", "_brpop_start", "timeout"),
-    _kombu("redis.Channel", "_brpop_read", "**options"),
-    _kombu("redis.Channel", "_get", "queue"),
+    Need("kombu", "redis.Channel", "_brpop_start", ("timeout",)),
+    Need("kombu", "redis.Channel", "_brpop_read", ("**options",)),
+    Need("kombu", "redis.Channel", "_get", ("queue",)),
     Need("kombu", "redis.Channel", "_in_poll"),
     Need("kombu", "redis.Channel", "_brpop_sent_at"),
     Need("kombu", "redis.Channel", "_flush_brpop_reauth", ()),
-    _kombu("redis.Channel", "_queue_cycle", set_by="__init__"),
-    _kombu("redis.Channel", "_q_for_pri", "queue", "pri"),
-    _kombu("redis.Channel", "_maybe_update_queues_expire", "client", "queue"),
-    _kombu("redis.QoS", "_remove_from_indices", "delivery_tag", "pipe"),
-    _kombu("redis.QoS", "append", "message", "delivery_tag"),
-    _kombu("redis.QoS", "ack", "delivery_tag"),
-    _kombu("redis.QoS", "reject", "delivery_tag", "requeue"),
-    _kombu("virtual.QoS", "append", "message", "delivery_tag"),
-    _kombu("virtual.QoS", "ack", "delivery_tag"),
-    _kombu("virtual.Transport", "_deliver", "message", "queue"),
-    _kombu("virtual.Message", "_raw", set_by="__init__"),
-    _kombu("Message", "_state", set_by="__init__"),
+    Need("kombu", "redis.Channel", "_queue_cycle", set_by="__init__"),
+    Need("kombu", "redis.Channel", "_q_for_pri", ("queue", "pri")),
+    Need("kombu", "redis.Channel", "_maybe_update_queues_expire", ("client", "queue")),
+    Need("kombu", "redis.QoS", "_remove_from_indices", ("delivery_tag", "pipe")),
+    Need("kombu", "redis.QoS", "append", ("message", "delivery_tag")),
+    Need("kombu", "redis.QoS", "ack", ("delivery_tag",)),
+    Need("kombu", "redis.QoS", "reject", ("delivery_tag", "requeue")),
+    Need("kombu", "virtual.QoS", "append", ("message", "delivery_tag")),
+    Need("kombu", "virtual.QoS", "ack", ("delivery_tag",)),
+    Need("kombu", "virtual.Transport", "_deliver", ("message", "queue")),
+    Need("kombu", "virtual.Message", "_raw", set_by="__init__"),
+    Need("kombu", "Message", "_state", set_by="__init__"),
     Need("celery", "Task", "start_strategy", ("app", "consumer", "**kwargs")),
     Need("celery", "Consumer", "timer", set_by="__init__"),
     Need("celery", "consumer.Tasks", "task_consumer", set_by="start"),
@@ -319,7 +319,18 @@ def check(
 
 
 def refusal(problems: Sequence[str]) -> str:
-    """The one line a worker that cannot run on these releases stops with."""
+    """The one line a worker that cannot run on these releases stops with: the releases it
+    needs, then the problems of each installed one ("kombu 5.6.3 lacks A, B; changed C ...")."""
+    by_release: dict[str, list[str]] = {}
+    for problem in problems:
+        library, version, what = problem.split(" ", 2)
+        by_release.setdefault(f"{library} {version}", []).append(what)
+    parts = []
+    for release, whats in by_release.items():
+        lacks = [w.removeprefix("lacks ") for w in whats if w.startswith("lacks ")]
+        said = [f"lacks {', '.join(lacks)}"] if lacks else []
+        said += [w for w in whats if not w.startswith("lacks ")]
+        parts.append(f"{release} {'; '.join(said)}")
     libraries = [lib for lib in SERIES if any(p.startswith(f"{lib} ") for p in problems)]
     needs = " and ".join(f"{lib} {SERIES[lib]}" for lib in libraries) or "other releases"
-    return f"textlstm worker needs {needs}: {'; '.join(problems)}"
+    return f"textlstm worker needs {needs}: {'; '.join(parts)}"

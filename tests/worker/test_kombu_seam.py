@@ -134,8 +134,21 @@ def test_the_guard_refuses_a_changed_signature() -> None:
         "celery 6.0.0 changed Task.start_strategy to (app, consumer, worker, **kwargs), "
         "not (app, consumer, **kwargs)",
     ]
-    assert refusal(problems).startswith(
+    assert refusal(problems) == (
         "textlstm worker needs kombu 5.7.x and celery 5.x: kombu 5.8.0 changed "
+        "redis.Channel._brpop_start to (timeout, fair), not (timeout); celery 6.0.0 changed "
+        "Task.start_strategy to (app, consumer, worker, **kwargs), not (app, consumer, **kwargs)"
+    )
+
+
+def test_several_missing_names_make_one_line() -> None:
+    problems = [
+        "kombu 5.6.2 lacks redis.Channel._brpop_sent_at",
+        "kombu 5.6.2 lacks redis.Channel._flush_brpop_reauth",
+    ]
+    assert refusal(problems) == (
+        "textlstm worker needs kombu 5.7.x: kombu 5.6.2 lacks redis.Channel._brpop_sent_at, "
+        "redis.Channel._flush_brpop_reauth"
     )
 
 
