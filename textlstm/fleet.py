@@ -101,6 +101,7 @@ def parse_replies(replies: dict[str, Any] | None) -> list[WorkerInfo]:
 
 def _workers(settings: Settings, st: FleetStatus, timeout: float) -> None:
     from celery import Celery
+    from celery.app.control import flatten_reply
 
     app = Celery("textlstm-status", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
@@ -110,8 +111,10 @@ def _workers(settings: Settings, st: FleetStatus, timeout: float) -> None:
         broker_connection_max_retries=1,
     )
     try:
-        replies = app.control.inspect(timeout=timeout)._request(INFO_COMMAND)
-        st.workers = parse_replies(replies)
+        # Celery's public broadcast (what `inspect()` does for its own commands): a list of
+        # {node: reply}, one per worker that answered within the timeout.
+        replies = app.control.broadcast(INFO_COMMAND, reply=True, timeout=timeout)
+        st.workers = parse_replies(flatten_reply(replies or []))
     except Exception as exc:  # noqa: BLE001
         st.errors["workers"] = _why(exc)
     finally:

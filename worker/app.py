@@ -4,7 +4,8 @@ Configuration is added lazily (`add_defaults`), so importing this module reads n
 opens no connection; the worker process reads them when it starts.
 
 - JSON only (`task_serializer`, `accept_content`): a pickle message is refused, never run; a
-  worker whose final configuration accepts more refuses to start (`worker.guards`).
+  worker whose final configuration accepts more refuses to start (`worker.guards`), as does
+  one whose kombu or Celery lacks a private name the worker relies on (`worker.kombu_seam`).
 - No result backend: results live in SQL.
 - Acks happen after the commit, by our micro-batching strategy (`worker.batching`), which is the
   equivalent of `task_acks_late` + `task_reject_on_worker_lost` for batched work: a message is
@@ -94,9 +95,10 @@ def create_app(settings: Settings | None = None) -> Celery:
     app = Celery("textlstm", set_as_current=False, include=["worker.tasks", "worker.control"])
     app.add_defaults(lambda: celery_config(settings or get_settings()))
     from worker.batching import FlushOnShutdown
-    from worker.guards import RefuseUnsafeContent
+    from worker.guards import RefuseUnfitKombu, RefuseUnsafeContent
 
     app.steps["consumer"].add(FlushOnShutdown)
+    app.steps["worker"].add(RefuseUnfitKombu)
     app.steps["worker"].add(RefuseUnsafeContent)
     return app
 

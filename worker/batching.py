@@ -36,7 +36,7 @@ from textlstm.serving.batcher import Batcher, MicroBatch
 from textlstm.serving.metrics import get_metrics
 from textlstm.serving.rejects import salvage
 from textlstm.serving.retry import ShutdownRequested
-from worker import transport
+from worker import kombu_seam, transport
 from worker.transport import fetch_timer
 
 log = logging.getLogger("textlstm.worker")
@@ -142,7 +142,7 @@ class MicroBatchConsumer:
     def __init__(self, task: Any, consumer: Any) -> None:
         s = task.runtime.settings
         self.task = task
-        self.timer = consumer.timer
+        self.timer = kombu_seam.consumer_timer(consumer)
         self.limits = Limits.from_settings(s)
         self.batcher = Batcher(
             max_items=s.worker_batch_max_items,
@@ -397,7 +397,7 @@ class MicroBatchConsumer:
 
 def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Any:
     """Celery strategy factory (`Task.Strategy`): called when the consumer (re)connects."""
-    old = getattr(task, "_batching", None)
+    old = kombu_seam.batching_of(task)
     if old is not None:
         # Reconnected: deliveries on the old channel cannot be acked; the broker restores them.
         dropped = {id(h) for h in old.batcher.drop_all()}
@@ -410,15 +410,9 @@ def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Any:
     if old is None:
         tune_gc(task.runtime.settings.worker_gc_threshold)
     batching = MicroBatchConsumer(task, consumer)
-    task._batching = batching
+    kombu_seam.set_batching(task, batching)
     transport.refusal_hook = batching.record_refusal
-
-    def task_message_handler(
-        message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any
-    ) -> None:
-        batching.on_message(message)
-
-    return task_message_handler
+    return kombu_seam.message_handler(batching.on_message)
 
 
 class FlushOnShutdown(bootsteps.StartStopStep):
@@ -432,7 +426,7 @@ class FlushOnShutdown(bootsteps.StartStopStep):
 
     def stop(self, c: Any) -> None:
         for task in c.app.tasks.values():
-            batching = getattr(task, "_batching", None)
+            batching = kombu_seam.batching_of(task)
             if batching is not None:
                 try:
                     batching.drain()

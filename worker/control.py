@@ -17,6 +17,7 @@ from typing import Any
 from celery.worker.control import inspect_command
 
 from textlstm.messages import TASK_NAME
+from worker.kombu_seam import batching_of, consumed_queues
 
 
 @inspect_command()
@@ -25,11 +26,8 @@ def textlstm_info(state: Any, **kwargs: Any) -> dict[str, Any]:
     consumer = state.consumer
     task = consumer.app.tasks.get(TASK_NAME)
     runtime = task.__dict__.get("runtime") if task is not None else None  # built lazily
-    batching = getattr(task, "_batching", None)
-    queues: list[str] = []
-    task_consumer = getattr(consumer, "task_consumer", None)
-    if task_consumer is not None:
-        queues = [q.name for q in task_consumer.queues]
+    batching = batching_of(task)
+    queues = consumed_queues(consumer)
     return {
         "pid": os.getpid(),
         "process_index": runtime.settings.worker_process_index if runtime else None,

@@ -17,14 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from textlstm.serving.models import ModelCache, make_loader
 from textlstm.serving.retry import RetryPolicy
 from textlstm.settings import Settings
+from worker.kombu_seam import worker_stopping
 
 log = logging.getLogger(__name__)
-
-
-def _stopping() -> bool:
-    from celery.worker import state
-
-    return bool(state.should_stop is not None or state.should_terminate is not None)
 
 
 @dataclass
@@ -89,7 +84,7 @@ class Runtime:
         retry = RetryPolicy(
             initial_s=settings.worker_db_retry_initial_s,
             max_s=settings.worker_db_retry_max_s,
-            should_stop=_stopping,
+            should_stop=worker_stopping,
         )
         log.info(
             "worker process %d: device %s, %d torch thread(s) (%d process(es) on %d core(s))",

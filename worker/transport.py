@@ -22,9 +22,10 @@ again after its worker died is taken alone, and one taken `max_deliveries` times
 ack is quarantined on the dead-letter list instead of being handed out (poison messages).
 
 Everything else is kombu's: message format, the `unacked` bookkeeping and its restore, acks,
-fanout (remote control), TLS, reconnection. kombu's private names this module overrides or
-calls are why pyproject pins kombu to one minor version. Producers are untouched: any Celery
-client, in any language, still pushes the same message onto the same list.
+fanout (remote control), TLS, reconnection. The private kombu names the pop needs are reached
+through `worker.kombu_seam` only; they are why pyproject pins kombu to one minor version.
+Producers are untouched: any Celery client, in any language, still pushes the same message onto
+the same list.
 
 A Lua script cannot block, so an idle consumer waits with `BLMOVE key key RIGHT RIGHT timeout`,
 which returns as soon as that list has a message without taking it (it moves the tail element
@@ -43,10 +44,10 @@ from dataclasses import replace
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
-from kombu.transport.virtual import QoS as VirtualQoS
 from kombu.utils.encoding import bytes_to_str
 
 from textlstm.deadletters import DeadLetter, dead_letter_key
+from worker import kombu_seam
 from worker.envelope import Accepted, Refused, inspect
 
 log = logging.getLogger("textlstm.worker.transport")
@@ -197,14 +198,14 @@ class QoS(kombu_redis.QoS):
     def append(self, message: Any, delivery_tag: str) -> None:
         if delivery_tag in self.recorded:
             self.recorded.discard(delivery_tag)
-            VirtualQoS.append(self, message, delivery_tag)  # local bookkeeping only
+            kombu_seam.hold_locally(self, message, delivery_tag)
         else:
             super().append(message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        self._remove_from_indices(delivery_tag).hdel(self.channel.deliveries_key, delivery_tag)\
-            .execute()  # fmt: skip
-        VirtualQoS.ack(self, delivery_tag)
+        kombu_seam.unacked_removal(self, delivery_tag)\
+            .hdel(self.channel.deliveries_key, delivery_tag).execute()  # fmt: skip
+        kombu_seam.release_locally(self, delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if requeue:
@@ -213,7 +214,7 @@ class QoS(kombu_redis.QoS):
             self.ack(delivery_tag)
 
 
-class Channel(kombu_redis.Channel):
+class Channel(kombu_seam.PopChannel):
     QoS = QoS
     #: Seconds an idle consumer waits on one queue before looking at all of them again.
     idle_poll_interval = DEFAULT_IDLE_POLL_INTERVAL
@@ -251,42 +252,30 @@ class Channel(kombu_redis.Channel):
 
     # -- the event-loop path (kombu sends a command, then reads the reply when readable) --
 
-    def _brpop_start(self, timeout: float | None = None) -> None:
-        queues = self._queue_cycle.consume(len(self.active_queues))
-        if not queues:
-            return
-        conn = self.client.connection
+    def pop_command(self, queues: list[str]) -> list[Any]:
         if self._idle:
             wait = self._wait_queue if self._wait_queue in queues else queues[0]
             key = self._prefixed(wait)
             self._pending = "BLMOVE"
-            args: list[Any] = ["BLMOVE", key, key, "RIGHT", "RIGHT", self.idle_poll_interval]
-        else:
-            self._pending = "EVAL"
-            args = self._pop_args(queues, self._credit())
-        self._in_poll = conn
-        self._brpop_sent_at = time.monotonic()
-        conn.send_command(*args)
+            return ["BLMOVE", key, key, "RIGHT", "RIGHT", self.idle_poll_interval]
+        self._pending = "EVAL"
+        return self._pop_args(queues, self._credit())
 
-    def _brpop_read(self, **options: Any) -> bool:
+    def read_pop(self, **options: Any) -> bool:
         command, self._pending = self._pending or "EVAL", None
         started = time.perf_counter()
         try:
-            try:
-                reply = self.client.parse_response(self.client.connection, command, **options)
-            except self.connection_errors:
-                self.client.connection.disconnect()
-                raise
-            # After a wait, pop whether or not the watched queue got a message: the wait
-            # timing out is when the other queues are looked at.
-            self._idle = command == "EVAL" and not reply
-            if command != "EVAL" or not reply:
-                raise kombu_redis.Empty()
-            self._deliver_all(reply, started)
-            return True
-        finally:
-            self._in_poll = None
-            self._flush_brpop_reauth()
+            reply = self.client.parse_response(self.client.connection, command, **options)
+        except self.connection_errors:
+            self.client.connection.disconnect()
+            raise
+        # After a wait, pop whether or not the watched queue got a message: the wait
+        # timing out is when the other queues are looked at.
+        self._idle = command == "EVAL" and not reply
+        if command != "EVAL" or not reply:
+            raise kombu_redis.Empty()
+        self._deliver_all(reply, started)
+        return True
 
     def _deliver_all(self, reply: list[Any], started: float) -> None:
         """Hand every accepted message to its consumer; dead-letter the refused ones first.
@@ -298,7 +287,7 @@ class Channel(kombu_redis.Channel):
         for n, (queue, verdict) in enumerate(accepted):
             try:
                 self._wait_queue = queue
-                self.connection._deliver(verdict.payload, queue)
+                self.deliver(verdict.payload, queue)
             except BaseException:
                 self._give_back([v for _, v in accepted[n + 1 :]])
                 raise
@@ -402,11 +391,11 @@ class Channel(kombu_redis.Channel):
     def dead_letter_delivered(self, message: Any, record: DeadLetter) -> bool:
         """Dead-letter a message the consumer was given, with the entry it came as, as its
         ack."""
-        record = replace(record, entry=json.dumps(message._raw))  # kombu keeps the payload
+        record = replace(record, entry=json.dumps(kombu_seam.raw_payload(message)))
         if not self.dead_letter([(record, message.delivery_tag)]):
             return False
-        VirtualQoS.ack(self.qos, message.delivery_tag)  # kombu's own bookkeeping (prefetch)
-        message._state = "ACK"
+        kombu_seam.release_locally(self.qos, message.delivery_tag)
+        kombu_seam.mark_acked(message)
         return True
 
     def ack_many(self, messages: list[Any]) -> None:
@@ -420,8 +409,8 @@ class Channel(kombu_redis.Channel):
             pipe.hdel(self.deliveries_key, *tags)
             pipe.execute()
         for m in messages:
-            VirtualQoS.ack(self.qos, m.delivery_tag)  # kombu's own bookkeeping (prefetch)
-            m._state = "ACK"
+            kombu_seam.release_locally(self.qos, m.delivery_tag)
+            kombu_seam.mark_acked(m)
 
     def take_body(self, delivery_tag: str) -> tuple[list[Any], int, str] | None:
         """The body `inspect` decoded for this delivery, its delivery count and the list it
@@ -439,10 +428,10 @@ class Channel(kombu_redis.Channel):
 
     # -- the synchronous path (basic_get, drain_events without an event loop) ------------
 
-    def _get(self, queue: str) -> dict[str, Any]:
-        with self.conn_or_acquire() as client:
-            reply = client.execute_command(*self._pop_args([queue], 1))
-            self._maybe_update_queues_expire(client, queue)
+    def get_command(self, queue: str) -> list[Any]:
+        return self._pop_args([queue], 1)
+
+    def read_get(self, reply: Any) -> dict[str, Any]:
         accepted = self._sort(reply or [])
         if accepted:
             return accepted[0][1].payload
@@ -465,7 +454,7 @@ class Channel(kombu_redis.Channel):
     def _pop_args(self, queues: list[str], limit: int) -> list[Any]:
         # The key order of kombu's BRPOP: every queue at one priority step, then the next.
         keys = [
-            self._prefixed(self._q_for_pri(queue, pri))
+            self._prefixed(self.queue_key(queue, pri))
             for pri in self.priority_steps
             for queue in queues
         ]

@@ -4,8 +4,11 @@ them.
 Each process is `celery -A worker.app worker -P solo` with its own process index (which picks
 its GPU) and thread count; the micro-batching strategy runs batches in that process. SIGTERM or
 Ctrl-C is forwarded to every process, which drains (finishes and commits what it holds) and
-exits; a process that dies unexpectedly is restarted. Children get SIGTERM if this supervisor is
-killed (Linux PR_SET_PDEATHSIG), so none is left orphaned.
+exits; a process that dies unexpectedly is restarted. One that refuses to start (exit status
+`os.EX_CONFIG`, 78: its kombu or Celery lacks a name the worker relies on, after one line on
+stderr that says which) is not: restarting cannot fix a package version, so the others are
+stopped and the supervisor exits 78 too. Children get SIGTERM if this supervisor is killed
+(Linux PR_SET_PDEATHSIG), so none is left orphaned.
 """
 
 from __future__ import annotations
@@ -82,8 +85,9 @@ def supervise(
     on_exit: Callable[[int], None] | None = None,
 ) -> int:
     """Run every command, restart any that dies unexpectedly, forward SIGTERM/SIGINT; return
-    the worst exit status once all have exited after a stop request. `on_exit(pid)` is called
-    once per exited process (the metrics drop its live gauges)."""
+    the worst exit status once all have exited after a stop request. A process that exits
+    with `os.EX_CONFIG` (refused to start) is a stop request. `on_exit(pid)` is called once
+    per exited process (the metrics drop its live gauges)."""
     stopping = False
     procs: list[subprocess.Popen[bytes] | None] = [None] * len(commands)
     reaped: set[int] = set()
@@ -97,12 +101,15 @@ def supervise(
         argv, env = commands[i]
         procs[i] = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent())  # noqa: PLW1509
 
-    def on_signal(signum: int, _frame: object) -> None:
+    def stop_all() -> None:
         nonlocal stopping
         stopping = True
         for p in procs:
             if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGTERM)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop_all()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -118,6 +125,9 @@ def supervise(
                     exited(p)
                 if code is None:
                     alive = True
+                elif code == os.EX_CONFIG and not stopping:
+                    log.error("worker process %d refused to start; stopping", i)
+                    stop_all()
                 elif not stopping:
                     log.error("worker process %d exited with %s; restarting it", i, code)
                     time.sleep(1.0)
