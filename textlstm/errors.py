@@ -20,6 +20,20 @@ class ConfigError(TextlstmError):
     """An invalid option or setting."""
 
 
+class SettingsError(ConfigError, ValueError):
+    """`TEXTLSTM_*` settings (or the `.env` file) that cannot be used: one line per problem,
+    each naming its variable, with no secret in it (textlstm.settings builds it).
+
+    Also a ValueError, as pydantic's ValidationError was, so code that caught that still works.
+    """
+
+    def __init__(self, problems: list[str] | str) -> None:
+        # A str too, so that copy and pickle (which pass the message back) round-trip.
+        lines = problems.splitlines() if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(lines))
+        self.problems = lines
+
+
 class NotFoundError(TextlstmError):
     """A job, model, version or alias that does not exist (names what was looked for)."""
 

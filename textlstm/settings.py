@@ -12,11 +12,16 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import pydantic
+import pydantic_settings
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.sources import ENV_FILE_SENTINEL
 
+from textlstm.errors import SettingsError
 from textlstm.gc_tuning import DEFAULT_THRESHOLD
 from textlstm.limits import JOB_ITEMS_MAX
+from textlstm.urlcheck import UrlError, check_broker_url, check_database_url
 
 _SECRET_QUERY_KEYS = {"password", "pass", "pwd", "secret", "token", "sslpassword"}
 
@@ -51,12 +56,34 @@ class Settings(BaseSettings):
     """Where the database, broker and model cache are, and the limits every job must respect."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TEXTLSTM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="TEXTLSTM_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # str(ValidationError) would echo every bad value, a URL's password included; the
+        # SettingsError built from it (below) shows values masked.
+        hide_input_in_errors=True,
     )
+
+    def __init__(self, **values: Any) -> None:
+        """Read the settings as BaseSettings does, but report every mistake as one
+        SettingsError line per problem, naming its `TEXTLSTM_*` variable and with no secret in
+        it, instead of pydantic's multi-line report (which the CLI would print as a traceback).
+        """
+        _check_env_files(
+            values.get("_env_file", ENV_FILE_SENTINEL), values.get("_env_file_encoding")
+        )
+        try:
+            super().__init__(**values)
+        except pydantic.ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+        except pydantic_settings.SettingsError as exc:  # a value it could not even decode
+            raise SettingsError([f"TEXTLSTM settings: {exc}"]) from None
 
     #: SQLAlchemy URL. SQLite (the embedded default) or `postgresql+psycopg://user:pw@host/db`.
     database_url: str = Field(default="sqlite:///./textlstm.db", repr=False)
-    #: Celery broker URL; the producer needs nothing else.
+    #: Celery broker URL; the producer needs nothing else. Redis (`redis://`, `rediss://`) is
+    #: the supported broker; the other schemes textlstm.urlcheck accepts lack its features.
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
     #: Celery queue (and routing key) that classify messages are sent to. Priorities use
     #: `<queue>.high` and `<queue>.bulk` next to it (normal keeps this name).
@@ -181,7 +208,15 @@ class Settings(BaseSettings):
         # psycopg 3 is the installed driver; a bare postgresql:// would ask SQLAlchemy for psycopg2.
         for prefix in ("postgresql://", "postgres://"):
             if value.startswith(prefix):
-                return "postgresql+psycopg://" + value[len(prefix) :]
+                value = "postgresql+psycopg://" + value[len(prefix) :]
+                break
+        check_database_url(value)  # here, not at the first connection: one line, no traceback
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _supported_broker(cls, value: str) -> str:
+        check_broker_url(value)
         return value
 
     @field_validator("model_cache_dir")
@@ -202,6 +237,81 @@ class Settings(BaseSettings):
         yield "database_url", mask_url(self.database_url)
         yield "broker_url", mask_url(self.broker_url)
         yield from super().__repr_args__()
+
+
+#: Settings whose values are secrets (URLs with passwords): echoed masked, or not at all.
+_SECRET_FIELDS = frozenset({"database_url", "broker_url"})
+
+
+def _check_env_files(env_file: Any, encoding: str | None) -> None:
+    """Refuse a `.env` that exists but cannot be read as text: pydantic-settings skips a
+    directory silently and fails on bad bytes with a UnicodeDecodeError traceback."""
+    if env_file is ENV_FILE_SENTINEL:
+        env_file = Settings.model_config.get("env_file")
+    if env_file is None:
+        return
+    encoding = encoding or Settings.model_config.get("env_file_encoding") or "utf-8"
+    files = [env_file] if isinstance(env_file, str | Path) else list(env_file)
+    for file in files:
+        path = Path(file).expanduser()
+        if not path.exists():
+            continue  # no .env is fine: the environment alone is used
+        where = f"settings file {path.absolute()}"
+        if not path.is_file():
+            raise SettingsError([f"{where}: not a file (TEXTLSTM_* settings are read from it)"])
+        try:
+            path.read_bytes().decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise SettingsError(
+                [
+                    f"{where}: not {encoding} text (byte 0x{exc.object[exc.start]:02x} at "
+                    f"offset {exc.start}); save it as {encoding} to set TEXTLSTM_* settings"
+                ]
+            ) from None
+        except OSError as exc:
+            raise SettingsError([f"{where}: cannot read it ({exc.strerror or exc})"]) from None
+
+
+def _shown(field: str, value: Any) -> str:
+    """A bad value as it may appear in an error: short, and never a secret."""
+    if field in _SECRET_FIELDS:
+        return mask_url(value) if isinstance(value, str) else "(value hidden)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe(exc: pydantic.ValidationError) -> list[str]:
+    """One line per problem: `TEXTLSTM_<FIELD>: what is wrong, got <value>`."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        field = str(err["loc"][0]) if err.get("loc") else ""
+        name = f"TEXTLSTM_{field.upper()}" if field else "TEXTLSTM settings"
+        ctx = err.get("ctx") or {}
+        if isinstance(ctx.get("error"), UrlError):
+            lines.append(f"{name}: {ctx['error']}")
+            continue
+        kind = err["type"]
+        if kind in ("int_parsing", "int_from_float", "int_type"):
+            what = "must be a whole number"
+        elif kind in ("float_parsing", "float_type", "finite_number"):
+            what = "must be a number"
+        elif kind == "greater_than_equal":
+            what = f"must be at least {ctx['ge']}"
+        elif kind == "greater_than":
+            what = f"must be more than {ctx['gt']}"
+        elif kind == "less_than_equal":
+            what = f"must be at most {ctx['le']}"
+        elif kind == "less_than":
+            what = f"must be less than {ctx['lt']}"
+        elif kind == "literal_error":
+            what = f"must be {ctx['expected']}"
+        elif kind == "string_pattern_mismatch":
+            what = f"must match {ctx['pattern']}"
+        else:
+            msg = str(err.get("msg") or kind)
+            what = msg[:1].lower() + msg[1:]
+        lines.append(f"{name}: {what}, got {_shown(field, err.get('input'))}")
+    return lines
 
 
 @lru_cache(maxsize=1)
