@@ -3,6 +3,11 @@
 Anything that is *not* a subclass of :class:`TextlstmError` is a bug and keeps its traceback.
 """
 
+#: Exit status of a process whose settings are unusable (sysexits.h EX_CONFIG): a worker
+#: process exits with it, and `textlstm-admin worker` then stops instead of restarting it
+#: (a restart would fail the same way).
+EX_CONFIG = 78
+
 
 class TextlstmError(Exception):
     """Base class: the message alone must tell the user what is wrong and where."""

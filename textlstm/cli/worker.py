@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 
 import click
 
+from textlstm.errors import EX_CONFIG
+
 log = logging.getLogger("textlstm.worker")
 
 
@@ -82,9 +84,12 @@ def supervise(
     on_exit: Callable[[int], None] | None = None,
 ) -> int:
     """Run every command, restart any that dies unexpectedly, forward SIGTERM/SIGINT; return
-    the worst exit status once all have exited after a stop request. `on_exit(pid)` is called
-    once per exited process (the metrics drop its live gauges)."""
+    the worst exit status once all have exited after a stop request. A process that exits with
+    EX_CONFIG (unusable settings, reported on its stderr) is not restarted: the others are
+    stopped and EX_CONFIG returned. `on_exit(pid)` is called once per exited process (the
+    metrics drop its live gauges)."""
     stopping = False
+    config_error = False
     procs: list[subprocess.Popen[bytes] | None] = [None] * len(commands)
     reaped: set[int] = set()
 
@@ -118,6 +123,10 @@ def supervise(
                     exited(p)
                 if code is None:
                     alive = True
+                elif code == EX_CONFIG and not stopping:
+                    log.error("worker process %d cannot start with these settings; stopping", i)
+                    config_error = True
+                    on_signal(signal.SIGTERM, None)
                 elif not stopping:
                     log.error("worker process %d exited with %s; restarting it", i, code)
                     time.sleep(1.0)
@@ -126,6 +135,8 @@ def supervise(
             if not alive:
                 break
             time.sleep(0.2)
+        if config_error:
+            return EX_CONFIG
         codes = [p.returncode for p in procs if p is not None]
         return max((abs(c) for c in codes), default=0)
     finally:
