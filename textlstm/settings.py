@@ -7,6 +7,7 @@ its own defaults. This is the only module that reads the environment.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +22,7 @@ from pydantic_settings.sources import ENV_FILE_SENTINEL
 from textlstm.errors import SettingsError
 from textlstm.gc_tuning import DEFAULT_THRESHOLD
 from textlstm.limits import JOB_ITEMS_MAX
-from textlstm.urlcheck import UrlError, check_broker_url, check_database_url
+from textlstm.urlcheck import check_broker_url, check_database_url
 
 _SECRET_QUERY_KEYS = {"password", "pass", "pwd", "secret", "token", "sslpassword"}
 
@@ -87,7 +88,7 @@ class Settings(BaseSettings):
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
     #: Celery queue (and routing key) that classify messages are sent to. Priorities use
     #: `<queue>.high` and `<queue>.bulk` next to it (normal keeps this name).
-    queue: str = "textlstm"
+    queue: str = Field(default="textlstm", min_length=1)
     #: Model reference used when a producer does not name one (`name`, `name@3`, `name@alias`).
     default_model: str | None = None
     #: Local directory where workers unpack model bundles, one sub-directory per sha256.
@@ -219,6 +220,39 @@ class Settings(BaseSettings):
         check_broker_url(value)
         return value
 
+    @field_validator("worker_device")
+    @classmethod
+    def _device_spec(cls, value: str) -> str:
+        # The syntax only (textlstm.device imports torch); whether the GPU exists is decided in
+        # the worker process. Same rule as textlstm.device._DEVICE_RE.
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value.strip().lower()):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+    @field_validator("worker_gpus")
+    @classmethod
+    def _gpu_list(cls, value: str) -> str:
+        # textlstm.device.parse_gpus's rule, without importing torch.
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not all(p.isdigit() for p in parts):
+            raise ValueError(f"must be GPU indices separated by commas like 0,1, got {value!r}")
+        if len(set(map(int, parts))) != len(parts):
+            raise ValueError(f"repeats a GPU index: {value!r}")
+        return value
+
+    @field_validator("default_model", "worker_warmup_model")
+    @classmethod
+    def _model_ref(cls, value: str | None) -> str | None:
+        if value:  # unset / empty = none
+            from textlstm.errors import ValidationError
+            from textlstm.store.refs import parse_model_ref
+
+            try:
+                parse_model_ref(value)
+            except ValidationError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("model_cache_dir")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
@@ -287,7 +321,9 @@ def _describe(exc: pydantic.ValidationError) -> list[str]:
         field = str(err["loc"][0]) if err.get("loc") else ""
         name = f"TEXTLSTM_{field.upper()}" if field else "TEXTLSTM settings"
         ctx = err.get("ctx") or {}
-        if isinstance(ctx.get("error"), UrlError):
+        if err["type"] == "value_error" and isinstance(ctx.get("error"), ValueError):
+            # Raised by this module's validators (URL checks included): already worded and
+            # masked, and it names the bad value where that is safe.
             lines.append(f"{name}: {ctx['error']}")
             continue
         kind = err["type"]
@@ -307,6 +343,8 @@ def _describe(exc: pydantic.ValidationError) -> list[str]:
             what = f"must be {ctx['expected']}"
         elif kind == "string_pattern_mismatch":
             what = f"must match {ctx['pattern']}"
+        elif kind == "string_too_short":
+            what = "must not be empty"
         else:
             msg = str(err.get("msg") or kind)
             what = msg[:1].lower() + msg[1:]

@@ -100,6 +100,11 @@ CASES = [
     ({"QUEUE_FULL_POLICY": "drop"}, "TEXTLSTM_QUEUE_FULL_POLICY: must be 'refuse' or 'block'"),
     ({"WORKER_QUANTIZE": "int4"}, "TEXTLSTM_WORKER_QUANTIZE: must be 'none' or 'int8'"),
     ({"WORKER_NAME": "a/b"}, "TEXTLSTM_WORKER_NAME: must match"),
+    ({"WORKER_DEVICE": "gpu"}, "TEXTLSTM_WORKER_DEVICE: must be auto, cpu, cuda or cuda:N"),
+    ({"WORKER_GPUS": "0;1"}, "TEXTLSTM_WORKER_GPUS: must be GPU indices separated by commas"),
+    ({"QUEUE": ""}, "TEXTLSTM_QUEUE: must not be empty"),
+    ({"DEFAULT_MODEL": "news@"}, "TEXTLSTM_DEFAULT_MODEL: invalid model reference 'news@'"),
+    ({"WORKER_WARMUP_MODEL": "a b"}, "TEXTLSTM_WORKER_WARMUP_MODEL: invalid model"),
 ]
 
 
@@ -158,6 +163,13 @@ def test_worker_supervisor_stops_at_once_with_one_line(tmp_path: Path) -> None:
     env = clean_env(WORKER_PREFETCH="lots")
     proc = admin(["worker", "-c", "1"], tmp_path, env, timeout=60)
     assert_one_line_each(proc, "TEXTLSTM_WORKER_PREFETCH: must be a whole number", code=1)
+
+    # An option that would reach the processes as a setting is checked here too.
+    proc = admin(["worker", "-c", "1", "--warmup", "x@@y"], tmp_path, clean_env(), timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "Error: invalid model reference 'x@@y': expected name, name@VERSION or name@ALIAS"
+    ]
 
 
 def test_hand_started_celery_worker_exits_ex_config_with_one_line(tmp_path: Path) -> None:

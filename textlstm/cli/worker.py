@@ -223,6 +223,10 @@ def worker(
     ):
         if value is not None:
             overrides[key] = str(value)
+    if warmup_model:
+        from textlstm.store.refs import parse_model_ref
+
+        parse_model_ref(warmup_model)  # one line here, not one failed start per process
     from textlstm.queues import consume_order
 
     queue_list = queues or ",".join(consume_order(s.queue))
