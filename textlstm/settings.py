@@ -3,6 +3,11 @@
 Nothing is read or created at import time: call :func:`get_settings` (cached per process) or build
 ``Settings(...)`` explicitly in tests. Model and training knobs are *not* here; each component owns
 its own defaults. This is the only module that reads the environment.
+
+Every mistake is found here, when the settings are read, rather than at first use: a bad number,
+choice, URL (textlstm.urlcheck: scheme, driver, port) or an unreadable `.env` raises one
+:class:`~textlstm.errors.SettingsError` holding one line per problem, each naming its
+`TEXTLSTM_*` variable, with no password in it. Entry points print those lines and exit non-zero.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pydantic_settings.sources import ENV_FILE_SENTINEL
 
 from textlstm.errors import SettingsError
 from textlstm.gc_tuning import DEFAULT_THRESHOLD
-from textlstm.limits import JOB_ITEMS_MAX
+from textlstm.limits import INT32_MAX, JOB_ITEMS_MAX
 from textlstm.urlcheck import check_broker_url, check_database_url
 
 _SECRET_QUERY_KEYS = {"password", "pass", "pwd", "secret", "token", "sslpassword"}
@@ -94,7 +99,7 @@ class Settings(BaseSettings):
     #: Local directory where workers unpack model bundles, one sub-directory per sha256.
     model_cache_dir: Path = Path("~/.cache/textlstm/bundles")
     #: SQLite only: how long a writer waits for the lock before failing.
-    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0, le=INT32_MAX)  # a C int in SQLite
 
     #: Longest text accepted, in characters (checked before anything is enqueued).
     max_text_chars: int = Field(default=20_000, ge=1)
@@ -146,7 +151,7 @@ class Settings(BaseSettings):
     worker_batch_idle_ms: int = Field(default=10, ge=0)
     #: Allocations between two collections of Python's youngest GC generation in a worker,
     #: after its start-up heap is frozen (textlstm/gc_tuning.py); 0 = Python's defaults.
-    worker_gc_threshold: int = Field(default=DEFAULT_THRESHOLD, ge=0)
+    worker_gc_threshold: int = Field(default=DEFAULT_THRESHOLD, ge=0, le=INT32_MAX)  # a C int
     #: Unacked messages one worker process holds (received, not yet committed). Must exceed
     #: the messages one micro-batch needs (max items when producers send one text per message).
     worker_prefetch: int = Field(default=256, ge=1)
@@ -309,7 +314,7 @@ def _check_env_files(env_file: Any, encoding: str | None) -> None:
 def _shown(field: str, value: Any) -> str:
     """A bad value as it may appear in an error: short, and never a secret."""
     if field in _SECRET_FIELDS:
-        return mask_url(value) if isinstance(value, str) else "(value hidden)"
+        return "(value hidden)"  # mask_url cannot be trusted with a URL that did not parse
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -355,7 +360,7 @@ def _describe(exc: pydantic.ValidationError) -> list[str]:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once on first use (call `get_settings.cache_clear()` in
-    tests after changing the environment)."""
+    tests after changing the environment). Raises SettingsError (not cached) on a mistake."""
     return Settings()
 
 

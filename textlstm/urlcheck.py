@@ -5,9 +5,9 @@ A URL mistake used to surface far from its cause: a traceback from SQLAlchemy's 
 traceback per child process, restarted forever. These checks run in the `Settings` field
 validators instead, so the mistake is reported once, as one line naming the variable, before
 any engine or connection exists. They raise :class:`UrlError` (a ``ValueError``, so pydantic
-collects it with the other settings' problems) whose message never contains the password: a URL
-is echoed only through :func:`textlstm.settings.mask_url`, and one that does not parse is not
-echoed at all.
+collects it with the other settings' problems) whose message never contains the password: no
+part of the URL but its scheme, driver or port number is echoed, since a password holding an
+unencoded `/`, `#` or `@` lands in the path or the host where no masking can find it.
 
 Pure apart from ``importlib.util.find_spec`` (is a driver installed?, without importing it) and
 SQLAlchemy's URL parser (imported only when a database URL is given explicitly).
@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 DATABASE_HINT = "use sqlite:///path or postgresql+psycopg://user:password@host:5432/db"
 BROKER_HINT = "use redis://host:6379/0 or rediss://host:6380/0"
+ENCODE_HINT = "a password holding / # ? @ or : must be percent-encoded"
 
 #: Broker schemes accepted, with the module each needs. Redis (`redis`, `rediss`) is the
 #: supported broker: the worker's loss-free transport, priorities, backpressure, the
@@ -64,8 +65,6 @@ def _installed(module: str) -> bool:
 def check_database_url(url: str) -> None:
     """Raise UrlError unless `url` is a SQLite or psycopg 3 PostgreSQL URL whose driver is
     installed (`postgresql://` is rewritten to `postgresql+psycopg://` before this runs)."""
-    from textlstm.settings import mask_url
-
     if not url.strip():
         raise UrlError(f"is empty ({DATABASE_HINT})")
     from sqlalchemy.engine.url import make_url
@@ -104,15 +103,13 @@ def check_database_url(url: str) -> None:
     except ValueError:  # pragma: no cover - make_url already refused it
         port = None
     if port is not None and not 0 < port < 65536:
-        raise UrlError(f"port {port} is out of range in {mask_url(url)} ({hint})")
+        raise UrlError(f"port {port} is out of range ({hint})")
 
 
 def check_broker_url(url: str) -> None:
     """Raise UrlError unless every `;`-separated URL in `url` (Celery's failover list) has an
     accepted scheme (BROKER_SCHEMES) with its client installed, and a Redis URL has a numeric
     port and database number."""
-    from textlstm.settings import mask_url
-
     if not url.strip():
         raise UrlError(f"is empty ({BROKER_HINT})")
     for one in url.split(";"):
@@ -131,9 +128,10 @@ def check_broker_url(url: str) -> None:
             parts = urlsplit(one)
             parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
         except ValueError:
-            raise UrlError(f"bad host or port in {mask_url(one)} ({BROKER_HINT})") from None
+            raise UrlError(f"bad host or port ({ENCODE_HINT}; {BROKER_HINT})") from None
         db = parts.path.strip("/")
         if db and not db.isdigit():
             raise UrlError(
-                f"Redis database must be a number, got {db!r} in {mask_url(one)} ({BROKER_HINT})"
+                f"the Redis database (after host:port/) must be a number ({ENCODE_HINT}; "
+                f"{BROKER_HINT})"
             )

@@ -85,8 +85,13 @@ CASES = [
     ({"BROKER_URL": f"kafka://app:{PW}@k:9092"}, "TEXTLSTM_BROKER_URL: unsupported broker 'kafka'"),
     ({"BROKER_URL": f"http://app:{PW}@h/"}, "unsupported broker 'http'"),
     ({"BROKER_URL": f"{PW}@cache:6379"}, "TEXTLSTM_BROKER_URL: not a broker URL"),
-    ({"BROKER_URL": f"redis://:{PW}@cache:port/0"}, "bad host or port in redis://:***@cache"),
-    ({"BROKER_URL": f"rediss://:{PW}@cache:6380/zero"}, "Redis database must be a number"),
+    ({"BROKER_URL": f"redis://:{PW}@cache:port/0"}, "TEXTLSTM_BROKER_URL: bad host or port"),
+    ({"BROKER_URL": f"rediss://:{PW}@cache:6380/zero"}, "Redis database (after host:port/) must"),
+    # unencoded / and # in a password: the rest of it lands in the path or fragment
+    ({"BROKER_URL": f"redis://:ab/{PW}@cache:6379/0"}, "(a password holding / # ? @ or :"),
+    ({"BROKER_URL": f"redis://cache:6379/{PW}@x"}, "must be a number (a password holding"),
+    ({"BROKER_URL": f"redis://:ab#{PW}@cache:6379/0"}, "TEXTLSTM_BROKER_URL: bad host or port"),
+    ({"DATABASE_URL": f"postgresql://u:ab#{PW}@db:99999/tl"}, "TEXTLSTM_DATABASE_URL: "),
     ({"BROKER_URL": "   "}, "TEXTLSTM_BROKER_URL: is empty"),
     # numbers: not a number, out of range
     ({"QUEUE_MAX_PENDING": "abc"}, "TEXTLSTM_QUEUE_MAX_PENDING: must be a whole number, got 'abc'"),
@@ -96,6 +101,9 @@ CASES = [
     ({"WORKER_BATCH_MAX_ITEMS": "0"}, "TEXTLSTM_WORKER_BATCH_MAX_ITEMS: must be at least 1"),
     ({"WORKER_RESTORE_INTERVAL_S": "0"}, "TEXTLSTM_WORKER_RESTORE_INTERVAL_S: must be more than"),
     ({"MAX_JOB_ITEMS": "2147483648"}, "TEXTLSTM_MAX_JOB_ITEMS: must be at most 2147483647"),
+    ({"WORKER_GC_THRESHOLD": "1e12"}, "TEXTLSTM_WORKER_GC_THRESHOLD: must be a whole number"),
+    ({"WORKER_GC_THRESHOLD": "9" * 12}, "TEXTLSTM_WORKER_GC_THRESHOLD: must be at most 2147483647"),
+    ({"SQLITE_BUSY_TIMEOUT_MS": "-1"}, "TEXTLSTM_SQLITE_BUSY_TIMEOUT_MS: must be at least 0"),
     # choices and patterns
     ({"QUEUE_FULL_POLICY": "drop"}, "TEXTLSTM_QUEUE_FULL_POLICY: must be 'refuse' or 'block'"),
     ({"WORKER_QUANTIZE": "int4"}, "TEXTLSTM_WORKER_QUANTIZE: must be 'none' or 'int8'"),
