@@ -12,6 +12,7 @@ from typing import Any
 from alembic import context
 from sqlalchemy import Connection
 
+from textlstm.errors import TextlstmError
 from textlstm.settings import get_settings
 from textlstm.store.db import make_engine
 from textlstm.store.models import Base, UTCDateTime
@@ -24,7 +25,15 @@ target_metadata = Base.metadata
 
 
 def _database_url() -> str:
-    return config.attributes.get("database_url") or get_settings().database_url
+    url = config.attributes.get("database_url")
+    if url:
+        return url
+    try:
+        return get_settings().database_url
+    except TextlstmError as exc:
+        # The plain `alembic` command prints any exception from here with its traceback; a
+        # settings mistake is one line (`textlstm-admin db` reads the settings itself).
+        raise SystemExit(f"error: {exc}") from None
 
 
 def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:

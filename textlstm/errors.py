@@ -3,6 +3,11 @@
 Anything that is *not* a subclass of :class:`TextlstmError` is a bug and keeps its traceback.
 """
 
+#: Exit status of a process whose settings are unusable (sysexits.h EX_CONFIG): a worker
+#: process exits with it, and `textlstm-admin worker` then stops instead of restarting it
+#: (a restart would fail the same way).
+EX_CONFIG = 78
+
 
 class TextlstmError(Exception):
     """Base class: the message alone must tell the user what is wrong and where."""
@@ -18,6 +23,20 @@ class BundleError(TextlstmError):
 
 class ConfigError(TextlstmError):
     """An invalid option or setting."""
+
+
+class SettingsError(ConfigError, ValueError):
+    """`TEXTLSTM_*` settings (or the `.env` file) that cannot be used: one line per problem,
+    each naming its variable, with no secret in it (textlstm.settings builds it).
+
+    Also a ValueError, as pydantic's ValidationError was, so code that caught that still works.
+    """
+
+    def __init__(self, problems: list[str] | str) -> None:
+        # A str too, so that copy and pickle (which pass the message back) round-trip.
+        lines = problems.splitlines() if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(lines))
+        self.problems = lines
 
 
 class NotFoundError(TextlstmError):

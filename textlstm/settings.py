@@ -3,20 +3,31 @@
 Nothing is read or created at import time: call :func:`get_settings` (cached per process) or build
 ``Settings(...)`` explicitly in tests. Model and training knobs are *not* here; each component owns
 its own defaults. This is the only module that reads the environment.
+
+Every mistake is found here, when the settings are read, rather than at first use: a bad number,
+choice, URL (textlstm.urlcheck: scheme, driver, port) or an unreadable `.env` raises one
+:class:`~textlstm.errors.SettingsError` holding one line per problem, each naming its
+`TEXTLSTM_*` variable, with no password in it. Entry points print those lines and exit non-zero.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import pydantic
+import pydantic_settings
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.sources import ENV_FILE_SENTINEL
 
+from textlstm.errors import SettingsError
 from textlstm.gc_tuning import DEFAULT_THRESHOLD
-from textlstm.limits import JOB_ITEMS_MAX
+from textlstm.limits import INT32_MAX, JOB_ITEMS_MAX
+from textlstm.urlcheck import check_broker_url, check_database_url
 
 _SECRET_QUERY_KEYS = {"password", "pass", "pwd", "secret", "token", "sslpassword"}
 
@@ -51,22 +62,44 @@ class Settings(BaseSettings):
     """Where the database, broker and model cache are, and the limits every job must respect."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TEXTLSTM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="TEXTLSTM_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # str(ValidationError) would echo every bad value, a URL's password included; the
+        # SettingsError built from it (below) shows values masked.
+        hide_input_in_errors=True,
     )
+
+    def __init__(self, **values: Any) -> None:
+        """Read the settings as BaseSettings does, but report every mistake as one
+        SettingsError line per problem, naming its `TEXTLSTM_*` variable and with no secret in
+        it, instead of pydantic's multi-line report (which the CLI would print as a traceback).
+        """
+        _check_env_files(
+            values.get("_env_file", ENV_FILE_SENTINEL), values.get("_env_file_encoding")
+        )
+        try:
+            super().__init__(**values)
+        except pydantic.ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+        except pydantic_settings.SettingsError as exc:  # a value it could not even decode
+            raise SettingsError([f"TEXTLSTM settings: {exc}"]) from None
 
     #: SQLAlchemy URL. SQLite (the embedded default) or `postgresql+psycopg://user:pw@host/db`.
     database_url: str = Field(default="sqlite:///./textlstm.db", repr=False)
-    #: Celery broker URL; the producer needs nothing else.
+    #: Celery broker URL; the producer needs nothing else. Redis (`redis://`, `rediss://`) is
+    #: the supported broker; the other schemes textlstm.urlcheck accepts lack its features.
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
     #: Celery queue (and routing key) that classify messages are sent to. Priorities use
     #: `<queue>.high` and `<queue>.bulk` next to it (normal keeps this name).
-    queue: str = "textlstm"
+    queue: str = Field(default="textlstm", min_length=1)
     #: Model reference used when a producer does not name one (`name`, `name@3`, `name@alias`).
     default_model: str | None = None
     #: Local directory where workers unpack model bundles, one sub-directory per sha256.
     model_cache_dir: Path = Path("~/.cache/textlstm/bundles")
     #: SQLite only: how long a writer waits for the lock before failing.
-    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0, le=INT32_MAX)  # a C int in SQLite
 
     #: Longest text accepted, in characters (checked before anything is enqueued).
     max_text_chars: int = Field(default=20_000, ge=1)
@@ -118,7 +151,7 @@ class Settings(BaseSettings):
     worker_batch_idle_ms: int = Field(default=10, ge=0)
     #: Allocations between two collections of Python's youngest GC generation in a worker,
     #: after its start-up heap is frozen (textlstm/gc_tuning.py); 0 = Python's defaults.
-    worker_gc_threshold: int = Field(default=DEFAULT_THRESHOLD, ge=0)
+    worker_gc_threshold: int = Field(default=DEFAULT_THRESHOLD, ge=0, le=INT32_MAX)  # a C int
     #: Unacked messages one worker process holds (received, not yet committed). Must exceed
     #: the messages one micro-batch needs (max items when producers send one text per message).
     worker_prefetch: int = Field(default=256, ge=1)
@@ -181,7 +214,48 @@ class Settings(BaseSettings):
         # psycopg 3 is the installed driver; a bare postgresql:// would ask SQLAlchemy for psycopg2.
         for prefix in ("postgresql://", "postgres://"):
             if value.startswith(prefix):
-                return "postgresql+psycopg://" + value[len(prefix) :]
+                value = "postgresql+psycopg://" + value[len(prefix) :]
+                break
+        check_database_url(value)  # here, not at the first connection: one line, no traceback
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _supported_broker(cls, value: str) -> str:
+        check_broker_url(value)
+        return value
+
+    @field_validator("worker_device")
+    @classmethod
+    def _device_spec(cls, value: str) -> str:
+        # The syntax only (textlstm.device imports torch); whether the GPU exists is decided in
+        # the worker process. Same rule as textlstm.device._DEVICE_RE.
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value.strip().lower()):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+    @field_validator("worker_gpus")
+    @classmethod
+    def _gpu_list(cls, value: str) -> str:
+        # textlstm.device.parse_gpus's rule, without importing torch.
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not all(p.isdigit() for p in parts):
+            raise ValueError(f"must be GPU indices separated by commas like 0,1, got {value!r}")
+        if len(set(map(int, parts))) != len(parts):
+            raise ValueError(f"repeats a GPU index: {value!r}")
+        return value
+
+    @field_validator("default_model", "worker_warmup_model")
+    @classmethod
+    def _model_ref(cls, value: str | None) -> str | None:
+        if value:  # unset / empty = none
+            from textlstm.errors import ValidationError
+            from textlstm.store.refs import parse_model_ref
+
+            try:
+                parse_model_ref(value)
+            except ValidationError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("model_cache_dir")
@@ -204,10 +278,89 @@ class Settings(BaseSettings):
         yield from super().__repr_args__()
 
 
+#: Settings whose values are secrets (URLs with passwords): echoed masked, or not at all.
+_SECRET_FIELDS = frozenset({"database_url", "broker_url"})
+
+
+def _check_env_files(env_file: Any, encoding: str | None) -> None:
+    """Refuse a `.env` that exists but cannot be read as text: pydantic-settings skips a
+    directory silently and fails on bad bytes with a UnicodeDecodeError traceback."""
+    if env_file is ENV_FILE_SENTINEL:
+        env_file = Settings.model_config.get("env_file")
+    if env_file is None:
+        return
+    encoding = encoding or Settings.model_config.get("env_file_encoding") or "utf-8"
+    files = [env_file] if isinstance(env_file, str | Path) else list(env_file)
+    for file in files:
+        path = Path(file).expanduser()
+        if not path.exists():
+            continue  # no .env is fine: the environment alone is used
+        where = f"settings file {path.absolute()}"
+        if not path.is_file():
+            raise SettingsError([f"{where}: not a file (TEXTLSTM_* settings are read from it)"])
+        try:
+            path.read_bytes().decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise SettingsError(
+                [
+                    f"{where}: not {encoding} text (byte 0x{exc.object[exc.start]:02x} at "
+                    f"offset {exc.start}); save it as {encoding} to set TEXTLSTM_* settings"
+                ]
+            ) from None
+        except OSError as exc:
+            raise SettingsError([f"{where}: cannot read it ({exc.strerror or exc})"]) from None
+
+
+def _shown(field: str, value: Any) -> str:
+    """A bad value as it may appear in an error: short, and never a secret."""
+    if field in _SECRET_FIELDS:
+        return "(value hidden)"  # mask_url cannot be trusted with a URL that did not parse
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe(exc: pydantic.ValidationError) -> list[str]:
+    """One line per problem: `TEXTLSTM_<FIELD>: what is wrong, got <value>`."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        field = str(err["loc"][0]) if err.get("loc") else ""
+        name = f"TEXTLSTM_{field.upper()}" if field else "TEXTLSTM settings"
+        ctx = err.get("ctx") or {}
+        if err["type"] == "value_error" and isinstance(ctx.get("error"), ValueError):
+            # Raised by this module's validators (URL checks included): already worded and
+            # masked, and it names the bad value where that is safe.
+            lines.append(f"{name}: {ctx['error']}")
+            continue
+        kind = err["type"]
+        if kind in ("int_parsing", "int_from_float", "int_type"):
+            what = "must be a whole number"
+        elif kind in ("float_parsing", "float_type", "finite_number"):
+            what = "must be a number"
+        elif kind == "greater_than_equal":
+            what = f"must be at least {ctx['ge']}"
+        elif kind == "greater_than":
+            what = f"must be more than {ctx['gt']}"
+        elif kind == "less_than_equal":
+            what = f"must be at most {ctx['le']}"
+        elif kind == "less_than":
+            what = f"must be less than {ctx['lt']}"
+        elif kind == "literal_error":
+            what = f"must be {ctx['expected']}"
+        elif kind == "string_pattern_mismatch":
+            what = f"must match {ctx['pattern']}"
+        elif kind == "string_too_short":
+            what = "must not be empty"
+        else:
+            msg = str(err.get("msg") or kind)
+            what = msg[:1].lower() + msg[1:]
+        lines.append(f"{name}: {what}, got {_shown(field, err.get('input'))}")
+    return lines
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once on first use (call `get_settings.cache_clear()` in
-    tests after changing the environment)."""
+    tests after changing the environment). Raises SettingsError (not cached) on a mistake."""
     return Settings()
 
 

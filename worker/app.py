@@ -23,12 +23,14 @@ opens no connection; the worker process reads them when it starts.
 from __future__ import annotations
 
 import ssl
+import sys
 from typing import Any
 from urllib.parse import urlsplit
 
 from celery import Celery
 
 from textlstm.deadletters import dead_letter_key
+from textlstm.errors import EX_CONFIG, TextlstmError
 from textlstm.settings import Settings, get_settings
 
 
@@ -91,9 +93,24 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def settings_or_exit() -> Settings:
+    """The process's settings; on a settings mistake, its line(s) on stderr and exit EX_CONFIG.
+
+    Celery reads the configuration while parsing its own command line, so an exception here
+    would print Celery's and click's frames around a one-line message (~80 lines), once per
+    process, restarted forever by the supervisor.
+    """
+    try:
+        return get_settings()
+    except TextlstmError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(EX_CONFIG) from None
+
+
 def create_app(settings: Settings | None = None) -> Celery:
     app = Celery("textlstm", set_as_current=False, include=["worker.tasks", "worker.control"])
-    app.add_defaults(lambda: celery_config(settings or get_settings()))
+    app.add_defaults(lambda: celery_config(settings or settings_or_exit()))
     from worker.batching import FlushOnShutdown
     from worker.guards import RefuseUnfitKombu, RefuseUnsafeContent
 

@@ -426,12 +426,11 @@ def test_job_item_count_at_and_past_the_limit() -> None:
 
 
 def test_max_job_items_cannot_exceed_the_integer_column() -> None:
-    from pydantic import ValidationError as SettingsError
-
+    from textlstm.errors import SettingsError
     from textlstm.settings import Settings
 
     assert Settings(max_job_items=bounds.INT32_MAX).max_job_items == bounds.INT32_MAX
-    with pytest.raises(SettingsError, match="less than or equal to 2147483647"):
+    with pytest.raises(SettingsError, match="TEXTLSTM_MAX_JOB_ITEMS: must be at most 2147483647"):
         Settings(max_job_items=bounds.INT32_MAX + 1)
     with pytest.raises(ValueError, match="max_job_items"):
         Limits(max_job_items=bounds.INT32_MAX + 1)

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 
 import click
 
+from textlstm.errors import EX_CONFIG
+
 log = logging.getLogger("textlstm.worker")
 
 
@@ -85,10 +87,12 @@ def supervise(
     on_exit: Callable[[int], None] | None = None,
 ) -> int:
     """Run every command, restart any that dies unexpectedly, forward SIGTERM/SIGINT; return
-    the worst exit status once all have exited after a stop request. A process that exits
-    with `os.EX_CONFIG` (refused to start) is a stop request. `on_exit(pid)` is called once
-    per exited process (the metrics drop its live gauges)."""
+    the worst exit status once all have exited after a stop request. A process that exits with
+    EX_CONFIG (unusable settings, or a kombu/Celery it cannot run on; said on its stderr) is
+    not restarted: the others are stopped and EX_CONFIG returned. `on_exit(pid)` is called
+    once per exited process (the metrics drop its live gauges)."""
     stopping = False
+    config_error = False
     procs: list[subprocess.Popen[bytes] | None] = [None] * len(commands)
     reaped: set[int] = set()
 
@@ -125,8 +129,9 @@ def supervise(
                     exited(p)
                 if code is None:
                     alive = True
-                elif code == os.EX_CONFIG and not stopping:
-                    log.error("worker process %d refused to start; stopping", i)
+                elif code == EX_CONFIG and not stopping:
+                    log.error("worker process %d cannot start with these settings; stopping", i)
+                    config_error = True
                     stop_all()
                 elif not stopping:
                     log.error("worker process %d exited with %s; restarting it", i, code)
@@ -136,6 +141,8 @@ def supervise(
             if not alive:
                 break
             time.sleep(0.2)
+        if config_error:
+            return EX_CONFIG
         codes = [p.returncode for p in procs if p is not None]
         return max((abs(c) for c in codes), default=0)
     finally:
@@ -222,6 +229,10 @@ def worker(
     ):
         if value is not None:
             overrides[key] = str(value)
+    if warmup_model:
+        from textlstm.store.refs import parse_model_ref
+
+        parse_model_ref(warmup_model)  # one line here, not one failed start per process
     from textlstm.queues import consume_order
 
     queue_list = queues or ",".join(consume_order(s.queue))
