@@ -166,3 +166,34 @@ def test_base_dependencies_list_no_extra_package() -> None:
     assert not base & heavy, sorted(base & heavy)
     extras = project["optional-dependencies"]
     assert {"worker", "train", "dev"} <= set(extras)
+
+
+def _extra_requirements(extras: dict[str, list[str]], extra: str) -> set[str]:
+    """Distribution names an extra installs, following `textlstm[other]` self-references."""
+    names: set[str] = set()
+    for requirement in extras[extra]:
+        name = re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        if name == "textlstm":
+            inner = re.search(r"\[([^\]]+)\]", requirement)
+            assert inner, requirement
+            for other in inner.group(1).split(","):
+                names |= _extra_requirements(extras, other.strip())
+        else:
+            names.add(name)
+    return names
+
+
+@pytest.mark.parametrize("extra", sorted(EXTRA_MODULES))
+def test_the_cli_checks_modules_that_the_extra_installs(extra: str) -> None:
+    """textlstm.cli.EXTRA_MODULES (what a command checks before it runs) names modules that
+    pyproject.toml's extra really installs, so the one-line hint is never wrong."""
+    from importlib.metadata import packages_distributions
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    installs = _extra_requirements(extras, extra)
+    providers = packages_distributions()
+    for module in EXTRA_MODULES[extra]:
+        dists = {d.lower().replace("_", "-") for d in providers.get(module, [])}
+        assert dists & installs, f"{module} (from {sorted(dists)}) is not in the {extra} extra"
