@@ -10,6 +10,7 @@ dependencies with constraints.txt from pip's cache. About half a minute in all.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -42,17 +43,23 @@ class Installed:
     venv: Path
     workdir: Path  # outside the source tree: no textlstm/ or migrations/ to fall back on
 
-    def run(self, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, url: str | None = None, **settings: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ARGS in the work directory; `settings` become TEXTLSTM_<NAME> variables."""
         env = _clean_env()
         env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         if url is not None:
             env["TEXTLSTM_DATABASE_URL"] = url
+        env.update({f"TEXTLSTM_{k.upper()}": v for k, v in settings.items()})
         return subprocess.run(
             list(args), cwd=self.workdir, env=env, capture_output=True, text=True, timeout=120
         )
 
-    def admin(self, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
-        return self.run(str(self.venv / "bin" / "textlstm-admin"), *args, url=url)
+    def admin(
+        self, *args: str, url: str | None = None, **settings: str
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run(str(self.venv / "bin" / "textlstm-admin"), *args, url=url, **settings)
 
 
 def _clean_env() -> dict[str, str]:
@@ -173,6 +180,32 @@ def test_db_commands_on_sqlite(installed: Installed, tiny_bundle: Path) -> None:
     _check(installed.admin("jobs", "list", url=url))
     with sqlite3.connect(installed.workdir / "textlstm.db") as conn:
         assert conn.execute("SELECT count(*) FROM model_versions").fetchone() == (1,)
+
+
+def test_producer_and_analyst_commands_run_without_torch(
+    installed: Installed, tiny_bundle: Path, redis_url: str, queue_name: str
+) -> None:
+    """submit, status, jobs, results and dead-letters against a real Redis and SQLite."""
+    url = f"sqlite:///{installed.workdir / 'producer.db'}"
+    broker = {"broker_url": redis_url, "queue": queue_name}
+    _check(installed.admin("db", "upgrade", url=url))
+    _check(installed.admin("models", "register", str(tiny_bundle), "--name", "tiny", url=url))
+    data = installed.workdir / "texts.csv"
+    data.write_text("text\nfirst text\nsecond text\n")
+    job = "6b7a0f0e-8f55-4c39-9d8e-2f3c9a1d0b11"
+    submitted = installed.admin(
+        "submit", str(data), "--model", "tiny@1", "--job-id", job, url=url, **broker
+    )
+    assert job in _check(submitted)
+    assert job in _check(installed.admin("jobs", "list", url=url, **broker))
+    shown = installed.admin("results", job, url=url, **broker)
+    assert "0 of 2 items" in _check(shown) + shown.stderr
+    status = json.loads(
+        _check(installed.admin("status", "--json", "--timeout", "0.5", url=url, **broker))
+    )
+    assert status["errors"] == {} and status["jobs"]["queued"] == 1
+    assert status["queues"][queue_name] >= 1
+    _check(installed.admin("dead-letters", "list", url=url, **broker))
 
 
 def test_db_commands_on_postgresql(installed: Installed, pg_admin_url: str) -> None:
