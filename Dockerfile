@@ -3,8 +3,9 @@
 #
 # CPU torch by default. For a CUDA build pass the wheel index of your CUDA version, e.g.
 #   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu126 -t textlstm-cuda .
-# (docker-compose.yml's worker-gpu service does this). EXTRAS picks the extras installed
-# (default worker: the worker, predict and evaluate; add train for `textlstm-admin train`).
+# (docker-compose.yml's worker-gpu service does this). EXTRAS picks the extras installed: the
+# default, worker, runs the worker, predict and evaluate; --build-arg EXTRAS=train adds
+# `textlstm-admin train` (train includes worker).
 # No secret is baked in: URLs and passwords come from the environment at run time.
 FROM python:3.11-slim AS build
 WORKDIR /src
