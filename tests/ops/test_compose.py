@@ -116,11 +116,24 @@ def test_dockerfile_cpu_torch_by_default_with_a_cuda_build_arg() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert 'ARG TORCH_INDEX="https://download.pytorch.org/whl/cpu"' in text
     assert 'ENTRYPOINT ["textlstm-admin"]' in text
-    for path in re.findall(r"^COPY (\S+) ", text, flags=re.M):
+    # (`COPY --from=STAGE` copies between build stages, not from the repository.)
+    for path in re.findall(r"^COPY (?!--from=)(\S+) ", text, flags=re.M):
         assert (ROOT / path).exists(), path
     for path in re.findall(r"^COPY ((?:\S+ )+)\./$", text, flags=re.M):
         for p in path.split():
             assert "*" in p or (ROOT / p).exists(), p
+
+
+def test_dockerfile_installs_the_built_wheel_with_the_pinned_versions() -> None:
+    """The image runs from a wheel (no source tree, no editable install), installed with
+    constraints.txt, and its default torch is the pinned one."""
+    text = (ROOT / "Dockerfile").read_text()
+    assert "python -m build --wheel" in text
+    assert "pip install -e" not in text
+    assert re.search(r'pip install "\$\{whl\}\[\$\{EXTRAS\}\]" -c \S*constraints\.txt', text)
+    pinned = re.search(r"^torch==\S+$", (ROOT / "constraints.txt").read_text(), flags=re.M)
+    assert pinned, "constraints.txt pins no torch"
+    assert f'ARG TORCH_SPEC="{pinned.group(0)}"' in text
 
 
 def _rest(ctx: click.Context) -> list[str]:

@@ -1,13 +1,15 @@
 """Run Alembic programmatically: the only way a schema is created or changed.
 
 The migration scripts live in the top-level `migrations/` directory of the source tree (next to
-`alembic.ini`); this module finds them relative to the package so `textlstm-admin db …` works
-from any working directory of a source or editable install.
+`alembic.ini`, for the plain `alembic` command) and are installed as the package
+`textlstm_migrations` (pyproject.toml's package-dir). Alembic is pointed at that package as a
+resource, not at a path next to this file, so `textlstm-admin db …` works from a wheel, an
+editable install or a checkout, from any working directory.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib.util
 
 from alembic import command
 from alembic.config import Config
@@ -17,17 +19,21 @@ from alembic.script import ScriptDirectory
 from textlstm.errors import StoreError
 from textlstm.store.db import make_engine, translate_db_errors
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_PACKAGE = "textlstm_migrations"
+# Alembic's package-resource form, "package:directory": the package's own directory.
+SCRIPT_LOCATION = f"{MIGRATIONS_PACKAGE}:."
 
 
 def alembic_config(database_url: str) -> Config:
-    if not (MIGRATIONS_DIR / "env.py").is_file():
+    """An Alembic config for `database_url` whose scripts come from the installed package."""
+    if importlib.util.find_spec(MIGRATIONS_PACKAGE) is None:
+        # A plain error, not Alembic's traceback: the install is incomplete, not the database.
         raise StoreError(
-            f"migration scripts not found at {MIGRATIONS_DIR}; run from a source checkout "
-            "or an editable install"
+            f"migration scripts not found: package {MIGRATIONS_PACKAGE!r} is not installed; "
+            "reinstall textlstm"
         )
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
     cfg.attributes["database_url"] = database_url
     cfg.attributes["configure_logger"] = False
     return cfg
