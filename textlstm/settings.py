@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     #: auto | cpu | cuda | cuda:N. `auto` falls back to CPU (one warning) without CUDA.
     worker_device: str = "auto"
     #: none | int8: dynamic int8 quantization of the LSTM and Linear weights on CPU workers
-    #: (1.25x the model step on AG News, 1.02-1.05x the whole pipeline here; check your
+    #: (1.25x the model step on AG News, 1.0-1.15x the whole pipeline in bench/results; check your
     #: model's accuracy first). Falls back to fp32, with a warning, where torch cannot do it.
     worker_quantize: Literal["none", "int8"] = "none"
     #: GPU indices the worker processes are spread over (round robin by process index);
