@@ -17,6 +17,9 @@ import typing
 from typing import Any
 
 MARKER = "<!-- generated: settings -->"
+CLI_PAGE = "reference/cli.md"
+_ROW = re.compile(r"<tr>.*?</tr>", re.S)
+_UNSET = "<td><code>Sentinel.UNSET</code></td>"
 
 _FIELD = re.compile(r"^    ([a-z_][a-z0-9_]*)\s*:")
 _DOC = re.compile(r"^    #: ?(.*)$")
@@ -135,6 +138,22 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     if MARKER in markdown:
         markdown = markdown.replace(MARKER, settings_markdown())
     return markdown
+
+
+def _unset_default(match: re.Match[str]) -> str:
+    row = match.group(0)
+    if _UNSET not in row:
+        return row
+    flag = re.search(r"</td>\s*<td>boolean</td>", row) is not None
+    return row.replace(_UNSET, "<td><code>False</code></td>" if flag else "<td>None</td>")
+
+
+def on_page_content(content: str, page: Any, config: Any, files: Any) -> str:
+    # mkdocs-click 0.9 prints Click >= 8.3's "no default" sentinel as `Sentinel.UNSET`; show it
+    # as older Clicks did (False for a flag, None otherwise). Harmless once mkdocs-click is fixed.
+    if page.file.src_uri == CLI_PAGE:
+        content = _ROW.sub(_unset_default, content)
+    return content
 
 
 if __name__ == "__main__":  # print the generated table: python docs/hooks/reference.py
