@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     #: at least one item).
     message_max_bytes: int = Field(default=1_048_576, ge=1)
 
-    # -- producer backpressure (README.md) ------------------------------------------
+    # -- producer backpressure (docs/operations.md) ----------------------------------
     #: Most messages a queue may hold waiting (not yet delivered to a worker) before the
     #: producer stops adding more; 0 = no limit. Bounds Redis memory under a runaway producer.
     queue_max_pending: int = Field(default=0, ge=0)
@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     #: How long a blocked producer waits for room before raising QueueFullError.
     queue_full_timeout_s: float = Field(default=60.0, ge=0)
 
-    # -- metrics (README.md) -----------------------------------------------------
+    # -- metrics (docs/operations.md) ---------------------------------------------
     #: Port of the worker's Prometheus endpoint (`/metrics`); 0 = off. `textlstm-admin worker`
     #: serves all its processes on this one port; a `celery` process started by hand serves
     #: its own on port + process index.
@@ -130,7 +130,7 @@ class Settings(BaseSettings):
     #: Address the metrics endpoint binds to.
     metrics_addr: str = "0.0.0.0"
 
-    # -- worker (README.md, "The worker") ------------------------------------------------
+    # -- worker (docs/worker.md) ------------------------------------------------------
     #: Most items in one micro-batch: one transaction and one round of acks. The model runs
     #: it in forward passes of worker_forward_batch texts sorted by length. Bulk jobs in
     #: bench/pipeline.py: 1024 gave 1.3x the texts/s of 128 (fewer, bigger writes, less
@@ -168,7 +168,7 @@ class Settings(BaseSettings):
     #: auto | cpu | cuda | cuda:N. `auto` falls back to CPU (one warning) without CUDA.
     worker_device: str = "auto"
     #: none | int8: dynamic int8 quantization of the LSTM and Linear weights on CPU workers
-    #: (1.25x the model step on AG News, 1.02-1.05x the whole pipeline here; check your
+    #: (1.25x the model step on AG News, 1.0-1.15x the whole pipeline in bench/results; check your
     #: model's accuracy first). Falls back to fp32, with a warning, where torch cannot do it.
     worker_quantize: Literal["none", "int8"] = "none"
     #: GPU indices the worker processes are spread over (round robin by process index);
@@ -187,7 +187,7 @@ class Settings(BaseSettings):
     #: (messages of a killed worker come back after timeout + at most this).
     worker_restore_interval_s: float = Field(default=10.0, gt=0)
     #: Redis: how long an idle worker waits on one queue before looking at all of its queues
-    #: again (the atomic pop cannot block; see README "Nothing lost"). A message on the queue
+    #: again (the atomic pop cannot block; docs/worker.md). A message on the queue
     #: that last had work wakes it at once; one on another queue waits at most this long.
     worker_idle_poll_ms: int = Field(default=25, ge=1, le=1000)
     #: Redis: times one message may be taken by a worker without being acked before it is
