@@ -51,13 +51,16 @@ def rate(fn: Callable[[], object], n: int, repeats: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "--data", type=Path, default=ROOT.parent / "shared/data/ag_news_small/train.csv"
+        "--data-dir",
+        type=Path,
+        required=True,
+        help="folder of the public datasets (docs/development.md); reads ag_news_small/train.csv",
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/tokenizer")
     args = parser.parse_args()
 
-    texts = read_texts(args.data).texts
+    texts = read_texts(args.data_dir / "ag_news_small" / "train.csv").texts
     ours = Tokenizer.build(texts)
     hf = hf_wordlevel(ours.vocab)
     assert ours.vocab[:2] == [PAD, UNK]
