@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from textlstm.datasets import Example, read_texts, stratified_split
+from textlstm.training.datasets import Example, read_texts, stratified_split
 from textlstm.training.metrics import expected_calibration_error
 from textlstm.training.pipeline import ModelOptions, TokenizerOptions, fit_classifier
 from textlstm.training.trainer import Callback, EpochStats, TrainConfig

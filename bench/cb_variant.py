@@ -8,8 +8,8 @@ from celery import Celery
 from celery_batches import Batches
 
 from bench.celery_variants import run_messages, variant_config
-from textlstm.messages import TASK_NAME, Limits, parse_message
 from textlstm.settings import get_settings
+from textlstm.wire.messages import TASK_NAME, Limits, parse_message
 
 cb_app = Celery("cb", set_as_current=False)
 # prefetch x concurrency must exceed flush_every, or batches never fill (celery-batches docs).

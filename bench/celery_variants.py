@@ -17,10 +17,10 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
-from textlstm.messages import TASK_NAME, ClassifyMessage, Limits, parse_message
-from textlstm.serving.batcher import Batcher
+from textlstm.serving.microbatch import Batcher
 from textlstm.serving.service import classify_batch
 from textlstm.settings import get_settings
+from textlstm.wire.messages import TASK_NAME, ClassifyMessage, Limits, parse_message
 from worker.app import celery_config
 
 log = logging.getLogger("textlstm.worker")

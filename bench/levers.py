@@ -44,8 +44,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from textlstm.classifier.batching import bucketed_batches
 from textlstm.classifier.inference import batched_logits
+from textlstm.classifier.length_buckets import bucketed_batches
 from textlstm.classifier.predictor import Classifier
 from textlstm.classifier.tokenizer import PAD_ID
 

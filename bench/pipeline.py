@@ -14,7 +14,7 @@ redis-server of its own (no persistence):
 - bulk: `Client.submit` of one job of --n texts (256 per message) → 2 worker processes × 1
   thread → PostgreSQL;
 - producer: the same texts as --n single-text jobs from --producers processes, each through
-  `textlstm.producer.Producer(linger_ms=--linger-ms)` (version 2 envelopes of up to 256 items),
+  `textlstm.client.Producer(linger_ms=--linger-ms)` (version 2 envelopes of up to 256 items),
   with Python's default garbage collector in the producer processes. Like a long-lived
   application they stay up until the run is measured (an exiting interpreter took ~0.15-0.2 s
   of CPU per process, charged to the pipeline before), and each reports its own CPU per job;
@@ -371,7 +371,7 @@ class Bench:
         return self.measure("naive", len(texts), send, job=job)
 
     def light(self, texts: list[str]) -> dict[str, Any]:
-        from textlstm.producer import Producer
+        from textlstm.client.producer import Producer
 
         rate, seconds = self.args.light_rate, self.args.light_s
         n = int(rate * seconds)
@@ -398,8 +398,8 @@ def _produce(
     done: Any,
     release: Any,
 ) -> None:
+    from textlstm.client.producer import Producer
     from textlstm.gc_tuning import tune_gc
-    from textlstm.producer import Producer
 
     producer = Producer(settings, linger_ms=linger_ms, max_items=256)
     producer.submit([texts[0]], model=MODEL)  # connect and check the model before the clock

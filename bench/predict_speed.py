@@ -25,8 +25,8 @@ from textlstm.classifier.network import LSTMClassifier, LSTMConfig
 from textlstm.classifier.ngrams import bigram_buckets_for, distinct_bigrams
 from textlstm.classifier.predictor import Classifier
 from textlstm.classifier.tokenizer import Tokenizer
-from textlstm.datasets import read_texts
 from textlstm.training.config import ModelOptions, TokenizerOptions
+from textlstm.training.datasets import read_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 # The defaults before issue 16: biLSTM 128 over the first 256 tokens, packed, no bag.

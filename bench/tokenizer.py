@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from textlstm.classifier.tokenizer import _TOKEN_RE, PAD, UNK, Tokenizer
-from textlstm.datasets import read_texts
+from textlstm.training.datasets import read_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,8 +26,8 @@ from pydantic_settings.sources import ENV_FILE_SENTINEL
 
 from textlstm.errors import SettingsError
 from textlstm.gc_tuning import DEFAULT_THRESHOLD
-from textlstm.limits import INT32_MAX, JOB_ITEMS_MAX
 from textlstm.urlcheck import check_broker_url, check_database_url
+from textlstm.wire.limits import INT32_MAX, JOB_ITEMS_MAX
 
 _SECRET_QUERY_KEYS = {"password", "pass", "pwd", "secret", "token", "sslpassword"}
 
@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     #: Longest text accepted, in characters (checked before anything is enqueued).
     max_text_chars: int = Field(default=20_000, ge=1)
     #: Most items accepted in one job. At most 2,147,483,647: a job's total and its item
-    #: indices are Integer columns (textlstm/limits.py).
+    #: indices are Integer columns (textlstm/wire/limits.py).
     max_job_items: int = Field(default=1_000_000, ge=1, le=JOB_ITEMS_MAX)
     #: Most items carried by one broker message; bigger jobs are split.
     message_max_items: int = Field(default=256, ge=1)
@@ -228,8 +228,8 @@ class Settings(BaseSettings):
     @field_validator("worker_device")
     @classmethod
     def _device_spec(cls, value: str) -> str:
-        # The syntax only (textlstm.device imports torch); whether the GPU exists is decided in
-        # the worker process. Same rule as textlstm.device._DEVICE_RE.
+        # The syntax only (textlstm.serving.device imports torch); whether the GPU exists is
+        # decided in the worker process. Same rule as textlstm.serving.device._DEVICE_RE.
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value.strip().lower()):
             raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {value!r}")
         return value
@@ -237,7 +237,7 @@ class Settings(BaseSettings):
     @field_validator("worker_gpus")
     @classmethod
     def _gpu_list(cls, value: str) -> str:
-        # textlstm.device.parse_gpus's rule, without importing torch.
+        # textlstm.serving.device.parse_gpus's rule, without importing torch.
         parts = [p.strip() for p in value.split(",") if p.strip()]
         if not all(p.isdigit() for p in parts):
             raise ValueError(f"must be GPU indices separated by commas like 0,1, got {value!r}")
@@ -250,7 +250,7 @@ class Settings(BaseSettings):
     def _model_ref(cls, value: str | None) -> str | None:
         if value:  # unset / empty = none
             from textlstm.errors import ValidationError
-            from textlstm.store.refs import parse_model_ref
+            from textlstm.wire.refs import parse_model_ref
 
             try:
                 parse_model_ref(value)

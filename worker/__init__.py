@@ -1,3 +1,3 @@
 """The Celery worker: the app (`worker.app`), the micro-batching consumer strategy
-(`worker.batching`), the per-process runtime (`worker.runtime`) and the thin task
+(`worker.strategy`), the per-process runtime (`worker.runtime`) and the thin task
 (`worker.tasks`). Run it with `textlstm-admin worker` (README.md, "The worker")."""

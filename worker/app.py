@@ -7,7 +7,7 @@ opens no connection; the worker process reads them when it starts.
   worker whose final configuration accepts more refuses to start (`worker.guards`), as does
   one whose kombu or Celery lacks a private name the worker relies on (`worker.kombu_seam`).
 - No result backend: results live in SQL.
-- Acks happen after the commit, by our micro-batching strategy (`worker.batching`), which is the
+- Acks happen after the commit, by our micro-batching strategy (`worker.strategy`), which is the
   equivalent of `task_acks_late` + `task_reject_on_worker_lost` for batched work: a message is
   acked only once every one of its items is committed, so a killed worker's messages come back.
   Both flags are still set, for anything else that runs through Celery's normal path.
@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 
-from textlstm.deadletters import dead_letter_key
 from textlstm.errors import EX_CONFIG, TextlstmError
 from textlstm.settings import Settings, get_settings
+from textlstm.wire.redis_layout import dead_letter_key
 
 
 def broker_transport(broker_url: str) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # as 18 messages left unacked in the Redis-restart fault test).
             "unacked_mutex_expire": 10,
             # BRPOP lists the queues in the order of --queues, every time (kombu's default
-            # rotates them for fairness): high, then normal, then bulk (textlstm.queues).
+            # rotates them for fairness): high, then normal, then bulk (textlstm.wire.queues).
             "queue_order_strategy": "priority",
             "idle_poll_interval": settings.worker_idle_poll_ms / 1000,
             # Poison-message quarantine and the dead-letter list (worker/transport.py).
@@ -111,8 +111,8 @@ def settings_or_exit() -> Settings:
 def create_app(settings: Settings | None = None) -> Celery:
     app = Celery("textlstm", set_as_current=False, include=["worker.tasks", "worker.control"])
     app.add_defaults(lambda: celery_config(settings or settings_or_exit()))
-    from worker.batching import FlushOnShutdown
     from worker.guards import RefuseUnfitKombu, RefuseUnsafeContent
+    from worker.strategy import FlushOnShutdown
 
     app.steps["consumer"].add(FlushOnShutdown)
     app.steps["worker"].add(RefuseUnfitKombu)

@@ -16,7 +16,7 @@ from typing import Any
 
 from celery.worker.control import inspect_command
 
-from textlstm.messages import TASK_NAME
+from textlstm.wire.messages import TASK_NAME
 from worker.kombu_seam import batching_of, consumed_queues
 
 

@@ -22,8 +22,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from textlstm.deadletters import message_of_payload
-from textlstm.messages import TASK_NAME
+from textlstm.wire.messages import TASK_NAME
+from textlstm.wire.redis_layout import task_argument
 
 #: Longest delivery tag or task id accepted (kombu and Celery write 36-character UUIDs).
 MAX_TAG_CHARS = 256
@@ -192,7 +192,7 @@ def inspect(raw: str | bytes, *, task_name: str = TASK_NAME) -> Accepted | Refus
         return Accepted(payload, tag, _task_body(body))
     except Refusal as exc:
         if message is None and isinstance(payload, dict):
-            message = message_of_payload(payload)
+            message = task_argument(payload)
         return Refused(str(exc), tag, task_id, message)
     except Exception as exc:  # noqa: BLE001 - the boundary is total: a bug here is a refusal
         return Refused(f"unreadable entry: {type(exc).__name__}: {str(exc)[:200]}", tag, task_id,

@@ -1,6 +1,6 @@
 """The one module of the worker that touches kombu's and Celery's private names.
 
-The transport (`worker.transport`) and the micro-batching strategy (`worker.batching`) need a
+The transport (`worker.transport`) and the micro-batching strategy (`worker.strategy`) need a
 few hooks that neither library documents: kombu's Redis channel sends and reads its pop in two
 private methods, and Celery hands messages to a task's strategy through an undocumented call.
 Everything of that kind is here, behind small public methods and functions, so that a kombu or

@@ -36,7 +36,7 @@ class Runtime:
     def build(cls, settings: Settings) -> Runtime:
         import torch
 
-        from textlstm.device import (
+        from textlstm.serving.device import (
             assign_device,
             configure_process,
             cpu_threads,

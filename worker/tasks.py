@@ -1,6 +1,6 @@
 """The classify task: a thin adapter from a micro-batch to `textlstm.serving.service`.
 
-Its custom strategy (`worker.batching.strategy`) decodes and validates messages and forms the
+Its custom strategy (`worker.strategy.strategy`) decodes and validates messages and forms the
 micro-batches; the task body only hands one to the service. Results go to SQL, never to Celery.
 """
 
@@ -11,9 +11,9 @@ from typing import Any
 
 from celery import Task
 
-from textlstm.messages import TASK_NAME
-from textlstm.serving.batcher import MicroBatch
+from textlstm.serving.microbatch import MicroBatch
 from textlstm.serving.service import BatchReport, classify_batch
+from textlstm.wire.messages import TASK_NAME
 from worker.app import app
 from worker.runtime import Runtime
 
@@ -21,7 +21,7 @@ from worker.runtime import Runtime
 class ClassifyTask(Task):
     """Celery instantiates a task once per process: the runtime is built there, lazily."""
 
-    Strategy = "worker.batching:strategy"
+    Strategy = "worker.strategy:strategy"
     ignore_result = True
 
     @cached_property

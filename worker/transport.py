@@ -16,7 +16,7 @@ messages fairly (one worked while the other sat idle; bench/pipeline.py measured
 
 Before kombu sees an entry, `worker.envelope.inspect` checks all of it (a malformed envelope
 used to raise inside kombu and Celery and kill the process, again at every redelivery); a
-refused entry goes to the dead-letter list (textlstm/deadletters.py) with its reason, in one
+refused entry goes to the dead-letter list (textlstm/wire/deadletters.py) with its reason, in one
 atomic step with its unacked record. The same script counts deliveries per message: one taken
 again after its worker died is taken alone, and one taken `max_deliveries` times without an
 ack is quarantined on the dead-letter list instead of being handed out (poison messages).
@@ -46,7 +46,8 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 
-from textlstm.deadletters import DeadLetter, dead_letter_key
+from textlstm.wire.deadletters import DeadLetter
+from textlstm.wire.redis_layout import DELIVERIES_KEY, dead_letter_key
 from worker import kombu_seam
 from worker.envelope import Accepted, Refused, inspect
 
@@ -137,7 +138,6 @@ return out
 
 #: The hash of delivery counts (tag -> times taken), next to kombu's `unacked` hash and shared
 #: like it by every queue of the Redis database. An ack or a dead-lettering removes the entry.
-DELIVERIES_KEY = "unacked_deliveries"
 
 #: Dead-letter records and forget the deliveries they replace, in one atomic step. KEYS: the
 #: dead-letter list, the unacked hash, its index, the delivery counts. ARGV: records to keep,
@@ -180,7 +180,7 @@ fetch_timer = FetchTimer()
 
 
 #: What the consumer does with a refused or quarantined message before it is dead-lettered:
-#: record error rows on its job, when one is readable (`worker.batching` sets it). Called with
+#: record error rows on its job, when one is readable (`worker.strategy` sets it). Called with
 #: the textlstm message (or None) and the reason; returns False when the worker is stopping and
 #: nothing may be acked (the entry then stays in the unacked hash, and comes back).
 RefusalHook = Callable[[Any, str], bool]
@@ -225,7 +225,7 @@ class Channel(kombu_seam.PopChannel):
     max_pop_bytes = 64 * 1024
     #: Times one message may be taken without being acked before it is quarantined.
     max_deliveries = 3
-    #: The dead-letter list (textlstm.deadletters) and how many records it keeps.
+    #: The dead-letter list (textlstm.wire.deadletters) and how many records it keeps.
     dead_letter_key = dead_letter_key("textlstm")
     dead_letter_max = 10_000
     #: The hash of delivery counts (tests give each their own).

@@ -194,7 +194,7 @@ def test_hand_started_celery_worker_exits_ex_config_with_one_line(tmp_path: Path
 
 
 def test_supervisor_does_not_restart_a_process_with_bad_settings(tmp_path: Path) -> None:
-    from textlstm.cli.worker import supervise
+    from worker.supervisor import supervise
 
     starts = tmp_path / "starts"
     bad = f"open({str(starts)!r}, 'a').write('x'); raise SystemExit({EX_CONFIG})"

@@ -12,7 +12,7 @@ import redis
 from click.testing import CliRunner
 
 from textlstm.cli import cli
-from textlstm.deadletters import DeadLetter, dead_letter_key
+from textlstm.wire.deadletters import DeadLetter, dead_letter_key
 from worker.envelope import Accepted, inspect
 
 

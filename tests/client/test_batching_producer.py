@@ -1,5 +1,5 @@
-"""The batching producer (textlstm.producer) and the version 2 envelope, against the real Redis
-and, where jobs are recorded, the real databases."""
+"""The batching producer (textlstm.client.producer) and the version 2 envelope, against the real
+Redis and, where jobs are recorded, the real databases."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.fixtures.jobs import queued
+from textlstm.client.producer import Producer
 from textlstm.errors import BrokerError, NotFoundError, ValidationError
-from textlstm.messages import ENVELOPE_VERSION, Limits, parse_body
-from textlstm.producer import Producer
 from textlstm.settings import Settings
 from textlstm.store import repository as repo
 from textlstm.store.registry import register_bundle
+from textlstm.wire.messages import ENVELOPE_VERSION, Limits, parse_body
 
 
 def settings_for(redis_url: str, queue: str, **kw: Any) -> Settings:

@@ -1,6 +1,6 @@
 """Issue 14 item 4: validation that matches storage, on real PostgreSQL and SQLite.
 
-Every field of the message schema is tried at its limit and just past it (textlstm/limits.py
+Every field of the message schema is tried at its limit and just past it (textlstm/wire/limits.py
 says where each limit comes from). At the limit the value is accepted by the worker's
 validation (`parse_message`, `parse_body`) and, where a producer sets it, by the producer's
 (`build_messages`); then it is stored through the producer's job record (`ensure_job`) and the
@@ -28,10 +28,16 @@ from hypothesis import strategies as st
 from sqlalchemy import Integer, String, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
-from textlstm import limits as bounds
 from textlstm.cli import cli
 from textlstm.errors import ValidationError
-from textlstm.messages import (
+from textlstm.serving.microbatch import Batcher
+from textlstm.serving.models import ModelCache
+from textlstm.serving.retry import RetryPolicy
+from textlstm.serving.service import classify_batch, record_rejection
+from textlstm.store import repository as repo
+from textlstm.store.models import Base
+from textlstm.wire import limits as bounds
+from textlstm.wire.messages import (
     ClassifyMessage,
     Limits,
     build_messages,
@@ -39,14 +45,8 @@ from textlstm.messages import (
     parse_body,
     parse_message,
 )
-from textlstm.serving.batcher import Batcher
-from textlstm.serving.models import ModelCache
-from textlstm.serving.rejects import salvage
-from textlstm.serving.retry import RetryPolicy
-from textlstm.serving.service import classify_batch, record_rejection
-from textlstm.store import repository as repo
-from textlstm.store.models import Base
-from textlstm.store.refs import ModelRef, parse_model_ref
+from textlstm.wire.refs import ModelRef, parse_model_ref
+from textlstm.wire.salvage import salvage
 
 FAST = RetryPolicy(initial_s=0.02, max_s=0.1)
 TEXT_CHARS = 20_000
@@ -565,7 +565,7 @@ def test_at_the_limit_the_producer_sends_it_and_it_is_stored_and_read(
 
 
 def test_limits_match_the_migrated_schema(db_url: str) -> None:
-    """The numbers in textlstm/limits.py are the columns' (models.py and the real database)."""
+    """The numbers in textlstm/wire/limits.py are the columns' (models.py and the real database)."""
     from textlstm.store.db import make_engine
 
     want: dict[tuple[str, str], int | None] = {
@@ -689,7 +689,7 @@ def test_unreadable_values_never_break_the_reason() -> None:
 
 
 def test_celery_expires_header_follows_the_timestamp_rule() -> None:
-    from worker.batching import with_header_deadline
+    from worker.strategy import with_header_deadline
 
     class Msg:
         def __init__(self, expires: Any) -> None:

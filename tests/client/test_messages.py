@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from textlstm.errors import ValidationError
-from textlstm.messages import (
+from textlstm.wire.messages import (
     SCHEMA_VERSION,
     Limits,
     build_messages,
@@ -17,7 +17,7 @@ from textlstm.messages import (
     parse_message,
     split_items,
 )
-from textlstm.store.refs import ModelRef, parse_model_ref
+from textlstm.wire.refs import ModelRef, parse_model_ref
 
 LIMITS = Limits(max_text_chars=50, max_job_items=10, message_max_items=3, message_max_bytes=10_000)
 
@@ -134,7 +134,7 @@ def test_model_refs() -> None:
 def test_new_ids_are_random_version_4_uuids_and_differ_across_a_fork() -> None:
     import os
 
-    from textlstm.messages import new_id
+    from textlstm.wire.messages import new_id
 
     ids = {new_id() for _ in range(1000)}  # crosses several 256-id pools
     assert len(ids) == 1000 and {u.version for u in ids} == {4}

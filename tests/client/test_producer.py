@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.fixtures.jobs import queued
 from textlstm.client import Client
 from textlstm.errors import BrokerError, NotFoundError, ValidationError
-from textlstm.messages import TASK_NAME, Limits, parse_message
 from textlstm.settings import Settings
 from textlstm.store import repository as repo
 from textlstm.store.registry import register_bundle
+from textlstm.wire.messages import TASK_NAME, Limits, parse_message
 
 
 def make_settings(redis_url: str, queue: str, **kw: Any) -> Settings:

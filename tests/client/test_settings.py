@@ -55,7 +55,7 @@ def test_get_settings_is_cached(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 def test_imports_build_nothing_and_need_no_torch(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "import textlstm.client, textlstm.settings, textlstm.messages\n"
+        "import textlstm.client, textlstm.settings, textlstm.wire.messages\n"
         "import textlstm.store.registry, textlstm.store.repository, textlstm.store.db\n"
         "import textlstm.cli.db, textlstm.cli.models, textlstm.cli.jobs, textlstm.cli.results\n"
         "from click.testing import CliRunner\n"

@@ -276,7 +276,7 @@ def test_f_single_text_jobs_through_the_batching_producer(
     """600 one-text jobs coalesced into version 2 envelopes, plus one envelope with a bad part:
     every good job done and equal to in-process predict, the bad part's job failed with the
     reason, its envelope neighbours stored, every envelope acked once."""
-    from textlstm.producer import Producer
+    from textlstm.client.producer import Producer
 
     inputs = texts(600, seed=21)
     with Producer(e2e_settings, linger_ms=20) as producer:

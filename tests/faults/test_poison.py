@@ -23,10 +23,10 @@ from tests.fixtures.jobs import (
     wait_job,
 )
 from tests.fixtures.workers import Fleet
-from textlstm.deadletters import DeadLetter, dead_letter_key
 from textlstm.settings import Settings
 from textlstm.testing.processes import paused
 from textlstm.testing.redis_server import OwnRedis
+from textlstm.wire.deadletters import DeadLetter, dead_letter_key
 
 pytestmark = [
     pytest.mark.faults,

@@ -140,8 +140,8 @@ def test_decode_refuses_anything_but_json_and_durations_parse() -> None:
     import pickle
 
     from textlstm.errors import ValidationError
-    from textlstm.messages import Limits
-    from textlstm.recovery import decode_payload, parse_duration
+    from textlstm.ops.recovery import decode_payload, parse_duration
+    from textlstm.wire.messages import Limits
 
     body = base64.b64encode(pickle.dumps(([{"x": 1}], {}, {}))).decode()
     payload = {

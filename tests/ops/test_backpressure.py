@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from textlstm.backpressure import Gate
 from textlstm.client import Client
+from textlstm.client.backpressure import Gate
 from textlstm.errors import QueueFullError
 from textlstm.settings import Settings
 

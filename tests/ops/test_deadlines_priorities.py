@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.fixtures.serving import FAST, batch_of, message, rows
 from textlstm.errors import ValidationError
-from textlstm.messages import ClassifyMessage, Limits, build_messages, parse_message
-from textlstm.queues import consume_order, queue_for
-from textlstm.serving.batcher import Batcher
+from textlstm.serving.microbatch import Batcher
 from textlstm.serving.models import ModelCache
 from textlstm.serving.service import classify_batch
 from textlstm.store import repository as repo
+from textlstm.wire.messages import ClassifyMessage, Limits, build_messages, parse_message
+from textlstm.wire.queues import consume_order, queue_for
 
 NOW = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
 
@@ -117,7 +117,7 @@ def test_items_past_their_deadline_are_stored_expired_and_the_job_says_so(
         wall_clock=lambda: NOW + timedelta(seconds=1),
     )
     assert report.expired == 1 and report.model is None
-    from textlstm.client import _status_from
+    from textlstm.client.jobs import _status_from
 
     with session_factory() as s:
         st = _status_from(repo.get_job(session=s, job_id=gone.job_id), None)

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from textlstm.cli.status import render
-from textlstm.cli.worker import celery_argv, supervise
-from textlstm.fleet import FleetStatus, parse_replies
+from textlstm.ops.fleet import FleetStatus, parse_replies
 from textlstm.serving.metrics import WorkerMetrics
+from worker.supervisor import celery_argv, supervise
 
 
 def test_parse_replies_and_render() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from textlstm.messages import TASK_NAME
+from textlstm.wire.messages import TASK_NAME
 
 SENTINEL = "\u0000raw-token\u0000"
 #: JSON text no Python value serialises to: put in place of a value, as a hostile producer in

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from textlstm.classifier.bundle import MANIFEST, WEIGHTS, sha256_bytes
+from textlstm.bundle import MANIFEST, WEIGHTS, sha256_bytes
 from textlstm.errors import BundleError
 from textlstm.serving.models import ModelCache, ModelUnavailable
 from textlstm.store.models import Blob, ModelVersion

@@ -32,9 +32,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.fixtures.jobs import assert_exactly_once
 from tests.fixtures.workers import Fleet
 from tests.security.fuzz_entries import Case, cases
-from textlstm.deadletters import DeadLetter, dead_letter_key
 from textlstm.testing.processes import paused
 from textlstm.testing.redis_server import OwnRedis
+from textlstm.wire.deadletters import DeadLetter, dead_letter_key
 
 EXAMPLES = int(os.environ.get("TEXTLSTM_FUZZ_EXAMPLES", "4"))
 CASES = int(os.environ.get("TEXTLSTM_FUZZ_CASES", "80"))

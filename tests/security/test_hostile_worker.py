@@ -24,10 +24,10 @@ from tests.fixtures.jobs import (
     wait_job,
 )
 from tests.fixtures.workers import Fleet
-from textlstm.deadletters import DeadLetter, dead_letter_key
-from textlstm.messages import TASK_NAME
 from textlstm.settings import Settings
 from textlstm.testing.redis_server import OwnRedis
+from textlstm.wire.deadletters import DeadLetter, dead_letter_key
+from textlstm.wire.messages import TASK_NAME
 
 
 class Boom:

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from textlstm.errors import ValidationError
-from textlstm.messages import Limits, build_messages, parse_message
+from textlstm.wire.messages import Limits, build_messages, parse_message
 
 LIMITS = Limits(max_text_chars=20_000, max_job_items=1_000_000, message_max_items=256)
 JOB = "3f1c2a8e-5b7d-4c1e-9a0b-2f6d8e4c7a11"
@@ -190,7 +190,7 @@ def test_fuzz_producer_accepts_only_what_the_worker_accepts(
 
 
 def test_salvage_drops_ids_and_models_postgresql_cannot_store() -> None:
-    from textlstm.serving.rejects import salvage
+    from textlstm.wire.salvage import salvage
 
     found = salvage(body(model="m\x00", items=[{"index": 0, "id": "a\ud800", "text": 1}]))
     assert found.items == ((0, None),) and found.model is None

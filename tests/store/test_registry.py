@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from tests.fixtures.db import write_fake_bundle
-from textlstm.classifier.bundle import dump_json, sha256_bytes, verify_bundle
+from textlstm.bundle import dump_json, sha256_bytes, verify_bundle
 from textlstm.errors import BundleError, NotFoundError, ValidationError
 from textlstm.store import repository as repo
 from textlstm.store.registry import (

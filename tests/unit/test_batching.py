@@ -3,7 +3,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from textlstm.classifier.batching import bucketed_batches, pad_batch
+from textlstm.classifier.length_buckets import bucketed_batches, pad_batch
 
 
 @given(

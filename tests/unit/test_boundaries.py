@@ -1,9 +1,21 @@
-"""Import rules that keep the layers apart (checked on the source, so lazy imports count too).
+"""Import rules that keep the packages apart (checked on the source, so lazy imports count too).
 
+The job's path and the package that owns each step (docs/architecture.md draws it):
+
+    client (producer, publisher) -> wire (message, queues, Redis layout) -> broker
+    -> worker/ (Celery consumer, transport) -> serving (micro-batches, service)
+    -> classifier (tokenizer, LSTM, predictor) -> store (SQL) -> client / cli (results)
+
+- wire/ is what producers, workers and operators share: no SQL, no torch, no Celery, and none
+  of the packages that build on it.
 - classifier/ and training/ are pure ML code: they never reach the store, CLI, serving or worker.
-- The store, the message schema, the producer and the settings never import torch, so producers
-  and analysts install and start without it.
+- store/ holds every SQL query and knows nothing of the model code (classifier/, training/),
+  serving or the client.
+- The client, the wire, the store and the settings never import torch, so producers and
+  analysts install and start without it.
 - Only worker/ touches Celery's worker machinery; the library never imports the worker package.
+- SQL is written only in store/ (and migrations/): no other module imports sqlalchemy's query
+  builders.
 - The base install (no extras) runs the producer, the client, results, the registry and the
   `db`, `submit`, `status`, `jobs`, `models` and `dead-letters` commands: none of their modules
   reaches torch, numpy, matplotlib or any other extra's package, at import time (checked in a
@@ -48,36 +60,57 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-@pytest.mark.parametrize("path", modules_under("classifier") + modules_under("training"), ids=_rel)
-def test_ml_code_stays_pure(path: Path) -> None:
-    forbidden = ("textlstm.store", "textlstm.cli", "textlstm.serving", "worker", "celery")
-    bad = {m for m in imported_modules(path) if m.startswith(forbidden)}
-    assert not bad, f"{_rel(path)} imports {sorted(bad)}"
+def _matches(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+TORCH = ("torch", "numpy", "textlstm.classifier", "textlstm.training")
+
+#: package -> what none of its modules may import.
+RULES: dict[str, tuple[str, ...]] = {
+    "wire": (
+        "sqlalchemy",
+        "celery",
+        "kombu",
+        *TORCH,
+        "textlstm.store",
+        "textlstm.serving",
+        "textlstm.client",
+        "textlstm.ops",
+        "textlstm.cli",
+    ),
+    "classifier": ("textlstm.store", "textlstm.cli", "textlstm.serving", "celery", "textlstm.wire"),
+    "training": ("textlstm.store", "textlstm.cli", "textlstm.serving", "celery", "textlstm.wire"),
+    "store": (*TORCH, "textlstm.serving", "textlstm.client", "textlstm.ops", "textlstm.cli"),
+    "client": (*TORCH, "textlstm.serving", "textlstm.ops", "textlstm.cli"),
+    "ops": (*TORCH, "textlstm.serving", "textlstm.cli"),
+    "settings.py": (*TORCH, "sqlalchemy", "celery"),
+    "bundle.py": ("torch", "textlstm.store", "textlstm.serving", "sqlalchemy"),
+}
 
 
 @pytest.mark.parametrize(
-    "path",
-    modules_under("store")
-    + [PACKAGE / "messages.py", PACKAGE / "client.py", PACKAGE / "settings.py"],
-    ids=_rel,
+    ("path", "forbidden"),
+    [(path, forbidden) for part, forbidden in RULES.items() for path in modules_under(part)],
+    ids=lambda v: _rel(v) if isinstance(v, Path) else "",
 )
-def test_store_and_producer_never_import_torch(path: Path) -> None:
-    bad = {m for m in imported_modules(path) if m.split(".")[0] in {"torch", "numpy"}}
-    bad |= {
-        m
-        for m in imported_modules(path)
-        if m.startswith(
-            ("textlstm.classifier.predictor", "textlstm.classifier.network", "textlstm.training")
-        )
-    }
+def test_package_imports_follow_the_layers(path: Path, forbidden: tuple[str, ...]) -> None:
+    bad = {m for m in imported_modules(path) if _matches(m, forbidden)}
     assert not bad, f"{_rel(path)} imports {sorted(bad)}"
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=_rel)
 def test_library_never_imports_the_worker_package(path: Path) -> None:
-    # (`textlstm-admin worker` starts Celery with `-A worker.app`, by name, in a subprocess.)
-    bad = {m for m in imported_modules(path) if m == "worker" or m.startswith("worker.")}
+    # (`textlstm-admin worker` is found by name in textlstm.cli.COMMANDS, and starts Celery with
+    # `-A worker.app`, by name, in a subprocess.)
+    bad = {m for m in imported_modules(path) if _matches(m, ("worker",))}
     assert not bad, f"{_rel(path)} imports {sorted(bad)}"
+
+
+def test_every_package_has_a_rule() -> None:
+    """A new package under textlstm/ gets its place in the layers written down here."""
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert packages - set(RULES) <= {"cli", "serving", "testing"}, packages - set(RULES)
 
 
 # What the base install's commands and library entry points are made of.
@@ -85,7 +118,7 @@ BASE_MODULES = [
     "textlstm.cli",
     *sorted(COMMANDS[name][0].split(":")[0] for name in COMMANDS if name not in COMMAND_EXTRAS),
     "textlstm.client",
-    "textlstm.producer",
+    "textlstm.client.producer",
     "textlstm.settings",
     "textlstm.store",
     "textlstm.store.db",
@@ -151,7 +184,7 @@ def test_base_modules_never_reach_an_extra_package_even_lazily() -> None:
 
 
 def _imported_names(path: Path) -> set[str]:
-    """`from textlstm import deadletters` imports the module textlstm.deadletters."""
+    """`from textlstm.wire import deadletters` imports the module textlstm.wire.deadletters."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from textlstm.classifier import bundle
+from textlstm import bundle
 from textlstm.classifier.predictor import Classifier
 from textlstm.errors import BundleError
 

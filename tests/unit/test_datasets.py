@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from textlstm.datasets import Example, read_texts, stratified_split
 from textlstm.errors import DataError
+from textlstm.training.datasets import Example, read_texts, stratified_split
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:

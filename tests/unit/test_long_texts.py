@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from tests.fixtures.models import make_examples
-from textlstm.classifier import bundle
-from textlstm.classifier.batching import pad_batch
+from textlstm import bundle
 from textlstm.classifier.config import LEGACY_VALUES
+from textlstm.classifier.length_buckets import pad_batch
 from textlstm.classifier.network import LSTMClassifier, LSTMConfig
 from textlstm.classifier.ngrams import bigram_buckets_for, ngram_ids
 from textlstm.classifier.predictor import Classifier

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from textlstm.classifier.batching import pad_batch
+from textlstm.classifier.length_buckets import pad_batch
 from textlstm.classifier.network import LSTMClassifier, LSTMConfig
 
 

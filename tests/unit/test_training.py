@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.fixtures.models import make_examples
-from textlstm.datasets import read_texts, stratified_split
+from textlstm.training.datasets import read_texts, stratified_split
 from textlstm.training.metrics import expected_calibration_error
 from textlstm.training.pipeline import ModelOptions, TokenizerOptions, fit_classifier
 from textlstm.training.trainer import Callback, EpochStats, TrainConfig

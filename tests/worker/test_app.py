@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from textlstm.messages import TASK_NAME
 from textlstm.settings import Settings
+from textlstm.wire.messages import TASK_NAME
 from worker.app import celery_config, create_app
 
 

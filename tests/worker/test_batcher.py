@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from textlstm.messages import ClassifyMessage, Item
-from textlstm.serving.batcher import Batcher, estimate_tokens
+from textlstm.serving.microbatch import Batcher, estimate_tokens
+from textlstm.wire.messages import ClassifyMessage, Item
 
 
 def msg(

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from textlstm.cli import cli
-from textlstm.cli.worker import celery_argv, supervise
+from worker.supervisor import celery_argv, supervise
 
 
 def test_worker_and_submit_help_and_imports_stay_light() -> None:

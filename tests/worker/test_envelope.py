@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from kombu import Connection
 
 from tests.security.fuzz_entries import paths
-from textlstm.messages import TASK_NAME
+from textlstm.wire.messages import TASK_NAME
 from worker.envelope import Accepted, Refused, inspect
 
 

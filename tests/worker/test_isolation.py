@@ -18,11 +18,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.fixtures.serving import FAST, batch_of, message, rows
-from textlstm.messages import ClassifyMessage, Item
 from textlstm.serving import service
 from textlstm.serving.models import ModelCache
 from textlstm.serving.service import BatchReport, ItemOutcome, classify_batch
 from textlstm.store import repository as repo
+from textlstm.wire.messages import ClassifyMessage, Item
 
 
 @contextmanager

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from textlstm.cli.worker import supervise
 from worker import kombu_seam
 from worker.kombu_seam import NEEDS, check, installed, refusal
+from worker.supervisor import supervise
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -211,6 +211,6 @@ def test_the_status_command_is_a_registered_inspect_command() -> None:
     from celery.worker.control import Panel
 
     import worker.control  # noqa: F401 - registers the command
-    from textlstm.fleet import INFO_COMMAND
+    from textlstm.ops.fleet import INFO_COMMAND
 
     assert Panel.meta[INFO_COMMAND].type == "inspect"

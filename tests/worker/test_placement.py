@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from textlstm.device import assign_device, cpu_threads, default_processes, parse_gpus
 from textlstm.errors import ConfigError
+from textlstm.serving.device import assign_device, cpu_threads, default_processes, parse_gpus
 
 
 def test_round_robin_over_allowed_gpus_by_process_index() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from textlstm.serving.rejects import salvage
+from textlstm.wire.salvage import salvage
 
 
 def test_readable_parts_of_a_wrong_version_message() -> None:

@@ -16,12 +16,12 @@ from tests.fixtures.models import make_examples
 from tests.fixtures.serving import FAST, batch_of, message, rows
 from textlstm.classifier.predictor import EMPTY_TEXT_ERROR, Classifier
 from textlstm.serving.models import ModelCache
-from textlstm.serving.rejects import salvage
 from textlstm.serving.retry import RetryPolicy, ShutdownRequested
 from textlstm.serving.service import classify_batch, predict_isolated, record_rejection
 from textlstm.store import repository as repo
 from textlstm.store.models import Prediction
 from textlstm.store.registry import register_bundle, set_alias
+from textlstm.wire.salvage import salvage
 
 
 class Clock:

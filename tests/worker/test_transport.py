@@ -18,8 +18,8 @@ import pytest
 import redis
 from kombu import Connection, Consumer, Producer, Queue
 
-from textlstm.deadletters import DeadLetter
-from textlstm.messages import TASK_NAME
+from textlstm.wire.deadletters import DeadLetter
+from textlstm.wire.messages import TASK_NAME
 
 TRANSPORT = "worker.transport:Transport"
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from textlstm.classifier.batching import bucketed_batches, pad_batch
+from textlstm.classifier.length_buckets import bucketed_batches, pad_batch
 
 
 def batched_logits(

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from textlstm import __version__
-from textlstm.classifier import bundle
+from textlstm import bundle
 from textlstm.classifier.inference import batched_logits
 from textlstm.classifier.network import LSTMClassifier, LSTMConfig
 from textlstm.classifier.tokenizer import Tokenizer
@@ -24,7 +24,7 @@ EMPTY_TEXT_ERROR = "empty text: nothing to classify"
 
 
 @dataclass(frozen=True)
-class Prediction:
+class Classification:
     """One text's result. For blank text `label` is None and `error` says why."""
 
     label: str | None
@@ -99,7 +99,7 @@ class Classifier:
         batch_size: int = 128,
         max_tokens: int | None = None,
         timings: dict[str, float] | None = None,
-    ) -> list[Prediction]:
+    ) -> list[Classification]:
         """Label, top score and probabilities keyed by label name, in input order.
 
         Texts longer than `max_length` tokens are classified on their first `max_length`
@@ -116,14 +116,14 @@ class Classifier:
             timings["tokenize_s"] = timings.get("tokenize_s", 0.0) + tokenized - started
             forward = time.perf_counter() - tokenized
             timings["forward_s"] = timings.get("forward_s", 0.0) + forward
-        out: list[Prediction] = []
+        out: list[Classification] = []
         for toks, row in zip(tokens, probs, strict=True):
             if not toks:
-                out.append(Prediction(label=None, score=None, error=EMPTY_TEXT_ERROR))
+                out.append(Classification(label=None, score=None, error=EMPTY_TEXT_ERROR))
                 continue
             best = int(row.argmax())
             out.append(
-                Prediction(
+                Classification(
                     label=self.labels[best],
                     score=float(row[best]),
                     probabilities={lbl: float(p) for lbl, p in zip(self.labels, row, strict=True)},

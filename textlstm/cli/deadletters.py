@@ -1,5 +1,5 @@
 """`textlstm-admin dead-letters`: what the workers refused or quarantined, and why; put a
-message back on its queue once its cause is fixed, or purge it (textlstm/deadletters.py)."""
+message back on its queue once its cause is fixed, or purge it (textlstm/wire/deadletters.py)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,8 @@ def _when(at: float) -> str:
 
 
 def _client_and_key() -> tuple[Any, str, Any]:
-    from textlstm.deadletters import dead_letter_key
-    from textlstm.queues import redis_client
     from textlstm.settings import get_settings
+    from textlstm.wire.redis_layout import dead_letter_key, redis_client
 
     settings = get_settings()
     return redis_client(settings.broker_url), dead_letter_key(settings.queue), settings
@@ -43,7 +42,7 @@ def dead_letters() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (no entries).")
 def list_(limit: int, as_json: bool) -> None:
     """Newest first: id, when, stage, job and reason."""
-    from textlstm import deadletters
+    from textlstm.ops import deadletters
 
     client, key, settings = _client_and_key()
     try:
@@ -75,7 +74,7 @@ def list_(limit: int, as_json: bool) -> None:
 @click.option("--full", is_flag=True, help="Print the whole stored entry, however long.")
 def show(record_id: str, full: bool) -> None:
     """One record as JSON, with the refused message itself."""
-    from textlstm import deadletters
+    from textlstm.ops import deadletters
 
     client, key, settings = _client_and_key()
     try:
@@ -101,8 +100,8 @@ def show(record_id: str, full: bool) -> None:
 def requeue(record_ids: tuple[str, ...], everything: bool) -> None:
     """Put messages back on the queue they came from (fix what refused them first: a
     refused message that is still bad is dead-lettered again)."""
-    from textlstm import deadletters
     from textlstm.client import republish
+    from textlstm.ops import deadletters
 
     if not record_ids and not everything:
         raise click.UsageError("name the records to requeue, or --all")
@@ -135,7 +134,7 @@ def requeue(record_ids: tuple[str, ...], everything: bool) -> None:
 @click.option("--all", "everything", is_flag=True, help="Every record on the list.")
 def purge(record_ids: tuple[str, ...], everything: bool) -> None:
     """Delete records for good."""
-    from textlstm import deadletters
+    from textlstm.ops import deadletters
 
     if not record_ids and not everything:
         raise click.UsageError("name the records to purge, or --all")

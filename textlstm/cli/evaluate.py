@@ -55,9 +55,9 @@ def evaluate(
     import numpy as np
 
     from textlstm.classifier.predictor import Classifier
-    from textlstm.datasets import read_texts
-    from textlstm.device import resolve_device
     from textlstm.errors import DataError
+    from textlstm.serving.device import resolve_device
+    from textlstm.training.datasets import read_texts
     from textlstm.training.metrics import classification_report
 
     classifier = Classifier.load(bundle, device=resolve_device(device))

@@ -1,5 +1,5 @@
 """`textlstm-admin jobs`: list jobs, show one job's progress, model and timings, and recover
-stuck jobs (`requeue`, `reap`: textlstm/recovery.py)."""
+stuck jobs (`requeue`, `reap`: textlstm/ops/recovery.py)."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def show(job_id: str, as_json: bool) -> None:
 
 
 def _requeue_line(r: object) -> str:
-    from textlstm.recovery import RequeueReport
+    from textlstm.ops.recovery import RequeueReport
 
     assert isinstance(r, RequeueReport)
     if not r.missing:
@@ -112,7 +112,7 @@ def _requeue_line(r: object) -> str:
 
 
 def _read_input(path: object, text_column: str) -> list[str]:
-    from textlstm.datasets import read_texts
+    from textlstm.training.datasets import read_texts
 
     return [ex.text for ex in read_texts(path, text_column=text_column, label_column=None).examples]
 
@@ -136,9 +136,9 @@ def requeue(job_id: str, input_file: str | None, text_column: str, dry_run: bool
     producer's file, numbered as `submit` numbers it) or reported as lost. Exit status 1 when
     some items are lost.
     """
-    from textlstm.messages import parse_job_id
-    from textlstm.recovery import requeue_job
+    from textlstm.ops.recovery import requeue_job
     from textlstm.settings import get_settings
+    from textlstm.wire.messages import parse_job_id
 
     texts = _read_input(input_file, text_column) if input_file else None
     report = requeue_job(
@@ -163,7 +163,7 @@ def reap(older_than: str, do_requeue: bool, as_json: bool) -> None:
     --requeue re-enqueue, their missing items."""
     from datetime import UTC, datetime
 
-    from textlstm.recovery import parse_duration, requeue_job, stuck_jobs
+    from textlstm.ops.recovery import parse_duration, requeue_job, stuck_jobs
     from textlstm.settings import get_settings
     from textlstm.store.db import session_scope
 

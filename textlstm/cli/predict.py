@@ -40,9 +40,9 @@ def predict(
     classified on their first tokens and marked truncated.
     """
     from textlstm.classifier.predictor import Classifier
-    from textlstm.datasets import read_texts
-    from textlstm.device import resolve_device
     from textlstm.errors import ConfigError
+    from textlstm.serving.device import resolve_device
+    from textlstm.training.datasets import read_texts
 
     all_texts = list(texts)
     if input_file is not None:

@@ -22,8 +22,8 @@ def _age(seconds: float) -> str:
 
 
 def render(st: object) -> str:
-    """The human-readable report of a `textlstm.fleet.FleetStatus` (pure)."""
-    from textlstm.fleet import FleetStatus
+    """The human-readable report of a `textlstm.ops.fleet.FleetStatus` (pure)."""
+    from textlstm.ops.fleet import FleetStatus
 
     assert isinstance(st, FleetStatus)
     lines = [f"broker    {st.broker}", f"database  {st.database}", ""]
@@ -91,7 +91,7 @@ def render(st: object) -> str:
 )
 def status(as_json: bool, timeout: float) -> None:
     """Queue depths, workers online (device, loaded models), jobs by status, aliases."""
-    from textlstm.fleet import collect
+    from textlstm.ops.fleet import collect
     from textlstm.settings import get_settings
 
     st = collect(get_settings(), timeout=timeout)

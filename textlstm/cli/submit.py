@@ -50,8 +50,8 @@ def submit(
 ) -> None:
     """Enqueue the texts of FILE (one job; ids are the 0-based row numbers) and print the job id."""
     from textlstm.client import Client
-    from textlstm.datasets import read_texts
     from textlstm.errors import ValidationError
+    from textlstm.training.datasets import read_texts
 
     meta = None
     if metadata is not None:

@@ -254,10 +254,10 @@ def train(
     Writes a model bundle to --out: safetensors weights, config, vocabulary, metrics,
     a sha256 manifest, and training-curve and confusion-matrix PNGs.
     """
-    from textlstm.classifier.bundle import dump_json
-    from textlstm.datasets import read_texts, stratified_split
-    from textlstm.device import resolve_device
+    from textlstm.bundle import dump_json
     from textlstm.errors import ConfigError
+    from textlstm.serving.device import resolve_device
+    from textlstm.training.datasets import read_texts, stratified_split
     from textlstm.training.pipeline import fit_classifier
     from textlstm.training.plots import confusion_matrix_png, training_curve_png
 

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from textlstm.errors import BundleError, NotFoundError, ValidationError
-from textlstm.store.refs import parse_model_ref
+from textlstm.wire.refs import parse_model_ref
 
 log = logging.getLogger(__name__)
 

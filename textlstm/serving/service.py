@@ -28,13 +28,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from textlstm.errors import ValidationError
-from textlstm.messages import ClassifyMessage
-from textlstm.serving.batcher import MicroBatch
+from textlstm.serving.microbatch import MicroBatch
 from textlstm.serving.models import LoadedModel, ModelCache, ModelUnavailable
-from textlstm.serving.rejects import Salvage
 from textlstm.serving.retry import RETRYABLE, RetryPolicy, ShutdownRequested, retrying
 from textlstm.store import repository as repo
 from textlstm.store.repository import JobItems, PredictionRecord, Unstored
+from textlstm.wire.messages import ClassifyMessage
+from textlstm.wire.salvage import Salvage
 
 log = logging.getLogger(__name__)
 

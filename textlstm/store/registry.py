@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from textlstm.classifier.bundle import (
+from textlstm.bundle import (
     CONFIG,
     FORMAT,
     MANIFEST,
@@ -32,11 +32,11 @@ from textlstm.classifier.bundle import (
     verify_bundle,
 )
 from textlstm.errors import BundleError, NotFoundError, ValidationError
-from textlstm.limits import LABEL_CHARS
-from textlstm.messages import unstorable
 from textlstm.store import repository as repo
 from textlstm.store.models import ModelVersion
-from textlstm.store.refs import DEFAULT_ALIAS, ModelRef, check_alias, check_name, parse_model_ref
+from textlstm.wire.limits import LABEL_CHARS
+from textlstm.wire.messages import unstorable
+from textlstm.wire.refs import DEFAULT_ALIAS, ModelRef, check_alias, check_name, parse_model_ref
 
 # Bundle file names a manifest may list: flat, no leading dot, nothing that can climb a path.
 SAFE_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

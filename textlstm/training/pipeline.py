@@ -20,9 +20,9 @@ from textlstm.classifier.network import LSTMClassifier, LSTMConfig
 from textlstm.classifier.ngrams import bigram_buckets_for, distinct_bigrams
 from textlstm.classifier.predictor import Classifier
 from textlstm.classifier.tokenizer import Tokenizer
-from textlstm.datasets import Example
 from textlstm.errors import DataError
 from textlstm.training.config import ModelOptions, TokenizerOptions, TrainConfig
+from textlstm.training.datasets import Example
 from textlstm.training.metrics import classification_report
 from textlstm.training.trainer import (
     Callback,

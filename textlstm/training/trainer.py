@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from textlstm.classifier.batching import bucketed_batches, pad_batch
 from textlstm.classifier.inference import batched_logits
+from textlstm.classifier.length_buckets import bucketed_batches, pad_batch
 from textlstm.classifier.tokenizer import PAD_ID, UNK_ID
 from textlstm.training.config import TrainConfig
 from textlstm.training.metrics import classification_report

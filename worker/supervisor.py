@@ -69,7 +69,7 @@ def plan_processes(device: str, gpus: str, concurrency: int) -> int:
     """How many worker processes to start: the option, else one per allowed GPU or core."""
     if concurrency > 0:
         return concurrency
-    from textlstm.device import default_processes, parse_gpus
+    from textlstm.serving.device import default_processes, parse_gpus
 
     cuda_count = 0
     if device.strip().lower() != "cpu":
@@ -207,7 +207,7 @@ def worker(
     Options override the TEXTLSTM_WORKER_* settings (README.md, "Knobs"). Without --queues the
     processes take the high, normal and bulk queues of TEXTLSTM_QUEUE, in that order.
     """
-    from textlstm.device import assign_device, parse_gpus
+    from textlstm.serving.device import assign_device, parse_gpus
     from textlstm.settings import get_settings, mask_url, subprocess_env
 
     s = get_settings()
@@ -230,10 +230,10 @@ def worker(
         if value is not None:
             overrides[key] = str(value)
     if warmup_model:
-        from textlstm.store.refs import parse_model_ref
+        from textlstm.wire.refs import parse_model_ref
 
         parse_model_ref(warmup_model)  # one line here, not one failed start per process
-    from textlstm.queues import consume_order
+    from textlstm.wire.queues import consume_order
 
     queue_list = queues or ",".join(consume_order(s.queue))
     port = s.metrics_port if metrics_port is None else metrics_port

@@ -22,7 +22,7 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from textlstm.messages import ClassifyMessage, Item
+from textlstm.wire.messages import ClassifyMessage, Item
 
 #: Within a model's group, high-priority items are cut into a batch before normal and bulk ones
 #: (the broker already hands them over first; this covers what the worker had buffered).

@@ -19,8 +19,6 @@ Broker payloads are decoded as JSON only: anything else is skipped, never unpick
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,15 +29,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from textlstm.errors import ValidationError
-from textlstm.messages import ClassifyMessage, Item, Limits, parse_message, split_items
-from textlstm.queues import PRIORITIES, consume_order, queue_for
 from textlstm.settings import Settings
 from textlstm.store import repository as repo
 from textlstm.store.models import Job, Prediction
-
-#: kombu's Redis keys: messages a worker received and has not acked, and the priority sub-lists.
-UNACKED_KEY = "unacked"
-_PRIORITY_STEPS = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+from textlstm.wire.messages import ClassifyMessage, Item, Limits, parse_message, split_items
+from textlstm.wire.queues import PRIORITIES, consume_order, queue_for
+from textlstm.wire.redis_layout import (
+    UNACKED_KEY,
+    loads,
+    priority_lists,
+    redis_client,
+    task_argument,
+)
 
 
 @dataclass(frozen=True)
@@ -73,15 +74,9 @@ def decode_payload(payload: Any, limits: Limits) -> ClassifyMessage | None:
     None when it is not a valid JSON classify task. Never deserialises anything but JSON."""
     if not isinstance(payload, dict) or payload.get("content-type") != "application/json":
         return None
-    body = payload.get("body")
-    props = payload.get("properties") or {}
     try:
-        if props.get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        decoded = json.loads(body)
-        args = decoded[0]
-        return parse_message(args[0], limits=limits)
-    except (ValueError, TypeError, IndexError, KeyError, ValidationError):
+        return parse_message(task_argument(payload), limits=limits)
+    except ValidationError:
         return None
 
 
@@ -91,25 +86,18 @@ def broker_copies(
     """Every message of `job_id` waiting in `queues` or delivered and unacked (scans them all:
     an operator's tool, not a hot path)."""
     for queue in queues:
-        for step in _PRIORITY_STEPS:
-            for raw in client.lrange(queue + step, 0, -1):
-                msg = decode_payload(_loads(raw), limits)
+        for key in priority_lists(queue):
+            for raw in client.lrange(key, 0, -1):
+                msg = decode_payload(loads(raw), limits)
                 if msg is not None and msg.job_id == job_id:
                     yield BrokerCopy("queued", queue, msg)
     for _tag, raw in client.hscan_iter(UNACKED_KEY):
-        entry = _loads(raw)
+        entry = loads(raw)
         if not isinstance(entry, list) or len(entry) != 3:
             continue
         msg = decode_payload(entry[0], limits)
         if msg is not None and msg.job_id == job_id:
             yield BrokerCopy("unacked", str(entry[2]), msg)
-
-
-def _loads(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
 
 
 def missing_indexes(*, session: Session, job: Job) -> list[int]:
@@ -126,7 +114,6 @@ def requeue_job(
     dry_run: bool = False,
 ) -> RequeueReport:
     """Re-enqueue the items of `job_id` that have no row yet (see the module docstring)."""
-    from textlstm.queues import redis_client
     from textlstm.store.db import session_scope
 
     limits = Limits.from_settings(settings)
@@ -177,8 +164,8 @@ def requeue_job(
         )
         for chunk in split_items(items, limits=limits)
     ]
-    from textlstm.backpressure import Gate
-    from textlstm.client import _publish
+    from textlstm.client.backpressure import Gate
+    from textlstm.client.jobs import _publish
 
     queue = queue_for(settings.queue, priority if priority in PRIORITIES else "normal")
     gate = Gate(queue=queue, limit=0, policy="refuse", timeout_s=0, depth=lambda: 0)

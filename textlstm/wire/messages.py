@@ -23,7 +23,7 @@ Message body (schema_version 1), sent as the only positional argument of the Cel
 
 Schema version 2 is an envelope that carries parts of several jobs in one broker message, so a
 producer of many small jobs pays the broker's per-message cost once per envelope, not once per
-job (`textlstm.producer.Producer` coalesces them, as Kafka producers do with `linger.ms`)::
+job (`textlstm.client.producer.Producer` coalesces them, as Kafka producers do with `linger.ms`)::
 
     {"schema_version": 2,
      "messages": [<a version 1 message>, <a version 1 message>, …]}   # 1..message_max_items
@@ -43,17 +43,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from textlstm import limits as bounds
 from textlstm.errors import ValidationError
-from textlstm.queues import PRIORITIES
-from textlstm.store.refs import parse_model_ref
+from textlstm.wire import limits as bounds
+from textlstm.wire.queues import PRIORITIES
+from textlstm.wire.refs import parse_model_ref
 
 SCHEMA_VERSION = 1
 #: The envelope of parts of several jobs (see the module docstring).
 ENVELOPE_VERSION = 2
 #: The stable Celery task name workers register and producers send to.
 TASK_NAME = "textlstm.classify"
-#: The storage-derived bounds (textlstm/limits.py says where each comes from).
+#: The storage-derived bounds (textlstm/wire/limits.py says where each comes from).
 MAX_ID_CHARS = bounds.EXTERNAL_ID_CHARS
 MAX_METADATA_BYTES = bounds.METADATA_BYTES
 MAX_METADATA_DEPTH = bounds.METADATA_DEPTH
@@ -62,7 +62,7 @@ MAX_METADATA_DEPTH = bounds.METADATA_DEPTH
 @dataclass(frozen=True)
 class Limits:
     """The bounds a job and its messages must respect (normally taken from Settings); the
-    fixed, storage-derived ones are in textlstm/limits.py."""
+    fixed, storage-derived ones are in textlstm/wire/limits.py."""
 
     max_text_chars: int = 20_000
     max_job_items: int = 1_000_000
@@ -206,7 +206,7 @@ _compact_json = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators
 
 def check_metadata(metadata: Any) -> dict[str, Any] | None:
     """Metadata is an optional JSON object with string keys, at most MAX_METADATA_BYTES as
-    compact UTF-8 JSON and MAX_METADATA_DEPTH levels deep (textlstm/limits.py)."""
+    compact UTF-8 JSON and MAX_METADATA_DEPTH levels deep (textlstm/wire/limits.py)."""
     if metadata is None:
         return None
     if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
@@ -420,7 +420,7 @@ _TS_MIN, _TS_MAX = bounds.TIMESTAMP_MIN, bounds.TIMESTAMP_MAX
 
 def check_timestamp(when: Any, field: str) -> datetime:
     """An aware datetime within [TIMESTAMP_MIN, TIMESTAMP_MAX) once its offset is taken out
-    (textlstm/limits.py: what both databases store and every admin command reads back)."""
+    (textlstm/wire/limits.py: what both databases store and every admin command reads back)."""
     # One chained comparison on the common path (it runs twice a message). Aware datetimes
     # compare as instants, without the OverflowError that astimezone(UTC) raises for
     # 9999-12-31T23:00-05:00; a naive datetime or a non-datetime raises TypeError.

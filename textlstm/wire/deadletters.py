@@ -17,8 +17,8 @@ first, trimmed to `dead_letter_max`):
      "worker": "host:pid" | null}
 
 The worker's Lua pop script writes `poison` records itself (worker/transport.py), with the same
-field names. `textlstm-admin dead-letters list|show|requeue|purge` reads and edits the list.
-Only the functions that take a Redis client do I/O.
+field names. `textlstm-admin dead-letters list|show|requeue|purge` reads and edits the list through
+`textlstm.ops.deadletters`. This module does no I/O.
 """
 
 from __future__ import annotations
@@ -32,14 +32,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from textlstm.wire.redis_layout import dead_letter_key, loads, task_argument
+
+__all__ = ["STAGES", "DeadLetter", "dead_letter_key", "message_of_entry"]
+
 STAGES = ("envelope", "body", "part", "store", "poison")
 #: Longest reason kept in a record.
 MAX_REASON_CHARS = 1000
-
-
-def dead_letter_key(queue: str) -> str:
-    """The Redis list holding the dead letters of `queue` and its priority queues."""
-    return f"{queue}.dead-letters"
 
 
 def _worker() -> str:
@@ -98,69 +97,4 @@ class DeadLetter:
 def message_of_entry(entry: str | None) -> Any:
     """The textlstm message (the task's first argument) inside a raw list entry, or None.
     Best effort: never raises."""
-    try:
-        return message_of_payload(json.loads(entry or ""))
-    except (ValueError, RecursionError):
-        return None
-
-
-def message_of_payload(payload: Any) -> Any:
-    """The same, from an entry already parsed (the worker reads refused entries this way, so
-    that bad headers do not make the job unreadable). Never raises."""
-    import base64
-
-    try:
-        body = payload["body"]
-        if base64_body := payload["properties"].get("body_encoding") == "base64":
-            body = base64.b64decode(body, validate=True)
-        return json.loads(body if base64_body else body.encode())[0][0]
-    except Exception:  # noqa: BLE001 - unreadable: the dead letter still holds the entry
-        return None
-
-
-# -- Redis I/O (the admin commands and the worker) --------------------------------------------
-
-#: Moves one record's entry back onto the list it came from, if the record is still there
-#: (two operators requeueing at once push it once). KEYS: dead-letter list, target list.
-REQUEUE = """
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
-  redis.call('RPUSH', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-"""
-
-
-def count(client: Any, key: str) -> int:
-    return int(client.llen(key))
-
-
-def read(client: Any, key: str, limit: int | None = None) -> list[tuple[bytes, DeadLetter]]:
-    """Records newest first, each with its stored bytes (to remove exactly that one).
-    A record that does not parse is shown as one with stage `unreadable`."""
-    raws = client.lrange(key, 0, -1 if limit is None else limit - 1)
-    out = []
-    for raw in raws:
-        try:
-            out.append((raw, DeadLetter.from_json(raw)))
-        except (ValueError, TypeError, KeyError) as exc:
-            out.append((raw, DeadLetter(id="?", at=0, stage="unreadable", reason=str(exc))))
-    return out
-
-
-def find(client: Any, key: str, record_id: str) -> tuple[bytes, DeadLetter] | None:
-    for raw, record in read(client, key):
-        if record.id == record_id:
-            return raw, record
-    return None
-
-
-def remove(client: Any, key: str, raw: bytes) -> bool:
-    return int(client.lrem(key, 1, raw)) == 1
-
-
-def requeue_entry(client: Any, key: str, raw: bytes, record: DeadLetter) -> bool:
-    """Put a whole entry back at the consuming end of its list; False if already gone."""
-    if record.entry is None or record.list is None:
-        raise ValueError(f"dead letter {record.id} holds no broker entry to put back")
-    return bool(client.eval(REQUEUE, 2, key, record.list, raw, record.entry))
+    return task_argument(loads(entry))

@@ -4,7 +4,7 @@ Pure: takes the decoded body, returns the job id, total, model and item indices 
 individually well-formed. The worker stores an `error` row for each readable index (so the job
 still finishes, as `partial` or `failed`, instead of waiting forever) and logs the rest.
 
-Total, and within the storage limits (textlstm/limits.py): whatever the body holds, `salvage`
+Total, and within the storage limits (textlstm/wire/limits.py): whatever the body holds, `salvage`
 returns, and what it returns fits the columns the error rows and the job row go to, so
 recording a rejection cannot fail on the values that caused it.
 """
@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from textlstm import limits as bounds
 from textlstm.errors import ValidationError
-from textlstm.messages import parse_job_id, unstorable
+from textlstm.wire import limits as bounds
+from textlstm.wire.messages import parse_job_id, unstorable
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The micro-batching consumer strategy: Celery glue around `textlstm.serving.batcher`.
+"""The micro-batching consumer strategy: Celery glue around `textlstm.serving.microbatch`.
 
 Celery hands every received message of a task to that task's *strategy* (celery-batches uses the
 same hook). Ours decodes and validates the message, adds its items to the Batcher and, whenever
@@ -7,7 +7,7 @@ calls `textlstm.serving.service.classify_batch`: predict, then one transaction).
 acked only when all their items are committed; a malformed message is moved to the dead-letter
 list at once with its reason (and recorded on its job when the job id can be read), as are
 items the batch write could not store. A version 2 envelope (parts of several jobs,
-`textlstm.messages.parse_body`) enters the batcher as one entry per part that share one ack; a
+`textlstm.wire.messages.parse_body`) enters the batcher as one entry per part that share one ack; a
 bad part is refused alone. A message delivered again after its worker died runs alone, after
 everything else held is committed (poison-message quarantine, worker/transport.py).
 
@@ -28,14 +28,14 @@ from typing import Any
 
 from celery import bootsteps
 
-from textlstm.deadletters import DeadLetter
 from textlstm.errors import ValidationError
 from textlstm.gc_tuning import tune_gc
-from textlstm.messages import ClassifyMessage, Limits, parse_body, parse_timestamp
-from textlstm.serving.batcher import Batcher, MicroBatch
 from textlstm.serving.metrics import get_metrics
-from textlstm.serving.rejects import salvage
+from textlstm.serving.microbatch import Batcher, MicroBatch
 from textlstm.serving.retry import ShutdownRequested
+from textlstm.wire.deadletters import DeadLetter
+from textlstm.wire.messages import ClassifyMessage, Limits, parse_body, parse_timestamp
+from textlstm.wire.salvage import salvage
 from worker import kombu_seam, transport
 from worker.transport import fetch_timer
 
@@ -112,7 +112,7 @@ def with_header_deadline(msg: ClassifyMessage, message: Any) -> ClassifyMessage:
     so a foreign producer using Celery's own `expires=` gets the same `expired` rows.
 
     The header is read by the body's rule (`parse_timestamp`: ISO 8601, UTC if no offset, in
-    the range of textlstm/limits.py). One that breaks the rule is ignored with a warning, as
+    the range of textlstm/wire/limits.py). One that breaks the rule is ignored with a warning, as
     an unreadable one always was: this runs after the message was accepted, and must not
     raise."""
     headers = message.headers if isinstance(message.headers, dict) else {}

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from textlstm.backpressure import Gate
+from textlstm.client.backpressure import Gate
 from textlstm.errors import BrokerError, ConfigError, NotFoundError, ValidationError
-from textlstm.messages import (
+from textlstm.settings import Settings, get_settings, mask_url
+from textlstm.wire.messages import (
     TASK_NAME,
     ClassifyMessage,
     Limits,
@@ -33,8 +34,7 @@ from textlstm.messages import (
     parse_job_id,
     parse_message,
 )
-from textlstm.queues import queue_for
-from textlstm.settings import Settings, get_settings, mask_url
+from textlstm.wire.queues import queue_for
 
 FINISHED = frozenset({"done", "failed", "partial", "expired"})
 
@@ -85,7 +85,7 @@ def _gate(settings: Settings, queue: str, policy: str | None, timeout: float | N
     limit = settings.queue_max_pending
 
     def depth() -> int:
-        from textlstm.queues import queue_depths, redis_client
+        from textlstm.wire.redis_layout import queue_depths, redis_client
 
         client = redis_client(settings.broker_url)
         try:

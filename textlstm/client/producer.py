@@ -3,11 +3,11 @@
 Celery costs ~2 ms per message on the worker whatever the message holds (measured here), so an
 application that submits one text per job through `Client.submit` caps near 500 texts/s per
 worker process however fast the model is. `Producer` buffers submitted jobs and sends them as
-version 2 envelopes (`textlstm.messages.envelope`): up to `max_items` items of many jobs in one
+version 2 envelopes (`textlstm.wire.messages.envelope`): up to `max_items` items of many jobs in one
 message, sent when the buffer is full or its oldest job has waited `linger_ms` — the way Kafka
 producers batch with `linger.ms` and `batch.size`.
 
-    from textlstm.producer import Producer
+    from textlstm.client.producer import Producer
     with Producer(linger_ms=5) as producer:          # close() flushes what is buffered
         for review in stream:
             job_id = producer.submit([review.text], model="sentiment@production")
@@ -35,7 +35,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from textlstm.errors import BrokerError, ValidationError
-from textlstm.messages import (
+from textlstm.settings import Settings, get_settings, mask_url
+from textlstm.wire.messages import (
     TASK_NAME,
     ClassifyMessage,
     Limits,
@@ -43,8 +44,7 @@ from textlstm.messages import (
     headers_repr,
     new_id,
 )
-from textlstm.queues import queue_for
-from textlstm.settings import Settings, get_settings, mask_url
+from textlstm.wire.queues import queue_for
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Pure and dependency-free so the producer can reject a malformed reference before it enqueues
 anything, and the registry and workers agree on what a reference means. Parsing is total: any
 value gives a ModelRef or raises ValidationError, and every accepted reference fits the columns
-it is stored in (textlstm/limits.py).
+it is stored in (textlstm/wire/limits.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from textlstm.errors import ValidationError
-from textlstm.limits import (
+from textlstm.wire.limits import (
     MODEL_ALIAS_CHARS,
     MODEL_NAME_CHARS,
     MODEL_REF_CHARS,

@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from textlstm import deadletters
-from textlstm.queues import consume_order, queue_depths, redis_client, unacked_count
+from textlstm.ops import deadletters
 from textlstm.settings import Settings, mask_url
+from textlstm.wire.queues import consume_order
+from textlstm.wire.redis_layout import queue_depths, redis_client, unacked_count
 
 INFO_COMMAND = "textlstm_info"  # worker/control.py
 

@@ -1,0 +1,91 @@
+"""Where kombu keeps a queue's messages in Redis, and how to read them without Celery.
+
+This is the one description of that layout in the project; the worker's transport
+(`worker/transport.py`) and the operations commands (status, `jobs requeue`, `dead-letters`)
+name their keys through it. The layout belongs to kombu's Redis transport (5.7):
+
+- a queue is a list named after it; a message published with a kombu priority goes to a
+  sibling list `<queue>\\x06\\x16<step>` (`PRIORITY_STEPS`);
+- a message delivered to a worker and not yet acked is a field of the `unacked` hash
+  (tag -> `[payload, exchange, routing key]`), with its delivery time in `unacked_index`;
+- a stored message is a JSON object whose `body` is the Celery protocol-2 body
+  `[args, kwargs, embed]`, base64-encoded when `properties.body_encoding` says so.
+
+Ours, next to kombu's: the per-message delivery counts (`DELIVERIES_KEY`) and the dead-letter
+list of each queue (`dead_letter_key`). Only the functions that take a Redis client do I/O, and
+payloads are decoded as JSON only, never unpickled.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from typing import Any
+
+#: kombu's hash of delivered, unacked messages, shared by every queue of the database.
+UNACKED_KEY = "unacked"
+#: The sibling lists of a queue for kombu's per-message priority steps ("" is the queue itself).
+PRIORITY_STEPS = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+#: Our hash of delivery counts (tag -> times taken), for the poison-message quarantine.
+DELIVERIES_KEY = "unacked_deliveries"
+
+
+def dead_letter_key(queue: str) -> str:
+    """The Redis list holding the dead letters of `queue` and its priority queues."""
+    return f"{queue}.dead-letters"
+
+
+def priority_lists(queue: str) -> list[str]:
+    """Every Redis list that holds messages of `queue`."""
+    return [queue + step for step in PRIORITY_STEPS]
+
+
+def task_argument(payload: Any) -> Any:
+    """The first positional argument of the Celery task inside a stored kombu message (our
+    textlstm message), or None when it cannot be read. Never raises: callers keep the raw
+    entry when the message is unreadable."""
+    try:
+        body = payload["body"]
+        if base64_body := payload["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body, validate=True)
+        return json.loads(body if base64_body else body.encode())[0][0]
+    except Exception:  # noqa: BLE001 - unreadable: the caller still holds the entry
+        return None
+
+
+def loads(raw: bytes | str | None) -> Any:
+    """A stored entry parsed as JSON, or None."""
+    try:
+        return json.loads(raw or "")
+    except (ValueError, RecursionError):
+        return None
+
+
+# -- Redis I/O (status probes, recovery, dead-letter admin) -----------------------------------
+
+
+def redis_client(broker_url: str):  # type: ignore[no-untyped-def]
+    """A short-timeout redis-py client for the broker (a status probe must not hang)."""
+    import redis
+
+    return redis.Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def queue_depths(client: Any, names: Iterable[str]) -> dict[str, int]:
+    """Messages waiting (not yet delivered to a worker) in each queue, in one round trip,
+    priority-step lists included."""
+    names = list(names)
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        for key in priority_lists(name):
+            pipe.llen(key)
+    counts = pipe.execute()
+    steps = len(PRIORITY_STEPS)
+    return {name: sum(counts[i * steps : (i + 1) * steps]) for i, name in enumerate(names)}
+
+
+def unacked_count(client: Any) -> int:
+    """Messages delivered to some worker and not yet acked: buffered or in a batch being
+    committed."""
+    return int(client.hlen(UNACKED_KEY))
