@@ -3,7 +3,7 @@
 It writes each message's id to a file *before* acking it, so after any kill every id is in the
 file, in the queue or in the `unacked` hash (the invariant the test checks). Usage:
 python -m tests.worker.killable_consumer URL QUEUE OUTFILE [TRANSPORT]
-(the unacked hash and index are named after QUEUE, as in test_transport.connect).
+(the unacked hash and index are named after QUEUE: tests/fixtures/transport.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from kombu import Consumer, Queue
 def main() -> None:
     url, queue, outfile = sys.argv[1:4]
     transport = sys.argv[4] if len(sys.argv) > 4 else "worker.transport:Transport"
-    from tests.worker.test_transport import connect
+    from tests.fixtures.transport import connect
 
     with open(outfile, "a", buffering=1) as out, connect(url, queue, transport) as conn:
         channel = conn.channel()

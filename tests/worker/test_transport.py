@@ -18,27 +18,11 @@ import pytest
 import redis
 from kombu import Connection, Consumer, Producer, Queue
 
+from tests.fixtures.transport import connect, unacked_keys
 from textlstm.wire.deadletters import DeadLetter
 from textlstm.wire.messages import TASK_NAME
 
-TRANSPORT = "worker.transport:Transport"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def connect(url: str, queue: str, transport: str = TRANSPORT) -> Connection:
-    """Our transport with this test's own unacked hash and index (named after the queue, so
-    the queue fixture removes them and no other test's leftovers are counted)."""
-    return Connection(url, transport=transport, transport_options=unacked_keys(queue))
-
-
-def unacked_keys(queue: str) -> dict[str, str]:
-    return {
-        "unacked_key": f"{queue}.unacked",
-        "unacked_index_key": f"{queue}.unacked_index",
-        "unacked_mutex_key": f"{queue}.unacked_mutex",
-        "deliveries_key": f"{queue}.deliveries",
-        "dead_letter_key": f"{queue}.dead-letters",
-    }
 
 
 def task(body: Any) -> list[Any]:
