@@ -12,7 +12,7 @@ from textlstm.training.metrics import expected_calibration_error
 from textlstm.training.pipeline import ModelOptions, TokenizerOptions, fit_classifier
 from textlstm.training.trainer import Callback, EpochStats, TrainConfig
 
-SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "data"
+SAMPLE = Path(__file__).resolve().parents[3] / "examples" / "data"
 
 
 @pytest.mark.slow
