@@ -4,14 +4,16 @@ whose kombu or Celery lacks a name the worker relies on.
 `accept_content` decides which serializers kombu will decode. JSON is data; pickle (and YAML's
 object tags) run code chosen by whoever can write to the broker. `worker.app` sets JSON only,
 but a config module, a plugin or an edit can widen it, and nothing would say so: the worker
-would then deserialise a hostile pickle before any of our validation runs. This bootstep
-checks the final configuration when the worker is built and stops it with one clear error.
+would then deserialise a hostile pickle before any of our validation runs. `RefuseUnsafeContent`
+checks the final configuration when the worker is built and stops it with one line.
 
 The transport and the batching strategy override and call private kombu and Celery names
 (`worker.kombu_seam` lists them). On another kombu they would fail mid-delivery, or worse, keep
 running with the pop's bookkeeping half done. `RefuseUnfitKombu` checks every one of them when
-the worker is built and stops the process with one line and exit status `os.EX_CONFIG` (78),
-which `textlstm-admin worker` takes as final rather than as a crash to restart.
+the worker is built and stops the process with one line.
+
+Both exit with status `os.EX_CONFIG` (78), which `textlstm-admin worker` takes as final rather
+than as a crash to restart: the fix is a configuration or a package version, not a restart.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import sys
 from typing import Any
 
 from celery import bootsteps
-from celery.exceptions import ImproperlyConfigured
 
 SAFE_CONTENT = frozenset({"json", "application/json"})
 
@@ -32,30 +33,36 @@ def unsafe_content(conf: Any) -> list[str]:
     return sorted({str(c) for c in accepted} - SAFE_CONTENT)
 
 
+def refuse(line: str) -> None:
+    """Stop the worker process with `line` on stderr and no traceback."""
+    # The real stderr: Celery may already have pointed sys.stderr at its logger.
+    print(line, file=sys.__stderr__ or sys.stderr, flush=True)
+    raise SystemExit(os.EX_CONFIG)
+
+
 class RefuseUnsafeContent(bootsteps.Step):
-    """Worker bootstep: raises before the worker consumes anything."""
+    """Worker bootstep: exits before the worker consumes anything if broker input could be
+    decoded by anything but JSON."""
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         unsafe = unsafe_content(worker.app.conf)
         if unsafe:
-            raise ImproperlyConfigured(
-                f"refusing to start: the broker's accept_content allows {', '.join(unsafe)}; "
-                "textlstm workers take JSON only (a pickle or YAML message would run code)"
+            refuse(
+                f"textlstm worker: refusing to start: the broker's accept_content allows "
+                f"{', '.join(unsafe)}; textlstm workers take JSON only (a pickle or YAML message "
+                "would run code)"
             )
         super().__init__(worker, **kwargs)
 
 
 class RefuseUnfitKombu(bootsteps.Step):
     """Worker bootstep: exits before the worker consumes if `worker.kombu_seam.check` finds a
-    name or signature missing. One line, no traceback: the fix is a package version, and the
-    line says which."""
+    name or signature missing; the line says which package version the worker needs."""
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         from worker import kombu_seam
 
         problems = kombu_seam.check(*kombu_seam.installed())
         if problems:
-            # The real stderr: Celery may already have pointed sys.stderr at its logger.
-            print(kombu_seam.refusal(problems), file=sys.__stderr__ or sys.stderr, flush=True)
-            raise SystemExit(os.EX_CONFIG)
+            refuse(kombu_seam.refusal(problems))
         super().__init__(worker, **kwargs)
