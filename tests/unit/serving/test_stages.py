@@ -132,3 +132,14 @@ def test_a_tail_returns_only_what_was_appended_since_and_waits_for_a_torn_line(
         fh.write(line[10:])
     assert tail.new() == [record(2)]
     assert tail.new() == []
+
+
+def test_the_setting_is_off_by_default_and_when_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    from textlstm.settings import Settings
+
+    monkeypatch.delenv("TEXTLSTM_WORKER_STATS_DIR", raising=False)
+    assert Settings(_env_file=None).worker_stats_dir is None  # type: ignore[call-arg]
+    monkeypatch.setenv("TEXTLSTM_WORKER_STATS_DIR", "")  # not the working directory
+    assert Settings(_env_file=None).worker_stats_dir is None  # type: ignore[call-arg]
+    monkeypatch.setenv("TEXTLSTM_WORKER_STATS_DIR", "~/stats")
+    assert Settings(_env_file=None).worker_stats_dir == Path("~/stats").expanduser()  # type: ignore[call-arg]
