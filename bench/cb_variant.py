@@ -26,4 +26,4 @@ cb_app.add_defaults(lambda: variant_config(worker_prefetch_multiplier=256))
 )
 def cb(requests: list[Any]) -> None:
     limits = Limits.from_settings(get_settings())
-    run_messages([parse_message(r.args[0], limits=limits) for r in requests], 128)
+    run_messages([parse_message(r.args[0], limits=limits) for r in requests], 128, "cb")

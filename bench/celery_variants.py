@@ -5,7 +5,9 @@
 - `cb_app` (in `bench/cb_variant.py`): celery-batches' `Batches` task; imported only when
   celery_batches is importable (it pins celery < 5.7, so the bench puts it on PYTHONPATH).
 
-Both call the same `classify_batch` and log the same "batch size=" line as the real worker.
+Both call the same `classify_batch` and, with TEXTLSTM_WORKER_STATS_DIR set, write the same
+per-batch records as the real worker (`textlstm.serving.stages`, `source` naming the variant;
+decode and fetch are not timed here, so they read 0).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from celery.signals import worker_process_init
 
 from textlstm.serving.microbatch import Batcher
 from textlstm.serving.service import classify_batch
+from textlstm.serving.stages import BatchStats, StatsWriter
 from textlstm.settings import get_settings
 from textlstm.wire.messages import TASK_NAME, ClassifyMessage, Limits, parse_message
 from worker.app import celery_config
 
 log = logging.getLogger("textlstm.worker")
 _runtime: Any = None
+_stats: StatsWriter | None = None
 
 
 def runtime() -> Any:
@@ -44,9 +48,20 @@ def _init(**_: Any) -> None:
     runtime()  # load the model in each pool child before it takes work
 
 
-def run_messages(messages: list[ClassifyMessage], max_items: int) -> None:
-    """Cut messages into micro-batches of at most max_items and store each one."""
+def stats_writer() -> StatsWriter | None:
+    """This process's writer of batch records, None when no stats folder is set."""
+    global _stats
+    folder = get_settings().worker_stats_dir
+    if _stats is None and folder is not None:
+        _stats = StatsWriter(folder)
+    return _stats
+
+
+def run_messages(messages: list[ClassifyMessage], max_items: int, source: str) -> None:
+    """Cut messages into micro-batches of at most max_items and store each one; `source`
+    names the variant in the batch records."""
     rt = runtime()
+    stats = stats_writer()
     b = Batcher(max_items=max_items, max_tokens=10**9, max_wait_s=0.0)
     for m in messages:
         b.add(m, None, time.monotonic())
@@ -56,6 +71,8 @@ def run_messages(messages: list[ClassifyMessage], max_items: int) -> None:
         )
         b.complete(batch)
         log.info("batch size=%d messages=%d forward_ms=%.1f", r.items, r.messages, r.forward_ms)
+        if stats is not None:
+            stats.write(BatchStats.from_report(r, source=source))
 
 
 def variant_config(**overrides: Any) -> dict[str, Any]:
@@ -68,7 +85,8 @@ naive_app.add_defaults(lambda: variant_config(worker_prefetch_multiplier=4))
 
 @naive_app.task(name=TASK_NAME, acks_late=True, ignore_result=True)
 def naive(body: Any) -> None:
-    run_messages([parse_message(body, limits=Limits.from_settings(get_settings()))], 128)
+    message = parse_message(body, limits=Limits.from_settings(get_settings()))
+    run_messages([message], 128, "naive")
 
 
 # -- the tutorial way (bench/pipeline.py's "naive" mode) ------------------------------------

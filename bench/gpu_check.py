@@ -31,6 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from textlstm.serving.stages import read_stats  # noqa: E402 - runnable as a script
 from textlstm.testing.ports import free_port  # noqa: E402 - runnable as a script
 
 BUNDLE = ROOT / "runs" / "news-sample"
@@ -148,6 +149,7 @@ def main() -> None:
                 "TEXTLSTM_QUEUE": queue,
                 "TEXTLSTM_MODEL_CACHE_DIR": str(tmp / "cache"),
                 "TEXTLSTM_WORKER_WARMUP_MODEL": "news",
+                "TEXTLSTM_WORKER_STATS_DIR": str(tmp / "stats"),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -179,7 +181,7 @@ def main() -> None:
         )
         labels_equal = all(r.label == pr.label for r, pr in zip(rows, ref, strict=True))
         log_text = log_path.read_text(errors="replace")
-        sizes = [int(x) for x in re.findall(r"batch size=(\d+)", log_text)]
+        sizes = [r.items for r in read_stats(tmp / "stats")]
         devices = sorted(set(re.findall(r"device (cuda:\d+|cpu),", log_text)))
         summary = {
             "device_requested": args.device,

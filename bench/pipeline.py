@@ -29,9 +29,10 @@ redis-server of its own (no persistence):
 Throughput is texts from the first submit to the last row written (`predictions.created_at`,
 set when the worker inserts, its commit following within the same batch). Latency is per item,
 `predictions.created_at - jobs.submitted_at`. The mean formed batch and the stage split come
-from the workers' batch log lines (forward_ms, tokenize_ms, db_ms, decode_ms); what is left of
-the workers' wall time is fetch, Celery and acking. Worker RSS is summed over each worker's
-process group after each run. Medians of --repeats, with their min-max spread.
+from the workers' per-batch records (TEXTLSTM_WORKER_STATS_DIR, `textlstm.serving.stages`:
+fetch, decode, tokenize, forward, write); what is left of the workers' wall time is Celery,
+acking and idle. Worker RSS is summed over each worker's process group after each run.
+Medians of --repeats, with their min-max spread.
 Results: bench/results/pipeline.{md,json} (pipeline_quick with --quick).
 """
 
@@ -43,7 +44,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -71,28 +71,9 @@ from bench.common import (  # noqa: E402 - runnable as a script
     throwaway_database,
     train_once,
 )
+from textlstm.serving.stages import BatchStats, StatsTail  # noqa: E402
 
-BATCH_LINE = re.compile(
-    r"batch size=(\d+) .*?forward_ms=([\d.]+) db_ms=([\d.]+).*?tokenize_ms=([\d.]+) "
-    r"decode_ms=([\d.]+)(?: fetch_ms=([\d.]+))?"
-)
-INSERTED = re.compile(r"^.*batch size=\d+ .*? inserted=(\d+) ", re.MULTILINE)
 MODEL = "bench"
-
-
-class LogTail:
-    """The complete lines appended to a log file since the last call."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.pos = path, path.stat().st_size if path.exists() else 0
-
-    def new_lines(self) -> str:
-        with self.path.open("rb") as fh:
-            fh.seek(self.pos)
-            chunk = fh.read()
-        end = chunk.rfind(b"\n") + 1
-        self.pos += end
-        return chunk[:end].decode(errors="replace")
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -169,6 +150,7 @@ class Bench:
             TEXTLSTM_DATABASE_URL=db_url, TEXTLSTM_BROKER_URL=broker, TEXTLSTM_QUEUE="bench",
             TEXTLSTM_MODEL_CACHE_DIR=str(work / "cache"), TEXTLSTM_WORKER_WARMUP_MODEL=MODEL,
             OMP_NUM_THREADS="1", TEXTLSTM_WORKER_QUANTIZE="none",
+            TEXTLSTM_WORKER_STATS_DIR=str(work / "stats"),
         )  # fmt: skip
         for setting in args.worker_setting:
             name, sep, value = setting.partition("=")
@@ -188,15 +170,21 @@ class Bench:
             time.sleep(0.05)
 
     def wait_stored(
-        self, n: int, what: str, tails: list[LogTail], job: uuid.UUID | None = None
+        self,
+        n: int,
+        what: str,
+        tail: StatsTail,
+        seen: list[BatchStats],
+        job: uuid.UUID | None = None,
     ) -> None:
-        """Wait until the workers have stored n new rows, at almost no cost to the run.
+        """Wait until the workers have stored n new rows, at almost no cost to the run; the
+        batch records read meanwhile are added to `seen`.
 
         A count(*) over the predictions table every 50 ms took ~5 ms at 100,000 rows, up to a
-        tenth of a core taken from the pipeline it measures. Our workers log `inserted=N`
-        after each commit, so their logs are tailed instead; the tutorial worker logs nothing
-        of the kind, and its one job's rows are counted on the primary key. The tails start
-        before the texts are sent.
+        tenth of a core taken from the pipeline it measures. Our workers write a record with
+        `inserted` after each commit, so their stats files are tailed instead; the tutorial
+        worker writes none, and its one job's rows are counted on the primary key. The tail
+        starts before the texts are sent.
         """
         deadline = time.monotonic() + self.args.timeout
         got = 0
@@ -207,7 +195,9 @@ class Bench:
             if job is not None:
                 got = self.job_rows(job)
             else:
-                got += sum(int(m[1]) for t in tails for m in INSERTED.finditer(t.new_lines()))
+                new = tail.new()
+                seen.extend(new)
+                got += sum(r.inserted for r in new)
 
     def job_rows(self, job: uuid.UUID) -> int:
         from sqlalchemy import func, select
@@ -247,26 +237,26 @@ class Bench:
     def measure(self, mode: str, n: int, send: Any, job: uuid.UUID | None = None) -> dict[str, Any]:
         """Run `send()` (which submits n texts), wait for n new rows, and read the results."""
         base = self.rows()
-        offset = [w.log_size() for w in self.workers]
         groups = {w.proc.pid for w in self.workers}
         cpu0 = cpu_snapshot(groups)
-        tails = [LogTail(w.log_path) for w in self.workers]
+        tail = StatsTail(Path(self.env["TEXTLSTM_WORKER_STATS_DIR"]))
+        seen: list[BatchStats] = []
         t_start, t0 = datetime.now(UTC), time.monotonic()
         send()
-        self.wait_stored(n, mode, tails, job)
+        self.wait_stored(n, mode, tail, seen, job)
         observed = time.monotonic() - t0  # ≥ the last commit: the denominator of the split
         self.wait_rows(base + n, mode)  # every row is really there
         cpu = cpu_split(cpu0, cpu_snapshot(groups), observed)
         lat, last = self.latencies(t_start)
         seconds = (last - t_start).total_seconds()
-        logs = "".join(w.log(o) for w, o in zip(self.workers, offset, strict=True))
+        seen.extend(tail.new())  # what was written after the last row was counted
         row = {
             "mode": mode,
             "n": n,
             "seconds": round(seconds, 3),
             "texts_per_s": round(n / seconds, 1),
             **percentiles(lat),
-            **stage_split(logs, observed * self.args.processes),
+            **stage_split(seen, observed * self.args.processes),
             "worker_rss_mb": round(sum(w.rss_kb() for w in self.workers) / 1024, 1),
             "cores_used": cpu,
         }
@@ -461,14 +451,15 @@ def percentiles(ms: list[float]) -> dict[str, float]:
     return {"p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1), "p99_ms": round(q[98], 1)}
 
 
-def stage_split(logs: str, worker_s: float) -> dict[str, Any]:
-    sizes, forward, db, tok, dec, fetch = [], 0.0, 0.0, 0.0, 0.0, 0.0
-    for m in BATCH_LINE.finditer(logs):
-        sizes.append(int(m[1]))
-        forward, db = forward + float(m[2]), db + float(m[3])
-        tok, dec, fetch = tok + float(m[4]), dec + float(m[5]), fetch + float(m[6] or 0)
-    if not sizes:  # the tutorial worker logs no batch lines: each task is one text
+def stage_split(records: list[BatchStats], worker_s: float) -> dict[str, Any]:
+    """Mean formed batch and each stage's share of `worker_s` seconds of worker time, from the
+    workers' batch records."""
+    if not records:  # the tutorial worker writes no batch records: each task is one text
         return {"mean_batch": 1.0, "stages_pct": None}
+    sizes = [r.items for r in records]
+    forward, db = sum(r.forward_ms for r in records), sum(r.db_ms for r in records)
+    tok, dec = sum(r.tokenize_ms for r in records), sum(r.decode_ms for r in records)
+    fetch = sum(r.fetch_ms for r in records)
     total = worker_s * 1000
     stages = {
         "fetch": fetch, "decode": dec, "tokenize": tok, "forward": forward - tok, "write": db

@@ -6,7 +6,9 @@ one-message-per-task path vs. celery-batches, on the same model, queue, database
 
 For each (mode, texts per message) it enqueues one job, starts the worker, and measures texts/s
 between the job's first and last commit (`started_at` → `finished_at` in SQL, so model loading
-and start-up are excluded) and the mean formed batch from the worker's "batch size=" lines.
+and start-up are excluded) and the mean formed batch from the worker's per-batch records
+(TEXTLSTM_WORKER_STATS_DIR, `textlstm.serving.stages`; the naive and celery-batches variants
+write the same records).
 The model is the reference shape (embedding 100, LSTM 128 unidirectional), trained for
 one epoch on examples/data/news_train.csv into runs/bench-h128 if missing; texts are
 examples/data/news_test.csv repeated. Writes bench/results/worker_throughput.{md,json}.
@@ -20,7 +22,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -31,9 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import REFERENCE_SHAPE, ROOT, train_once  # noqa: E402 - runnable as a script
+from textlstm.serving.stages import read_stats  # noqa: E402
 
 BUNDLE = ROOT / "runs" / "bench-h128"
-BATCH_RE = re.compile(r"batch size=(\d+)")
 
 
 def ensure_bundle() -> Path:
@@ -84,6 +85,7 @@ def run_one(args: argparse.Namespace, mode: str, per_message: int, texts: list[s
     from textlstm.settings import Settings, subprocess_env
 
     queue = f"bench-{mode}-{uuid.uuid4().hex[:8]}"
+    stats_dir = args.tmp / f"{queue}-{per_message}.stats"  # this run's records alone
     settings = Settings(
         database_url=args.db_url,
         broker_url=args.broker,
@@ -98,6 +100,7 @@ def run_one(args: argparse.Namespace, mode: str, per_message: int, texts: list[s
             "TEXTLSTM_QUEUE": queue,
             "TEXTLSTM_MODEL_CACHE_DIR": str(args.tmp / "cache"),
             "TEXTLSTM_WORKER_WARMUP_MODEL": "bench",
+            "TEXTLSTM_WORKER_STATS_DIR": str(stats_dir),
             "OMP_NUM_THREADS": "1",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), args.cb_path) if p),
         }
@@ -125,7 +128,7 @@ def run_one(args: argparse.Namespace, mode: str, per_message: int, texts: list[s
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
     window = (st.finished_at - st.started_at).total_seconds()
-    sizes = [int(x) for x in BATCH_RE.findall(log_path.read_text(errors="replace"))]
+    sizes = [r.items for r in read_stats(stats_dir)]
     row = {
         "mode": mode,
         "texts_per_message": per_message,

@@ -198,6 +198,11 @@ class Settings(BaseSettings):
     #: Redis: dead-letter records kept (`<queue>.dead-letters`, newest first; each holds the
     #: refused message itself). `textlstm-admin dead-letters` lists, requeues and purges them.
     dead_letter_max: int = Field(default=10_000, ge=1)
+    #: Folder where each worker process appends one JSON line per micro-batch (its size and
+    #: stage timings) to `<hostname>-<pid>.jsonl`, read with `textlstm.serving.stages`; unset
+    #: = off. For benchmarks, tests and tuning: the batch log line is for people, these records
+    #: for programs (record format in docs/worker.md).
+    worker_stats_dir: Path | None = None
     #: Testing only: a worker process that receives an item with exactly this text kills
     #: itself with SIGKILL before storing it, as the OOM killer would. Empty = off.
     worker_test_crash_text: str = ""
@@ -258,10 +263,16 @@ class Settings(BaseSettings):
                 raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("model_cache_dir")
+    @field_validator("worker_stats_dir", mode="before")
     @classmethod
-    def _expand_home(cls, value: Path) -> Path:
-        return value.expanduser()
+    def _empty_is_off(cls, value: Any) -> Any:
+        """`TEXTLSTM_WORKER_STATS_DIR=` (empty) means off, not the working directory."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("model_cache_dir", "worker_stats_dir")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
 
     @property
     def database_configured(self) -> bool:

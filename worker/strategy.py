@@ -33,6 +33,7 @@ from textlstm.gc_tuning import tune_gc
 from textlstm.serving.metrics import get_metrics
 from textlstm.serving.microbatch import Batcher, MicroBatch
 from textlstm.serving.retry import ShutdownRequested
+from textlstm.serving.stages import BatchStats, StatsWriter
 from textlstm.wire.deadletters import DeadLetter
 from textlstm.wire.messages import ClassifyMessage, Limits, parse_body, parse_timestamp
 from textlstm.wire.salvage import salvage
@@ -155,6 +156,9 @@ class MicroBatchConsumer:
         self.batches = 0
         self.items = 0
         self._decode_s = 0.0  # decoding and validating messages since the last batch log
+        #: One JSON record per batch when Settings.worker_stats_dir is set (the numbers of the
+        #: batch log line, for programs: textlstm.serving.stages); None costs nothing.
+        self.stats = StatsWriter(s.worker_stats_dir) if s.worker_stats_dir else None
         #: Testing only (Settings.worker_test_crash_text): a text that kills the process.
         self.crash_text = s.worker_test_crash_text
 
@@ -332,6 +336,10 @@ class MicroBatchConsumer:
             get_metrics().observe_batch(report)
         except Exception:  # noqa: BLE001 - metrics must never stop the work
             log.exception("could not record metrics")
+        decode_ms, fetch_ms = self._decode_s * 1000, fetch_timer.take_ms()
+        if self.stats is not None:
+            self.stats.write(BatchStats.from_report(report, decode_ms=decode_ms, fetch_ms=fetch_ms))
+        # For operators only: programs read the records above, never this line.
         log.info(
             "batch size=%d messages=%d tokens=%d model=%s ok=%d errors=%d inserted=%d "
             "duplicates=%d forward_ms=%.1f db_ms=%.1f db_attempts=%d mean_size=%.2f "
@@ -349,8 +357,8 @@ class MicroBatchConsumer:
             report.db_attempts,
             self.items / self.batches,
             report.tokenize_ms,
-            self._decode_s * 1000,
-            fetch_timer.take_ms(),
+            decode_ms,
+            fetch_ms,
         )
         self._decode_s = 0.0
         if report.unstored:

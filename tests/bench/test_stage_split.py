@@ -1,11 +1,13 @@
-"""The stage split bench/pipeline.py reads from the workers' batch log lines."""
+"""The stage split bench/pipeline.py computes from the workers' batch records."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+from pathlib import Path
 
 from tests.bench.runner import ROOT
+from textlstm.serving.stages import BatchStats, StatsWriter, read_stats
 
 
 def _pipeline():  # noqa: ANN202 - the bench script, loaded by path like `python bench/…`
@@ -17,17 +19,19 @@ def _pipeline():  # noqa: ANN202 - the bench script, loaded by path like `python
     return module
 
 
-LINE = (
-    "[2026-12-02 20:00:00,000: INFO/MainProcess] batch size={n} messages=1 tokens=900 "
-    "model=news@1 ok={n} errors=0 inserted={n} duplicates=0 forward_ms={fwd} db_ms={db} "
-    "db_attempts=1 mean_size=2.00 tokenize_ms={tok} decode_ms={dec}{fetch}\n"
-)
+def batch(n: int, fwd: float, db: float, tok: float, dec: float, fetch: float) -> BatchStats:
+    """A worker's record of one micro-batch (what TEXTLSTM_WORKER_STATS_DIR collects)."""
+    return BatchStats(items=n, messages=1, tokens=900, model_ref="news", model="news@1", ok=n,
+                      errors=0, inserted=n, forward_ms=fwd, db_ms=db, tokenize_ms=tok,
+                      decode_ms=dec, fetch_ms=fetch)  # fmt: skip
 
 
 def test_fetch_is_its_own_stage_and_the_rest_is_what_no_stage_timed() -> None:
-    logs = LINE.format(n=100, fwd=500.0, db=200.0, tok=100.0, dec=50.0, fetch=" fetch_ms=30.0")
-    logs += LINE.format(n=300, fwd=300.0, db=100.0, tok=50.0, dec=25.0, fetch=" fetch_ms=20.0")
-    split = _pipeline().stage_split(logs, worker_s=2.0)
+    records = [
+        batch(100, fwd=500.0, db=200.0, tok=100.0, dec=50.0, fetch=30.0),
+        batch(300, fwd=300.0, db=100.0, tok=50.0, dec=25.0, fetch=20.0),
+    ]
+    split = _pipeline().stage_split(records, worker_s=2.0)
     assert split["mean_batch"] == 200.0 and split["batches"] == 2
     # 2,000 ms of worker time: forward excludes tokenizing, which forward_ms includes.
     assert split["stages_pct"] == {
@@ -40,7 +44,24 @@ def test_fetch_is_its_own_stage_and_the_rest_is_what_no_stage_timed() -> None:
     }
 
 
-def test_a_batch_line_without_fetch_ms_counts_no_fetch() -> None:
-    logs = LINE.format(n=10, fwd=100.0, db=50.0, tok=10.0, dec=5.0, fetch="")
-    stages = _pipeline().stage_split(logs, worker_s=1.0)["stages_pct"]
+def test_a_record_without_fetch_time_counts_no_fetch() -> None:
+    records = [batch(10, fwd=100.0, db=50.0, tok=10.0, dec=5.0, fetch=0.0)]
+    stages = _pipeline().stage_split(records, worker_s=1.0)["stages_pct"]
     assert stages["fetch"] == 0.0 and stages["write"] == 5.0
+
+
+def test_no_records_is_one_text_per_task_and_no_split() -> None:
+    # The tutorial worker (one plain Celery task per text) writes no batch records.
+    assert _pipeline().stage_split([], worker_s=1.0) == {"mean_batch": 1.0, "stages_pct": None}
+
+
+def test_the_split_reads_what_a_worker_wrote(tmp_path: Path) -> None:
+    writer = StatsWriter(tmp_path)
+    for r in (
+        batch(100, 500.0, 200.0, 100.0, 50.0, 30.0),
+        batch(300, 300.0, 100.0, 50.0, 25.0, 20.0),
+    ):
+        writer.write(r)
+    writer.close()
+    split = _pipeline().stage_split(list(read_stats(tmp_path)), worker_s=2.0)
+    assert split["batches"] == 2 and split["stages_pct"]["forward"] == 32.5

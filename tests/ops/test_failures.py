@@ -40,7 +40,7 @@ def test_queued_jobs_survive_a_redis_restart_and_a_worker_rides_one_out(
         assert wait_job(settings, queued).ok == 400
         inputs = texts(1500, seed=52)
         running = submit(settings, inputs, per_message=2)
-        w.wait_for(lambda log: log.count("batch size=") >= 20, 30, "the second job under way")
+        w.wait_for(lambda _: len(w.batches()) >= 20, 30, "the second job under way")
         assert len(stored(session_factory, running)) < 1500, "the restart must land mid-run"
         own_redis.stop()  # Redis goes away mid-run...
         time.sleep(1.0)

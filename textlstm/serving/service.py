@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchReport:
-    """What one micro-batch did; the worker logs it (the e2e tests read `items` from the log)."""
+    """What one micro-batch did; the worker logs it for people and, with a stats folder set,
+    writes it as a `textlstm.serving.stages.BatchStats` record for programs."""
 
     model_ref: str
     model: str | None  # exact name@version, None when the model was unavailable

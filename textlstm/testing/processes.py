@@ -2,7 +2,9 @@
 supervisor and its children together, like a machine dying), its output appended to a log file.
 
 `WorkerProcess` is `textlstm-admin worker` with one process, one torch thread and the CPU: the
-shape every end-to-end test and fault test runs, started and restarted on one log.
+shape every end-to-end test and fault test runs, started and restarted on one log. It writes
+its per-batch records (`textlstm.serving.stages`) to a stats folder next to that log, and
+`batches()` reads them: tests count batches from those records, never from the log's wording.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from textlstm.serving.stages import BatchStats, StatsTail
 
 #: The admin CLI run by this interpreter (no console script needed on PATH).
 CLI = (sys.executable, "-c", "from textlstm.cli import cli; cli()")
@@ -117,17 +121,32 @@ class LoggedProcess:
 
 
 class WorkerProcess(LoggedProcess):
-    """`textlstm-admin worker` (one process, one thread, CPU) configured by `env`."""
+    """`textlstm-admin worker` (one process, one thread, CPU) configured by `env`.
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    Its batch records go to `stats_dir` (default: `<log name>.stats` beside the log, so
+    processes started on one log share one folder, as they share the log).
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path, stats_dir: Path | None = None) -> None:
         super().__init__(log_path)
-        self.env = env
+        self.stats_dir = stats_dir or log_path.with_name(f"{log_path.stem}.stats")
+        self.env = {**env, "TEXTLSTM_WORKER_STATS_DIR": str(self.stats_dir)}
+        self._stats: StatsTail | None = None
+        self._seen: list[BatchStats] = []
 
     def start(self, *extra: str, timeout: float = 60.0) -> WorkerProcess:
         argv = [*CLI, "worker", "--concurrency", "1", "--threads", "1", "--device", "cpu", *extra]
+        self._stats, self._seen = StatsTail(self.stats_dir), []
         self.spawn(argv, self.env)
         self.wait_for(READY, timeout, "worker ready")
         return self
+
+    def batches(self) -> list[BatchStats]:
+        """The batch records written to the stats folder since the last `start` (like `log()`,
+        by any process on that folder)."""
+        if self._stats is not None:
+            self._seen.extend(self._stats.new())
+        return list(self._seen)
 
 
 @contextmanager
