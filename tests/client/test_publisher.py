@@ -14,6 +14,7 @@ import ast
 import base64
 import json
 import re
+import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,6 +173,36 @@ def test_client_producer_and_requeue_put_the_same_kind_of_message_on_the_wire(
     assert env["headers"]["argsrepr"] == "<envelope of 2 job(s)>"
     for env, _ in [*high, *normal]:
         assert not re.search(r"\b(a|b|c|x|y|r0|r1|r2)\b", json.dumps(env["headers"]))
+
+
+def test_threads_share_one_client_and_its_app(
+    redis_client: Any, redis_url: str, queue_name: str
+) -> None:
+    """More threads than the pool has connections (10): each send waits for a free one."""
+    client = Client(settings_for(redis_url, queue_name))
+    jobs: list[uuid.UUID] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(12)
+
+    def send(n: int) -> None:
+        try:
+            start.wait(timeout=10)
+            jobs.append(client.submit([f"t{n}", "u", "v"], model="m", record_job=False))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == [] and len(jobs) == 12
+    sent = [
+        parse_body(body, limits=Limits()).messages[0]
+        for _, body in _decoded(redis_client, queue_name)
+    ]
+    assert len(sent) == 24
+    assert {m.job_id for m in sent} == set(jobs)
 
 
 def test_a_call_is_refused_before_sending_when_its_queue_is_ambiguous(
