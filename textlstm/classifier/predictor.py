@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from textlstm import __version__
-from textlstm import bundle
+from textlstm import __version__, bundle
 from textlstm.classifier.inference import batched_logits
 from textlstm.classifier.network import LSTMClassifier, LSTMConfig
 from textlstm.classifier.tokenizer import Tokenizer
