@@ -114,9 +114,9 @@ def publish(
         raise ValueError(f"the gate of queue {gate.queue!r} admits to {queue!r}")
     from kombu.exceptions import KombuError, OperationalError
 
-    app = client_app(settings)
     total = len(outgoing)
     try:
+        app = client_app(settings)  # in the try: building it looks the broker's pool up
         with app.producer_or_acquire() as producer:
             sent = 0
             while sent < total:
