@@ -6,7 +6,8 @@
     for row in client.results(job_id): ...    # -> ItemResult, in item order
 
 Importable without torch and without the worker package: it publishes by task *name*
-(``textlstm.classify``) through a minimal Celery app that has no result backend. The whole job is
+(``textlstm.classify``) through the client's one publisher (`textlstm.client.publisher`) and
+its Celery app, which has no result backend (`textlstm.client.celery_app`). The whole job is
 validated before the first message is sent. When TEXTLSTM_DATABASE_URL is set explicitly the job
 row is recorded as `queued` before publishing (and an unknown model is refused up front);
 otherwise the first worker to receive a message creates it.
@@ -22,14 +23,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from textlstm.client.backpressure import Gate
-from textlstm.errors import BrokerError, ConfigError, NotFoundError, ValidationError
-from textlstm.settings import Settings, get_settings, mask_url
+from textlstm.client.publisher import publish_messages
+from textlstm.errors import ConfigError, NotFoundError, ValidationError
+from textlstm.settings import Settings, get_settings
 from textlstm.wire.messages import (
-    TASK_NAME,
     ClassifyMessage,
     Limits,
     build_messages,
-    headers_repr,
     new_id,
     parse_job_id,
     parse_message,
@@ -102,52 +102,6 @@ def _gate(settings: Settings, queue: str, policy: str | None, timeout: float | N
         timeout_s=settings.queue_full_timeout_s if timeout is None else timeout,
         depth=depth,
     )
-
-
-def _publish(
-    settings: Settings, messages: list[ClassifyMessage], *, queue: str, gate: Gate
-) -> None:
-    """Send every message on one broker connection, as JSON Celery tasks with stable ids,
-    as fast as the backpressure gate admits them."""
-    from celery import Celery  # imported here: keeps `import textlstm.client` light
-    from kombu.exceptions import KombuError, OperationalError
-
-    app = Celery("textlstm-producer", broker=settings.broker_url, set_as_current=False)
-    app.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
-        result_backend=None,
-        task_ignore_result=True,
-        broker_connection_retry_on_startup=False,
-    )
-    retry = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
-    try:
-        with app.producer_or_acquire() as producer:
-            sent = 0
-            while sent < len(messages):
-                n = gate.admit(len(messages) - sent, sent=sent, total=len(messages))
-                for msg in messages[sent : sent + n]:
-                    first = msg.items[0].index
-                    app.send_task(
-                        TASK_NAME,
-                        args=[msg.to_json()],
-                        queue=queue,
-                        # Deterministic per (job, first item): a resubmitted chunk keeps its id.
-                        task_id=str(uuid.uuid5(msg.job_id, str(first))),
-                        **headers_repr(f"job {msg.job_id} items {first}+{len(msg.items)}"),
-                        serializer="json",
-                        producer=producer,
-                        retry=True,
-                        retry_policy=retry,
-                    )
-                sent += n
-    except (OperationalError, KombuError, OSError) as exc:
-        raise BrokerError(
-            f"could not enqueue job {messages[0].job_id} on broker "
-            f"{mask_url(settings.broker_url)}: {exc}"
-        ) from None
-    finally:
-        app.close()
 
 
 def prepare_job(
@@ -260,7 +214,7 @@ class Client:
             gate.admit(len(messages), sent=0, total=len(messages))
         if self.settings.database_configured if record_job is None else record_job:
             self._record_job(messages[0])
-        _publish(self.settings, messages, queue=queue, gate=gate)
+        publish_messages(self.settings, messages, gate=gate)
         return jid
 
     def _record_job(self, first: ClassifyMessage) -> None:
@@ -392,5 +346,5 @@ def republish(settings: Settings, body: Mapping[str, Any]) -> ClassifyMessage:
     dead-letter requeue of one envelope part). Raises ValidationError if it is still bad."""
     msg = parse_message(body, limits=Limits.from_settings(settings))
     queue = queue_for(settings.queue, msg.priority)
-    _publish(settings, [msg], queue=queue, gate=_gate(settings, queue, None, None))
+    publish_messages(settings, [msg], gate=_gate(settings, queue, None, None))
     return msg

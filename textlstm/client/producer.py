@@ -15,8 +15,10 @@ producers batch with `linger.ms` and `batch.size`.
 Every job is validated when it is submitted (the same rules as `Client.submit`), so a bad job
 raises at once and never reaches the buffer; an unknown model is refused up front when a
 database is configured. Job rows are written in bulk, one statement per flush, just before the
-envelope is published. A flush that fails (broker unreachable) keeps its jobs buffered and
-raises BrokerError from the next `submit`, `flush` or `close`, which try again.
+envelope is published, through the client's one publisher (`textlstm.client.publisher`, the
+same wire format, queues, headers and BrokerError as `Client.submit`). A flush that fails
+(broker unreachable) keeps its jobs buffered and raises BrokerError from the next `submit`,
+`flush` or `close`, which try again.
 
 Thread-safe: any number of threads may submit; one background thread sends lingering
 buffers. Not fork-safe: make one Producer per process.
@@ -34,16 +36,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from textlstm.client.publisher import Outgoing, publish_envelopes
 from textlstm.errors import BrokerError, ValidationError
-from textlstm.settings import Settings, get_settings, mask_url
-from textlstm.wire.messages import (
-    TASK_NAME,
-    ClassifyMessage,
-    Limits,
-    envelope,
-    headers_repr,
-    new_id,
-)
+from textlstm.settings import Settings, get_settings
+from textlstm.wire.messages import ClassifyMessage, Limits
 from textlstm.wire.queues import queue_for
 
 
@@ -93,7 +89,6 @@ class Producer:
         self._models: set[str] = set()  # model references already checked against the registry
         self._error: BrokerError | None = None
         self._closed = False
-        self._app: Any = None
         self._session_factory: Any = None
         self._thread = threading.Thread(
             target=self._linger_loop, name="textlstm-producer", daemon=True
@@ -182,8 +177,6 @@ class Producer:
                 self._closed = True
                 self._lock.notify()
             self._thread.join(timeout=5)
-            if self._app is not None:
-                self._app.close()
 
     def __enter__(self) -> Producer:
         return self
@@ -236,7 +229,7 @@ class Producer:
             try:
                 if self.record_jobs:
                     self._record(messages)
-                self._publish(queue, self._envelopes(messages))
+                self._publish(self._envelopes(messages))
             except BrokerError as exc:
                 self._requeue(queue, messages, exc)
             except Exception as exc:  # noqa: BLE001 - a database error: keep the jobs, report
@@ -258,48 +251,14 @@ class Producer:
             exc, self._error = self._error, None
             raise exc
 
-    def _publish(self, queue: str, groups: list[list[ClassifyMessage]]) -> None:
-        from kombu.exceptions import KombuError, OperationalError
+    def _publish(self, groups: list[list[ClassifyMessage]]) -> None:
+        publish_envelopes(self.settings, groups, on_sent=self._count)
 
-        app = self._celery()
-        retry = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
-        try:
-            with app.producer_or_acquire() as producer:
-                for group in groups:
-                    body = group[0].to_json() if len(group) == 1 else envelope(group)
-                    app.send_task(
-                        TASK_NAME,
-                        args=[body],
-                        queue=queue,
-                        task_id=str(new_id()),
-                        **headers_repr(f"envelope of {len(group)} job(s)"),
-                        serializer="json",
-                        producer=producer,
-                        retry=True,
-                        retry_policy=retry,
-                    )
-                    self.sent_messages += 1
-                    self.sent_jobs += len({m.job_id for m in group})
-        except (OperationalError, KombuError, OSError) as exc:
-            raise BrokerError(
-                f"could not enqueue {sum(map(len, groups))} buffered job part(s) on broker "
-                f"{mask_url(self.settings.broker_url)}: {exc}"
-            ) from None
-
-    def _celery(self) -> Any:
-        if self._app is None:
-            from celery import Celery
-
-            app = Celery("textlstm-producer", broker=self.settings.broker_url, set_as_current=False)
-            app.conf.update(
-                task_serializer="json",
-                accept_content=["json"],
-                result_backend=None,
-                task_ignore_result=True,
-                broker_connection_retry_on_startup=False,
-            )
-            self._app = app
-        return self._app
+    def _count(self, sent: Outgoing) -> None:
+        """Called by the publisher after each broker message: counts stay right when a later
+        message of the same flush fails."""
+        self.sent_messages += 1
+        self.sent_jobs += len({m.job_id for m in sent.messages})
 
     def _sessions(self) -> Any:
         if self._session_factory is None:

@@ -101,25 +101,19 @@ def parse_replies(replies: dict[str, Any] | None) -> list[WorkerInfo]:
 
 
 def _workers(settings: Settings, st: FleetStatus, timeout: float) -> None:
-    from celery import Celery
     from celery.app.control import flatten_reply
 
-    app = Celery("textlstm-status", broker=settings.broker_url, set_as_current=False)
-    app.conf.update(
-        accept_content=["json"],
-        result_backend=None,
-        broker_connection_retry_on_startup=False,
-        broker_connection_max_retries=1,
-    )
+    from textlstm.client.celery_app import client_app
+
     try:
+        # The producers' app (JSON only, no result backend): the replies are JSON too.
+        app = client_app(settings)
         # Celery's public broadcast (what `inspect()` does for its own commands): a list of
         # {node: reply}, one per worker that answered within the timeout.
         replies = app.control.broadcast(INFO_COMMAND, reply=True, timeout=timeout)
         st.workers = parse_replies(flatten_reply(replies or []))
     except Exception as exc:  # noqa: BLE001
         st.errors["workers"] = _why(exc)
-    finally:
-        app.close()
 
 
 def _database(settings: Settings, st: FleetStatus, now: datetime) -> None:

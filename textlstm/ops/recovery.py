@@ -33,7 +33,7 @@ from textlstm.settings import Settings
 from textlstm.store import repository as repo
 from textlstm.store.models import Job, Prediction
 from textlstm.wire.messages import ClassifyMessage, Item, Limits, parse_message, split_items
-from textlstm.wire.queues import PRIORITIES, consume_order, queue_for
+from textlstm.wire.queues import consume_order
 from textlstm.wire.redis_layout import (
     UNACKED_KEY,
     loads,
@@ -130,13 +130,20 @@ def requeue_job(
             f"--input has {len(input_texts)} text(s) but job {job_id} has {expected} items: "
             "give the exact file the job was submitted from"
         )
-    client = redis_client(settings.broker_url)
+    from redis.exceptions import RedisError
+
+    from textlstm.client.publisher import broker_error, publish_messages
+
     try:
-        copies = list(
-            broker_copies(client, job_id, queues=consume_order(settings.queue), limits=limits)
-        )
-    finally:
-        client.close()
+        client = redis_client(settings.broker_url)
+        try:
+            copies = list(
+                broker_copies(client, job_id, queues=consume_order(settings.queue), limits=limits)
+            )
+        finally:
+            client.close()
+    except (RedisError, OSError) as exc:  # one line, as when the re-send itself fails
+        raise broker_error(settings, f"read the broker's copies of job {job_id}", exc) from None
     wanted = set(missing)
     waiting = {i.index for c in copies if c.where == "queued" for i in c.message.items}
     report.waiting = len(wanted & waiting)
@@ -164,12 +171,8 @@ def requeue_job(
         )
         for chunk in split_items(items, limits=limits)
     ]
-    from textlstm.client.backpressure import Gate
-    from textlstm.client.jobs import _publish
-
-    queue = queue_for(settings.queue, priority if priority in PRIORITIES else "normal")
-    gate = Gate(queue=queue, limit=0, policy="refuse", timeout_s=0, depth=lambda: 0)
-    _publish(settings, messages, queue=queue, gate=gate)
+    # No backpressure: recovery re-sends what a queue already held once.
+    publish_messages(settings, messages)
     report.messages_sent = len(messages)
     return report
 

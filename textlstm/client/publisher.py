@@ -1,0 +1,170 @@
+"""The one publisher: how every producer puts already-validated messages on the broker.
+
+`Client.submit` and `republish` (`textlstm.client.jobs`), the batching `Producer`
+(`textlstm.client.producer`) and `textlstm-admin jobs requeue` (`textlstm.ops.recovery`) all
+send through `publish_messages` or `publish_envelopes`, so what goes on the wire is decided here
+once:
+
+- a JSON Celery task named `textlstm.classify` whose one argument is the body: a version 1
+  message, or a version 2 envelope of several (`textlstm.wire.messages`);
+- on the queue of the messages' priority (`textlstm.wire.queues.queue_for`), worked out here
+  so no caller can put a message on another priority's queue (a call mixing priorities, or a
+  `Gate` of another queue, is a bug: ValueError before anything is sent);
+- a short `argsrepr` summary in the headers instead of the texts (`headers_repr`);
+- a version 1 message's task id is derived from (job, first item), so a re-sent chunk keeps its
+  id; an envelope's is random (its parts are identified inside it);
+- every message of a call on one producer from the pool (`producer_or_acquire`), each send
+  retried twice within about a second, as fast as the backpressure `Gate` admits them;
+- a broker that cannot be reached is one BrokerError naming the broker with its password
+  masked (`mask_url`), never a traceback from kombu (`broker_error`, which recovery also uses
+  when it cannot read the broker's copies).
+
+Callers validate (`textlstm.wire.messages`) and decide on backpressure and job rows; this
+module only sends.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from textlstm.client.backpressure import Gate
+from textlstm.client.celery_app import client_app
+from textlstm.errors import BrokerError
+from textlstm.settings import Settings, mask_url
+from textlstm.wire.messages import TASK_NAME, ClassifyMessage, envelope, headers_repr, new_id
+from textlstm.wire.queues import queue_for
+
+#: How each message's send is retried while the broker connection is re-established.
+RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One broker message: its body, its task id, its `argsrepr` summary, and the classify
+    messages it carries (a version 1 body carries one, an envelope several)."""
+
+    body: dict[str, Any]
+    task_id: str
+    summary: str
+    messages: Sequence[ClassifyMessage]
+
+
+def as_messages(messages: Sequence[ClassifyMessage]) -> list[Outgoing]:
+    """Each message as its own version 1 body, with the task id of its (job, first item)."""
+    out = []
+    for msg in messages:
+        first = msg.items[0].index
+        out.append(
+            Outgoing(
+                body=msg.to_json(),
+                task_id=str(uuid.uuid5(msg.job_id, str(first))),
+                summary=f"job {msg.job_id} items {first}+{len(msg.items)}",
+                messages=(msg,),
+            )
+        )
+    return out
+
+
+def as_envelopes(groups: Sequence[Sequence[ClassifyMessage]]) -> list[Outgoing]:
+    """Each group as one body: a version 2 envelope, or the message itself when it is alone
+    (a version 1 body is what every worker reads, and a few bytes shorter)."""
+    return [
+        Outgoing(
+            body=group[0].to_json() if len(group) == 1 else envelope(group),
+            task_id=str(new_id()),
+            summary=f"envelope of {len(group)} job(s)",
+            messages=group,
+        )
+        for group in groups
+    ]
+
+
+def queue_of(settings: Settings, messages: Sequence[ClassifyMessage]) -> str:
+    """The one queue `messages` belong on: their priority's. ValueError when they have
+    several priorities (a caller's bug: one call sends to one queue)."""
+    priorities = {m.priority for m in messages}
+    if len(priorities) != 1:
+        raise ValueError(f"one publish call sends one priority, got {sorted(priorities)}")
+    return queue_for(settings.queue, priorities.pop())
+
+
+def publish(
+    settings: Settings,
+    outgoing: Sequence[Outgoing],
+    *,
+    what: str,
+    gate: Gate | None = None,
+    on_sent: Callable[[Outgoing], None] | None = None,
+) -> None:
+    """Send `outgoing` to their priority's queue on one pooled producer, as fast as `gate`
+    (which must be that queue's) admits them.
+
+    `what` names the messages in the BrokerError ("job <id>", "3 buffered job part(s)").
+    `on_sent` is called after each message is handed to the broker, so a caller counting what
+    it sent stays right when a later one fails. Raises BrokerError (the broker could not be
+    reached within the retries) or QueueFullError (from `gate`).
+    """
+    if not outgoing:
+        return
+    queue = queue_of(settings, [m for out in outgoing for m in out.messages])
+    if gate is not None and gate.queue != queue:
+        raise ValueError(f"the gate of queue {gate.queue!r} admits to {queue!r}")
+    from kombu.exceptions import KombuError, OperationalError
+
+    total = len(outgoing)
+    try:
+        app = client_app(settings)  # in the try: building it looks the broker's pool up
+        with app.producer_or_acquire() as producer:
+            sent = 0
+            while sent < total:
+                n = gate.admit(total - sent, sent=sent, total=total) if gate else total - sent
+                for out in outgoing[sent : sent + n]:
+                    app.send_task(
+                        TASK_NAME,
+                        args=[out.body],
+                        queue=queue,
+                        task_id=out.task_id,
+                        **headers_repr(out.summary),
+                        serializer="json",
+                        producer=producer,
+                        retry=True,
+                        retry_policy=RETRY_POLICY,
+                    )
+                    if on_sent is not None:
+                        on_sent(out)
+                sent += n
+    except (OperationalError, KombuError, OSError) as exc:
+        raise broker_error(settings, f"enqueue {what}", exc) from None
+
+
+def broker_error(settings: Settings, doing: str, exc: BaseException) -> BrokerError:
+    """The one error a client-side broker failure becomes, whoever hit it: what was being done,
+    the broker with its password masked, and the cause on the same line (the CLI prints a
+    TextlstmError as one line; a traceback would show kombu's frames, not the problem)."""
+    cause = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return BrokerError(f"could not {doing} on broker {mask_url(settings.broker_url)}: {cause}")
+
+
+def publish_messages(
+    settings: Settings, messages: Sequence[ClassifyMessage], *, gate: Gate | None = None
+) -> None:
+    """Send the messages of one job, each as a version 1 body, to their priority's queue.
+    `gate` (that queue's) applies backpressure; None sends them all at once."""
+    if messages:
+        what = f"job {messages[0].job_id}"
+        publish(settings, as_messages(messages), what=what, gate=gate)
+
+
+def publish_envelopes(
+    settings: Settings,
+    groups: Sequence[Sequence[ClassifyMessage]],
+    *,
+    on_sent: Callable[[Outgoing], None] | None = None,
+) -> None:
+    """Send each group of messages (parts of any jobs, one priority) as one broker message.
+    No backpressure: the batching Producer's own buffer bounds what it holds."""
+    what = f"{sum(map(len, groups))} buffered job part(s)"
+    publish(settings, as_envelopes(groups), what=what, on_sent=on_sent)
