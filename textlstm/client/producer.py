@@ -316,7 +316,7 @@ class Producer:
         self._models.add(model)
 
     def _record(self, messages: list[ClassifyMessage]) -> None:
-        from textlstm.store import repository as repo
+        from textlstm.store.jobs import add_jobs
 
         jobs = {
             m.job_id: {
@@ -329,4 +329,4 @@ class Producer:
             for m in messages
         }
         with self._sessions().begin() as session:
-            repo.add_jobs(session=session, jobs=list(jobs.values()))
+            add_jobs(session=session, jobs=list(jobs.values()))
