@@ -130,16 +130,16 @@ def tutorial_model() -> tuple[Any, Any, int]:
 def tutorial_classify(job_id: str, index: int, text: str) -> None:
     import uuid
 
-    from textlstm.store.models import Prediction
+    from textlstm.store.predictions import PredictionRecord, add_prediction
 
     clf, sessions, version = tutorial_model()
     p = clf.predict([text], batch_size=1)[0]
+    record = PredictionRecord(
+        item_index=index, status="ok" if p.label else "error", label=p.label, score=p.score,
+        probabilities=p.probabilities, error=p.error,
+    )  # fmt: skip
     with sessions() as session:
-        session.add(
-            Prediction(
-                job_id=uuid.UUID(job_id), item_index=index, status="ok" if p.label else "error",
-                label=p.label, score=p.score, probabilities=dict(p.probabilities),
-                error=p.error, model_version_id=version,
-            )
-        )  # fmt: skip
+        add_prediction(
+            session=session, job_id=uuid.UUID(job_id), record=record, model_version_id=version
+        )
         session.commit()

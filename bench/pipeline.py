@@ -131,11 +131,8 @@ def ceiling(bundle: Path, texts: list[str], processes: int, threads: int, quanti
 
 class Bench:
     def __init__(self, args: argparse.Namespace, db_url: str, broker: str, work: Path) -> None:
-        from sqlalchemy import func, select
-
         from textlstm.settings import Settings
         from textlstm.store.db import make_engine, make_session_factory
-        from textlstm.store.models import Prediction
 
         self.args, self.db_url, self.broker, self.work = args, db_url, broker, work
         self.settings = Settings(
@@ -144,7 +141,6 @@ class Bench:
         )  # fmt: skip
         self.engine = make_engine(db_url)
         self.sessions = make_session_factory(self.engine)
-        self._count = select(func.count()).select_from(Prediction)
         self.workers: list[Process] = []
         self.env = clean_env(
             TEXTLSTM_DATABASE_URL=db_url, TEXTLSTM_BROKER_URL=broker, TEXTLSTM_QUEUE="bench",
@@ -159,8 +155,10 @@ class Bench:
             self.env[f"TEXTLSTM_{name.upper()}"] = value
 
     def rows(self) -> int:
+        from textlstm.store.results import count_predictions
+
         with self.sessions() as s:
-            return int(s.scalar(self._count) or 0)
+            return count_predictions(session=s)
 
     def wait_rows(self, n: int, what: str) -> None:
         deadline = time.monotonic() + self.args.timeout
@@ -200,13 +198,10 @@ class Bench:
                 got += sum(r.inserted for r in new)
 
     def job_rows(self, job: uuid.UUID) -> int:
-        from sqlalchemy import func, select
+        from textlstm.store.results import count_predictions
 
-        from textlstm.store.models import Prediction
-
-        q = select(func.count()).select_from(Prediction).where(Prediction.job_id == job)
         with self.sessions() as s:
-            return int(s.scalar(q) or 0)
+            return count_predictions(session=s, job_id=job)
 
     # workers ------------------------------------------------------------------------------
 
@@ -264,17 +259,10 @@ class Bench:
         return row
 
     def latencies(self, since: datetime) -> tuple[list[float], datetime]:
-        from sqlalchemy import select
+        from textlstm.store.results import stored_since
 
-        from textlstm.store.models import Job, Prediction
-
-        q = (
-            select(Prediction.created_at, Job.submitted_at)
-            .join(Job, Job.id == Prediction.job_id)
-            .where(Prediction.created_at >= since)
-        )
         with self.sessions() as s:
-            pairs = s.execute(q).all()
+            pairs = stored_since(session=s, since=since)
         ms = [(c - sub).total_seconds() * 1000 for c, sub in pairs]
         return ms, max(c for c, _ in pairs)
 
@@ -345,11 +333,11 @@ class Bench:
 
     def naive(self, texts: list[str]) -> dict[str, Any]:
         from bench.celery_variants import tutorial_app
-        from textlstm.store import repository as repo
+        from textlstm.store.jobs import ensure_job
 
         job = uuid.uuid4()
         with self.sessions.begin() as s:
-            repo.ensure_job(session=s, job_id=job, model_ref=MODEL, expected=len(texts))
+            ensure_job(session=s, job_id=job, model_ref=MODEL, expected=len(texts))
         tutorial_app.conf.broker_url = self.broker
 
         def send() -> None:

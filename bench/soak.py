@@ -135,22 +135,17 @@ def main() -> None:  # noqa: C901 - a linear script
         if args.out == RESULTS / "soak":
             args.out = RESULTS / "soak_quick"
 
-    from sqlalchemy import create_engine, func, select
-    from sqlalchemy.engine import make_url
-
     from textlstm.client import Client
     from textlstm.settings import Settings
     from textlstm.store.db import make_engine, make_session_factory
+    from textlstm.store.jobs import unfinished_jobs
     from textlstm.store.migrate import upgrade
-    from textlstm.store.models import Job, Prediction
     from textlstm.store.registry import register_bundle
+    from textlstm.store.results import count_predictions
+    from textlstm.testing.postgres import create_database, drop_database
 
     work = Path(tempfile.mkdtemp(prefix="textlstm-soak-"))
-    dbname = f"textlstm_soak_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'CREATE DATABASE "{dbname}"')
-    db_url = make_url(args.pg_admin_url).set(database=dbname).render_as_string(hide_password=False)
+    db_url = create_database(args.pg_admin_url, "textlstm_soak")
     port = free_port()
     redis_proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(work),
@@ -202,7 +197,7 @@ def main() -> None:  # noqa: C901 - a linear script
 
         def rows() -> int:
             with factory() as s:
-                return int(s.scalar(select(func.count()).select_from(Prediction)) or 0)
+                return count_predictions(session=s)
 
         timeline: list[dict[str, float]] = []
         kills, next_kill, next_sample, victim = 0, t0 + args.kill_every, t0, 0
@@ -235,11 +230,7 @@ def main() -> None:  # noqa: C901 - a linear script
 
         with factory() as s:
             total_rows = rows()
-            bad_jobs = [
-                str(j.id)
-                for j in s.scalars(select(Job))
-                if j.ok_count + j.error_count != j.expected_count or j.status != "done"
-            ]
+            bad_jobs = [str(j) for j in unfinished_jobs(session=s)]
         submitted = sum(len(t) for t in jobs.values())
         logs = "".join(p.read_text(errors="replace") for p in work.glob("worker-*.log"))
         redelivered_dupes = sum(
@@ -291,9 +282,7 @@ def main() -> None:  # noqa: C901 - a linear script
         if engine is not None:
             engine.dispose()
         if not args.keep:
-            with admin.connect() as c:
-                c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        admin.dispose()
+            drop_database(args.pg_admin_url, db_url)
 
 
 def render(r: dict, args: argparse.Namespace) -> str:

@@ -41,7 +41,7 @@ BROKER_SCHEMES: dict[str, str | None] = {
 _REDIS_LIKE = {"redis", "rediss"}
 
 #: Database backend -> (the one driver textlstm runs on, the module that provides it).
-#: PostgreSQL writes use psycopg 3's binary parameters (`%(name)b` in store/repository.py), so
+#: PostgreSQL writes use psycopg 3's binary parameters (`%(name)b` in store/bulk_insert.py), so
 #: no other PostgreSQL driver can work, installed or not.
 _DRIVERS: dict[str, tuple[str, str]] = {
     "postgresql": ("psycopg", "psycopg"),

@@ -18,7 +18,7 @@ from tests.fixtures.jobs import queued
 from textlstm.client.producer import Producer
 from textlstm.errors import BrokerError, NotFoundError, ValidationError
 from textlstm.settings import Settings
-from textlstm.store import repository as repo
+from textlstm.store.jobs import get_job
 from textlstm.store.registry import register_bundle
 from textlstm.wire.messages import ENVELOPE_VERSION, Limits, parse_body
 
@@ -138,7 +138,7 @@ def test_job_rows_in_bulk_and_unknown_models_refused(
             p.submit(["a"], model="sent@staging")
         jobs = [p.submit([f"t{i}"], model="sent@production", metadata={"n": i}) for i in range(30)]
     with session_factory() as sess:
-        rows = [repo.get_job(session=sess, job_id=j) for j in jobs]
+        rows = [get_job(session=sess, job_id=j) for j in jobs]
     assert [(r.status, r.expected_count, r.meta) for r in rows] == [
         ("queued", 1, {"n": i}) for i in range(30)
     ]

@@ -34,7 +34,7 @@ from textlstm.serving.microbatch import Batcher
 from textlstm.serving.models import ModelCache
 from textlstm.serving.retry import RetryPolicy
 from textlstm.serving.service import classify_batch, record_rejection
-from textlstm.store import repository as repo
+from textlstm.store.jobs import ensure_job
 from textlstm.store.models import Base
 from textlstm.wire import limits as bounds
 from textlstm.wire.messages import (
@@ -482,7 +482,7 @@ def store(factory: sessionmaker[Session], tmp_path: Path, *messages: ClassifyMes
 def record(factory: sessionmaker[Session], first: ClassifyMessage) -> None:
     """The producer's job record, as Client._record_job writes it (the ORM path)."""
     with factory.begin() as s:
-        repo.ensure_job(
+        ensure_job(
             session=s,
             job_id=first.job_id,
             model_ref=first.model,

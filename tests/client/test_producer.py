@@ -15,7 +15,7 @@ from tests.fixtures.jobs import queued
 from textlstm.client import Client
 from textlstm.errors import BrokerError, NotFoundError, ValidationError
 from textlstm.settings import Settings
-from textlstm.store import repository as repo
+from textlstm.store.jobs import get_job
 from textlstm.store.registry import register_bundle
 from textlstm.wire.messages import TASK_NAME, Limits, parse_message
 
@@ -118,7 +118,7 @@ def test_job_row_recorded_when_database_configured(
     client = Client(make_settings(redis_url, queue_name, database_url=db_url))
     job_id = client.submit(["a", "b", "c"], model="sent@production", metadata={"k": "v"})
     with session_factory() as s:
-        job = repo.get_job(session=s, job_id=job_id)
+        job = get_job(session=s, job_id=job_id)
         assert (job.status, job.expected_count, job.model_ref, job.meta) == (
             "queued",
             3,

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.fixtures.db import write_fake_bundle
 from textlstm.cli import cli
 from textlstm.client import Client
-from textlstm.store import repository as repo
+from textlstm.store.jobs import ensure_job
+from textlstm.store.predictions import PredictionRecord, save_predictions
 from textlstm.store.registry import register_bundle
-from textlstm.store.repository import PredictionRecord
 
 
 @pytest.fixture
@@ -29,15 +29,13 @@ def seed_job(factory: sessionmaker[Session], bundle: Path, *, finish: bool = Tru
     job_id = uuid.uuid4()
     with factory.begin() as s:
         mv, _ = register_bundle(session=s, path=bundle, name="sent", aliases=["production"])
-        repo.ensure_job(
-            session=s, job_id=job_id, model_ref="sent", expected=3, metadata={"who": "test"}
-        )
+        ensure_job(session=s, job_id=job_id, model_ref="sent", expected=3, metadata={"who": "test"})
         records = [
             PredictionRecord(0, "ok", "pos", 0.9, {"pos": 0.9, "neg": 0.1}, "a", None, 2.0),
             PredictionRecord(1, "error", error="empty text", external_id="b"),
             PredictionRecord(2, "ok", "neg", 0.6, {"pos": 0.4, "neg": 0.6}, "c, with comma"),
         ]
-        repo.save_predictions(
+        save_predictions(
             session=s, job_id=job_id, records=records[: 3 if finish else 1], model_version_id=mv.id
         )
     return job_id

@@ -56,7 +56,8 @@ def test_imports_build_nothing_and_need_no_torch(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "import textlstm.client, textlstm.settings, textlstm.wire.messages\n"
-        "import textlstm.store.registry, textlstm.store.repository, textlstm.store.db\n"
+        "import textlstm.store.registry, textlstm.store.jobs, textlstm.store.predictions\n"
+        "import textlstm.store.results, textlstm.store.db\n"
         "import textlstm.cli.db, textlstm.cli.models, textlstm.cli.jobs, textlstm.cli.results\n"
         "from click.testing import CliRunner\n"
         "from textlstm.cli import cli\n"

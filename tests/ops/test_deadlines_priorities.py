@@ -15,7 +15,7 @@ from textlstm.errors import ValidationError
 from textlstm.serving.microbatch import Batcher
 from textlstm.serving.models import ModelCache
 from textlstm.serving.service import classify_batch
-from textlstm.store import repository as repo
+from textlstm.store.jobs import get_job
 from textlstm.wire.messages import ClassifyMessage, Limits, build_messages, parse_message
 from textlstm.wire.queues import consume_order, queue_for
 
@@ -99,7 +99,7 @@ def test_items_past_their_deadline_are_stored_expired_and_the_job_says_so(
     assert [r.status for r in stored] == ["expired", "expired", "ok", "ok"]
     assert "not started before the deadline" in stored[0].error and stored[0].label is None
     with session_factory() as s:
-        job = repo.get_job(session=s, job_id=late.job_id)
+        job = get_job(session=s, job_id=late.job_id)
         assert (job.status, job.ok_count, job.error_count, job.expired_count) == (
             "partial",
             2,
@@ -120,5 +120,5 @@ def test_items_past_their_deadline_are_stored_expired_and_the_job_says_so(
     from textlstm.client.jobs import _status_from
 
     with session_factory() as s:
-        st = _status_from(repo.get_job(session=s, job_id=gone.job_id), None)
+        st = _status_from(get_job(session=s, job_id=gone.job_id), None)
     assert (st.status, st.expired, st.finished) == ("expired", 1, True)

@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from textlstm.store import repository as repo
-from textlstm.store.repository import PredictionRecord
+from textlstm.store.jobs import ensure_job, get_job
+from textlstm.store.predictions import JobItems, PredictionRecord, save_batch, save_predictions
+from textlstm.store.results import iter_predictions
 
 
 def in_threads(work: Callable[[int], None], n: int) -> None:
@@ -35,7 +36,7 @@ def test_overlapping_batches_from_many_writers(session_factory: sessionmaker[Ses
     total, writers = 60, 4
     job_id = uuid.uuid4()
     with session_factory.begin() as s:
-        repo.ensure_job(session=s, job_id=job_id, model_ref="m", expected=total)
+        ensure_job(session=s, job_id=job_id, model_ref="m", expected=total)
 
     def work(offset: int) -> None:
         # Each writer covers 3/4 of the items in its own order: heavy overlap, redelivery-like.
@@ -45,14 +46,14 @@ def test_overlapping_batches_from_many_writers(session_factory: sessionmaker[Ses
         for start in range(0, len(indexes), 9):
             records = [PredictionRecord(i, "ok", "pos") for i in indexes[start : start + 9]]
             with session_factory.begin() as s:
-                repo.ensure_job(session=s, job_id=job_id, model_ref="m", expected=total)
-                repo.save_predictions(session=s, job_id=job_id, records=records)
+                ensure_job(session=s, job_id=job_id, model_ref="m", expected=total)
+                save_predictions(session=s, job_id=job_id, records=records)
 
     in_threads(work, writers)
     with session_factory() as s:
-        job = repo.get_job(session=s, job_id=job_id)
+        job = get_job(session=s, job_id=job_id)
         assert (job.ok_count, job.error_count, job.status) == (total, 0, "done")
-        assert len(list(repo.iter_predictions(session=s, job_id=job_id))) == total
+        assert len(list(iter_predictions(session=s, job_id=job_id))) == total
 
 
 def save_in_own_order(
@@ -60,7 +61,7 @@ def save_in_own_order(
     jobs: list[uuid.UUID],
     writer: int,
     per_batch: int,
-    items: Callable[[uuid.UUID], repo.JobItems],
+    items: Callable[[uuid.UUID], JobItems],
 ) -> None:
     """Writer `writer`'s save_batch calls: the jobs rotated by a quarter per writer, odd writers
     walking them backwards, `per_batch` jobs a transaction."""
@@ -70,7 +71,7 @@ def save_in_own_order(
         order.reverse()
     for start in range(0, len(order), per_batch):
         with session_factory.begin() as s:
-            repo.save_batch(session=s, jobs={j: items(j) for j in order[start : start + per_batch]})
+            save_batch(session=s, jobs={j: items(j) for j in order[start : start + per_batch]})
 
 
 def test_many_job_batches_from_many_writers(session_factory: sessionmaker[Session]) -> None:
@@ -82,16 +83,16 @@ def test_many_job_batches_from_many_writers(session_factory: sessionmaker[Sessio
     def work(offset: int) -> None:
         save_in_own_order(
             session_factory, jobs, offset, 8,
-            lambda j: repo.JobItems("m", size[j], [PredictionRecord(i, "ok", "pos")
+            lambda j: JobItems("m", size[j], [PredictionRecord(i, "ok", "pos")
                                                    for i in range(size[j])]),
         )  # fmt: skip
 
     in_threads(work, 4)
     with session_factory() as s:
         for j in jobs:
-            job = repo.get_job(session=s, job_id=j)
+            job = get_job(session=s, job_id=j)
             assert (job.ok_count, job.status) == (size[j], "done")
-            assert len(list(repo.iter_predictions(session=s, job_id=j))) == size[j]
+            assert len(list(iter_predictions(session=s, job_id=j))) == size[j]
 
 
 def test_concurrent_increments_of_the_same_jobs_are_never_lost(
@@ -107,13 +108,13 @@ def test_concurrent_increments_of_the_same_jobs_are_never_lost(
         records = [PredictionRecord(w * per_writer + k, "ok" if k else "error", "pos")
                    for k in range(per_writer)]  # fmt: skip
         save_in_own_order(
-            session_factory, jobs, w, 6, lambda j: repo.JobItems("m", writers * per_writer, records)
+            session_factory, jobs, w, 6, lambda j: JobItems("m", writers * per_writer, records)
         )
 
     in_threads(work, writers)
     with session_factory() as s:
         for j in jobs:
-            job = repo.get_job(session=s, job_id=j)
+            job = get_job(session=s, job_id=j)
             ok = writers * (per_writer - 1)
             assert (job.ok_count, job.error_count, job.status) == (ok, writers, "partial")
-            assert len(list(repo.iter_predictions(session=s, job_id=j))) == writers * per_writer
+            assert len(list(iter_predictions(session=s, job_id=j))) == writers * per_writer

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from tests.fixtures.db import write_fake_bundle
 from textlstm.bundle import dump_json, sha256_bytes, verify_bundle
 from textlstm.errors import BundleError, NotFoundError, ValidationError
-from textlstm.store import repository as repo
+from textlstm.store.blobs import missing_blobs, put_blobs
+from textlstm.store.model_versions import list_model_versions
 from textlstm.store.registry import (
     export_bundle,
     fetch_model,
@@ -36,7 +37,7 @@ def test_register_is_idempotent_for_same_bytes(session: Session, fake_bundle: Pa
     # The same bytes under another name are a new model; blobs are shared, not duplicated.
     other, created = register_bundle(session=session, path=fake_bundle, name="other")
     assert created and other.version == 1
-    assert repo.missing_blobs(session=session, digests=[mv.bundle_sha256]) == set()
+    assert missing_blobs(session=session, digests=[mv.bundle_sha256]) == set()
 
 
 def test_versions_count_up_and_aliases_move(session: Session, tmp_path: Path) -> None:
@@ -88,7 +89,7 @@ def test_tampered_bundle_is_refused(session: Session, fake_bundle: Path) -> None
     (fake_bundle / "weights.safetensors").write_bytes(b"tampered")
     with pytest.raises(BundleError, match="weights.safetensors has been modified"):
         register_bundle(session=session, path=fake_bundle, name="m")
-    assert repo.list_model_versions(session=session) == []
+    assert list_model_versions(session=session) == []
 
 
 def test_bundle_without_labels_is_refused(session: Session, tmp_path: Path) -> None:
@@ -136,7 +137,7 @@ def test_fetch_refuses_path_traversal(session: Session, tmp_path: Path) -> None:
         }
     )
     digest = sha256_bytes(manifest)
-    repo.put_blobs(session=session, blobs={digest: manifest, sha256_bytes(evil): evil})
+    put_blobs(session=session, blobs={digest: manifest, sha256_bytes(evil): evil})
     with pytest.raises(BundleError, match="unsafe file name"):
         fetch_to_cache(session=session, sha256=digest, cache_dir=tmp_path / "cache")
     assert not (tmp_path / "escape.txt").exists()

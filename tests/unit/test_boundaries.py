@@ -14,8 +14,13 @@ The job's path and the package that owns each step (docs/architecture.md draws i
 - The client, the wire, the store and the settings never import torch, so producers and
   analysts install and start without it.
 - Only worker/ touches Celery's worker machinery; the library never imports the worker package.
-- SQL is written only in store/ (and migrations/): no other module imports sqlalchemy's query
-  builders.
+- SQL is written only in store/ (and migrations/; textlstm/testing/ creates and drops test
+  databases; tests/ may query as they like). Every other module of textlstm/, worker/ and
+  bench/ imports from sqlalchemy only `Session`/`sessionmaker` (sqlalchemy.orm), `Engine`,
+  `make_url`/`URL` (sqlalchemy.engine) and the exceptions (sqlalchemy.exc); imports none of the
+  ORM's mapped classes (textlstm.store.models' Base, Job, Prediction, ...) except under
+  `if TYPE_CHECKING:`; and sends no raw SQL string (`exec_driver_sql`). So every query is a
+  named function of store/ that takes a session.
 - The base install (no extras) runs the producer, the client, results, the registry and the
   `db`, `submit`, `status`, `jobs`, `models` and `dead-letters` commands: none of their modules
   reaches torch, numpy, matplotlib or any other extra's package, at import time (checked in a
@@ -113,6 +118,111 @@ def test_every_package_has_a_rule() -> None:
     assert packages - set(RULES) <= {"cli", "serving", "testing"}, packages - set(RULES)
 
 
+# -- SQL only in store/ ----------------------------------------------------------------------
+
+#: sqlalchemy module -> the names a module outside store/ may import from it: types for hints
+#: and wiring (a session, its factory, an engine), URL parsing, and the exceptions to catch.
+#: `None`: any name (the exception module). Nothing here builds or sends a query.
+SQLALCHEMY_ALLOWED: dict[str, frozenset[str] | None] = {
+    "sqlalchemy": frozenset({"Engine", "exc"}),
+    "sqlalchemy.orm": frozenset({"Session", "sessionmaker"}),
+    "sqlalchemy.engine": frozenset({"Engine", "URL", "make_url"}),
+    "sqlalchemy.engine.url": frozenset({"URL", "make_url"}),
+    "sqlalchemy.exc": None,
+}
+#: Where SQL may be written: the store, and the test helpers that create and drop databases.
+SQL_HOMES = ("textlstm/store/", "textlstm/testing/")
+SQL_CHECKED = sorted(
+    p
+    for folder in ("textlstm", "worker", "bench")
+    for p in (ROOT / folder).rglob("*.py")
+    if not _rel(p).startswith(SQL_HOMES)
+)
+
+
+def _mapped_classes() -> frozenset[str]:
+    from textlstm.store.models import Base
+
+    return frozenset({"Base", *(m.class_.__name__ for m in Base.registry.mappers)})
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of `tree` except what sits under `if TYPE_CHECKING:` (hints only)."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if isinstance(node, ast.If) and (
+            (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+            or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
+        ):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def sql_outside_store(path: Path, mapped: frozenset[str]) -> list[str]:
+    """What in `path` builds or sends SQL, by the rule of SQLALCHEMY_ALLOWED (see the module
+    docstring): each finding as `line: what`."""
+    bad: list[tuple[int, str]] = []
+    for node in _runtime_nodes(ast.parse(path.read_text(), filename=str(path))):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if _matches(alias.name, ("sqlalchemy",)) and alias.name != "sqlalchemy.exc":
+                    bad.append((line, f"import {alias.name}"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if _matches(node.module, ("sqlalchemy",)):
+                allowed = SQLALCHEMY_ALLOWED.get(node.module, frozenset())
+                names = [a.name for a in node.names]
+                if allowed is not None and not set(names) <= allowed:
+                    bad.append((line, f"from {node.module} import {sorted(set(names) - allowed)}"))
+            elif node.module == "textlstm.store.models":
+                orm = sorted({a.name for a in node.names} & (mapped | {"*"}))
+                if orm:
+                    bad.append((line, f"from textlstm.store.models import {orm}"))
+        elif isinstance(node, ast.Attribute) and node.attr == "exec_driver_sql":
+            bad.append((line, ".exec_driver_sql (raw SQL)"))
+    return [f"{line}: {what}" for line, what in sorted(bad)]
+
+
+@pytest.mark.parametrize("path", SQL_CHECKED, ids=_rel)
+def test_sql_is_written_only_in_store(path: Path) -> None:
+    """Outside textlstm/store/ and textlstm/testing/, a module of textlstm/, worker/ or bench/
+    imports from sqlalchemy only what SQLALCHEMY_ALLOWED lists (a Session or sessionmaker for
+    hints, an Engine, make_url/URL, the exceptions), none of the ORM's mapped classes at run
+    time (with them `session.get(Job, ...)` or `session.add(Prediction(...))` is SQL by other
+    means; under `if TYPE_CHECKING:` they are hints), and never calls `exec_driver_sql`. A
+    query it needs is a named function in store/ that takes the session."""
+    bad = sql_outside_store(path, _mapped_classes())
+    assert not bad, f"{_rel(path)} writes SQL outside store/: {bad}"
+
+
+def test_the_sql_rule_catches_what_it_names(tmp_path: Path) -> None:
+    """The checker itself: each way of writing SQL outside store/ is found, hints are not."""
+    source = tmp_path / "sample.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from sqlalchemy import func, select\n"
+        "import sqlalchemy\n"
+        "from sqlalchemy.orm import Session, aliased\n"
+        "from sqlalchemy.exc import OperationalError\n"
+        "from sqlalchemy.engine import make_url\n"
+        "from textlstm.store.models import JOB_STATUSES, Prediction\n"
+        "if TYPE_CHECKING:\n"
+        "    from textlstm.store.models import Job\n"
+        "    from sqlalchemy import Select\n"
+        "def f(conn):\n"
+        "    conn.exec_driver_sql('SELECT 1')\n"
+    )
+    found = sql_outside_store(source, _mapped_classes())
+    assert [f.split(":")[0] for f in found] == ["2", "3", "4", "7", "12"], found
+    assert "['func', 'select']" in found[0] and "['aliased']" in found[2]
+    assert "['Prediction']" in found[3]
+
+
 # What the base install's commands and library entry points are made of.
 BASE_MODULES = [
     "textlstm.cli",
@@ -125,7 +235,11 @@ BASE_MODULES = [
     "textlstm.store.migrate",
     "textlstm.store.models",
     "textlstm.store.registry",
-    "textlstm.store.repository",
+    *sorted(
+        f"textlstm.store.{p.stem}"
+        for p in (PACKAGE / "store").glob("*.py")
+        if p.stem not in ("__init__", "db", "migrate", "models", "registry")
+    ),
 ]
 # Every top-level package an extra provides: none is installed by the base install.
 EXTRA_ONLY = sorted(set().union(*EXTRA_MODULES.values()))

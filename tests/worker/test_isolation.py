@@ -21,7 +21,8 @@ from tests.fixtures.serving import FAST, batch_of, message, rows
 from textlstm.serving import service
 from textlstm.serving.models import ModelCache
 from textlstm.serving.service import BatchReport, ItemOutcome, classify_batch
-from textlstm.store import repository as repo
+from textlstm.store.jobs import add_jobs, ensure_job, get_job
+from textlstm.store.predictions import BatchOutcome, save_batch
 from textlstm.wire.messages import ClassifyMessage, Item
 
 
@@ -51,7 +52,7 @@ def run(cache: ModelCache, factory: sessionmaker[Session], *msgs: ClassifyMessag
 def job_of(factory: sessionmaker[Session], job: uuid.UUID) -> tuple[str, int, int, int] | None:
     with factory() as s:
         try:
-            j = repo.get_job(session=s, job_id=job)
+            j = get_job(session=s, job_id=job)
         except Exception:  # noqa: BLE001 - NotFoundError
             return None
         return (j.status, j.expected_count, j.ok_count, j.error_count)
@@ -82,7 +83,7 @@ def test_happy_path_sends_as_many_statements_as_before(
     assert (len(sent), savepoints(sent)) == (5 + extra, 0)
     recorded = [message(["cup final"]), message(["bond rates", "quantum cells"])]
     with session_factory.begin() as s:
-        repo.add_jobs(
+        add_jobs(
             session=s,
             jobs=[
                 {"job_id": m.job_id, "model_ref": m.model, "expected": m.total} for m in recorded
@@ -128,7 +129,7 @@ def test_the_message_that_matches_the_recorded_job_wins_even_when_second(
 ) -> None:
     job = uuid.uuid4()
     with session_factory.begin() as s:
-        repo.ensure_job(session=s, job_id=job, model_ref="topics", expected=5)
+        ensure_job(session=s, job_id=job, model_ref="topics", expected=5)
     wrong = message(["goal match", "stock bank", "physics lab"], job=job)  # total 3
     right = message(["cup final", "bond rates"], total=5, start=3, job=job)
     neighbour = message(["team coach"])
@@ -251,7 +252,7 @@ def test_an_outage_is_retried_not_isolated(
     """RETRYABLE errors are not swallowed by the isolation: an OperationalError from the
     write is retried with the whole batch (no split), and so is one raised inside the
     isolation pass (then the whole write starts over)."""
-    real = repo.save_batch
+    real = save_batch
     calls: list[int] = []
     failures = iter(
         [
@@ -263,14 +264,14 @@ def test_an_outage_is_retried_not_isolated(
         ]
     )
 
-    def flaky(**kw: Any) -> repo.BatchOutcome:
+    def flaky(**kw: Any) -> BatchOutcome:
         calls.append(len(kw["jobs"]))
         failure = next(failures, None)
         if failure is not None:
             raise failure
         return real(**kw)
 
-    monkeypatch.setattr(repo, "save_batch", flaky)
+    monkeypatch.setattr(service, "save_batch", flaky)  # what the service calls
     one = [message(["goal match"]), message(["stock bank", "physics lab"])]
     report = run(models, session_factory, *one)
     assert (report.db_attempts, calls, report.unstored) == (2, [2, 2], ())

@@ -18,7 +18,7 @@ from textlstm.classifier.predictor import EMPTY_TEXT_ERROR, Classifier
 from textlstm.serving.models import ModelCache
 from textlstm.serving.retry import RetryPolicy, ShutdownRequested
 from textlstm.serving.service import classify_batch, predict_isolated, record_rejection
-from textlstm.store import repository as repo
+from textlstm.store.jobs import get_job
 from textlstm.store.models import Prediction
 from textlstm.store.registry import register_bundle, set_alias
 from textlstm.wire.salvage import salvage
@@ -63,8 +63,8 @@ def test_batch_across_jobs_matches_in_process_predict(
         for k, p in pred.probabilities.items():
             assert abs(row.probabilities[k] - p) < 1e-5
     with session_factory() as s:
-        assert repo.get_job(session=s, job_id=m1.job_id).status == "partial"
-        assert repo.get_job(session=s, job_id=m2.job_id).status == "done"
+        assert get_job(session=s, job_id=m1.job_id).status == "partial"
+        assert get_job(session=s, job_id=m2.job_id).status == "done"
 
 
 def test_redelivery_and_repeated_items_are_stored_once(
@@ -82,7 +82,7 @@ def test_redelivery_and_repeated_items_are_stored_once(
     rest = message(["physics lab", "cup final"], total=4, start=2, job=job)
     classify_batch(batch_of(rest), models=models, session_factory=session_factory, retry=FAST)
     with session_factory() as s:
-        j = repo.get_job(session=s, job_id=job)
+        j = get_job(session=s, job_id=job)
         assert (j.ok_count, j.error_count, j.status) == (4, 0, "done")
 
 
@@ -96,7 +96,7 @@ def test_unknown_model_fails_the_job_with_the_reason(
     assert {r.status for r in got} == {"error"}
     assert "model unavailable" in got[0].error and "nosuch" in got[0].error
     with session_factory() as s:
-        assert repo.get_job(session=s, job_id=m.job_id).status == "failed"
+        assert get_job(session=s, job_id=m.job_id).status == "failed"
 
 
 def test_unloadable_bundle_fails_the_job_with_the_reason(

@@ -26,11 +26,11 @@ def jobs() -> None:
 def list_(status: str | None, limit: int) -> None:
     """Most recently submitted jobs first."""
     from textlstm.settings import get_settings
-    from textlstm.store import repository as repo
     from textlstm.store.db import session_scope
+    from textlstm.store.jobs import list_jobs
 
     with session_scope(get_settings().database_url) as session:
-        found = repo.list_jobs(session=session, status=status, limit=limit)
+        found = list_jobs(session=session, status=status, limit=limit)
         rows = [
             (
                 j.id,
@@ -163,9 +163,10 @@ def reap(older_than: str, do_requeue: bool, as_json: bool) -> None:
     --requeue re-enqueue, their missing items."""
     from datetime import UTC, datetime
 
-    from textlstm.ops.recovery import parse_duration, requeue_job, stuck_jobs
+    from textlstm.ops.recovery import parse_duration, requeue_job
     from textlstm.settings import get_settings
     from textlstm.store.db import session_scope
+    from textlstm.store.jobs import stuck_jobs
 
     settings = get_settings()
     with session_scope(settings.database_url) as session:

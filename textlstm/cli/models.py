@@ -57,11 +57,11 @@ def register(bundle: str, name: str, aliases: tuple[str, ...], tags: tuple[str, 
 @click.argument("name", required=False)
 def list_(name: str | None) -> None:
     """All versions (of NAME), with aliases and headline metrics."""
-    from textlstm.store import repository as repo
+    from textlstm.store.model_versions import list_model_versions
     from textlstm.store.registry import aliases_by_version, headline_metrics
 
     with _scope() as session:
-        versions = repo.list_model_versions(session=session, name=name)
+        versions = list_model_versions(session=session, name=name)
         aliases = aliases_by_version(session=session, name=name)
         rows = [
             (

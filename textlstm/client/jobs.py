@@ -218,13 +218,13 @@ class Client:
         return jid
 
     def _record_job(self, first: ClassifyMessage) -> None:
-        from textlstm.store import repository as repo
         from textlstm.store.db import session_scope
+        from textlstm.store.jobs import ensure_job
         from textlstm.store.registry import resolve
 
         with session_scope(self.settings.database_url) as session:
             resolve(session=session, ref=first.model)  # unknown model: refuse before enqueueing
-            repo.ensure_job(
+            ensure_job(
                 session=session,
                 job_id=first.job_id,
                 model_ref=first.model,
@@ -235,34 +235,35 @@ class Client:
 
     def status(self, job_id: str | uuid.UUID) -> JobStatus:
         """The job's status and counts; NotFoundError if no such job (yet)."""
-        from textlstm.store import repository as repo
         from textlstm.store.db import session_scope
+        from textlstm.store.jobs import get_job
+        from textlstm.store.model_versions import get_model_version_by_id
 
         jid = parse_job_id(job_id)
         with session_scope(self.settings.database_url) as session:
-            job = repo.get_job(session=session, job_id=jid)
+            job = get_job(session=session, job_id=jid)
             model = None
             if job.model_version_id is not None:
-                mv = repo.get_model_version_by_id(
-                    session=session, model_version_id=job.model_version_id
-                )
+                mv = get_model_version_by_id(session=session, model_version_id=job.model_version_id)
                 model = mv.ref if mv else None
             return _status_from(job, model)
 
     def iter_results(self, job_id: str | uuid.UUID) -> Iterator[ItemResult]:
         """Stream a job's stored predictions in item order (may be partial while running)."""
-        from textlstm.store import repository as repo
         from textlstm.store.db import session_scope
+        from textlstm.store.jobs import get_job
+        from textlstm.store.model_versions import get_model_version_by_id
+        from textlstm.store.results import iter_predictions
 
         jid = parse_job_id(job_id)
         with session_scope(self.settings.database_url) as session:
-            repo.get_job(session=session, job_id=jid)  # unknown job -> NotFoundError
+            get_job(session=session, job_id=jid)  # unknown job -> NotFoundError
             refs: dict[int, str] = {}
-            for p in repo.iter_predictions(session=session, job_id=jid):
+            for p in iter_predictions(session=session, job_id=jid):
                 model = None
                 if p.model_version_id is not None:
                     if p.model_version_id not in refs:
-                        mv = repo.get_model_version_by_id(
+                        mv = get_model_version_by_id(
                             session=session, model_version_id=p.model_version_id
                         )
                         refs[p.model_version_id] = mv.ref if mv else "?"

@@ -275,7 +275,7 @@ class Producer:
         self._models.add(model)
 
     def _record(self, messages: list[ClassifyMessage]) -> None:
-        from textlstm.store import repository as repo
+        from textlstm.store.jobs import add_jobs
 
         jobs = {
             m.job_id: {
@@ -288,4 +288,4 @@ class Producer:
             for m in messages
         }
         with self._sessions().begin() as session:
-            repo.add_jobs(session=session, jobs=list(jobs.values()))
+            add_jobs(session=session, jobs=list(jobs.values()))

@@ -117,13 +117,14 @@ def _workers(settings: Settings, st: FleetStatus, timeout: float) -> None:
 
 
 def _database(settings: Settings, st: FleetStatus, now: datetime) -> None:
-    from textlstm.store import repository as repo
     from textlstm.store.db import session_scope
+    from textlstm.store.jobs import job_counts, oldest_in_flight
+    from textlstm.store.model_versions import list_aliases
 
     try:
         with session_scope(settings.database_url) as session:
-            st.jobs = repo.job_counts(session=session)
-            job = repo.oldest_in_flight(session=session)
+            st.jobs = job_counts(session=session)
+            job = oldest_in_flight(session=session)
             if job is not None:
                 st.oldest_in_flight = {
                     "job_id": str(job.id),
@@ -133,8 +134,6 @@ def _database(settings: Settings, st: FleetStatus, now: datetime) -> None:
                     "done": job.done_count,
                     "expected": job.expected_count,
                 }
-            st.aliases = {
-                f"{a.name}@{a.alias}": a.version for a in repo.list_aliases(session=session)
-            }
+            st.aliases = {f"{a.name}@{a.alias}": a.version for a in list_aliases(session=session)}
     except Exception as exc:  # noqa: BLE001
         st.errors["database"] = _why(exc)

@@ -5,7 +5,8 @@ leave the broker without reaching SQL. Celery's Redis transport pops a message w
 only then records it in its `unacked` hash (celery/celery#7950): a worker SIGKILLed in between,
 or while a popped reply still sits in its socket, loses that message. A Redis restarted without
 append-only persistence loses every queued one. Such a job stays `running` (or `queued`) for
-ever. `reap` finds those jobs; `requeue` re-enqueues their missing items.
+ever. `reap` finds those jobs (store.jobs.stuck_jobs); `requeue` re-enqueues their missing items
+(store.results.missing_indexes).
 
 Where the texts come from (SQL holds no texts): a copy of the job's messages still in the broker
 (waiting in a queue list: left alone, a worker will get them; or delivered-but-unacked: sent
@@ -22,16 +23,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
-
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from textlstm.errors import ValidationError
 from textlstm.settings import Settings
-from textlstm.store import repository as repo
-from textlstm.store.models import Job, Prediction
+from textlstm.store.jobs import get_job
+from textlstm.store.results import missing_indexes
 from textlstm.wire.messages import ClassifyMessage, Item, Limits, parse_message, split_items
 from textlstm.wire.queues import consume_order
 from textlstm.wire.redis_layout import (
@@ -100,12 +98,6 @@ def broker_copies(
             yield BrokerCopy("unacked", str(entry[2]), msg)
 
 
-def missing_indexes(*, session: Session, job: Job) -> list[int]:
-    """Item indexes of `job` without a row, ascending."""
-    have = set(session.scalars(select(Prediction.item_index).where(Prediction.job_id == job.id)))
-    return [i for i in range(job.expected_count) if i not in have]
-
-
 def requeue_job(
     job_id: uuid.UUID,
     *,
@@ -118,7 +110,7 @@ def requeue_job(
 
     limits = Limits.from_settings(settings)
     with session_scope(settings.database_url) as session:
-        job = repo.get_job(session=session, job_id=job_id)
+        job = get_job(session=session, job_id=job_id)
         missing = missing_indexes(session=session, job=job)
         status, expected, model_ref = job.status, job.expected_count, job.model_ref
         metadata, submitted_at = job.meta, job.submitted_at
@@ -175,42 +167,6 @@ def requeue_job(
     publish_messages(settings, messages)
     report.messages_sent = len(messages)
     return report
-
-
-@dataclass(frozen=True)
-class StuckJob:
-    job_id: uuid.UUID
-    status: str
-    done: int
-    expected: int
-    last_activity: datetime
-
-
-def stuck_jobs(*, session: Session, older_than: timedelta, now: datetime) -> list[StuckJob]:
-    """Jobs still `queued` or `running` whose last stored item (or submission, if none) is
-    older than `older_than`: no progress for that long."""
-    cutoff = now - older_than
-    last_row = (
-        select(Prediction.job_id, func.max(Prediction.created_at).label("last"))
-        .group_by(Prediction.job_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(Job, last_row.c.last)
-        .outerjoin(last_row, last_row.c.job_id == Job.id)
-        .where(Job.status.in_(("queued", "running")), Job.submitted_at < cutoff)
-        .order_by(Job.submitted_at)
-    ).all()
-    out = []
-    for job, last in rows:
-        activity = last or job.submitted_at
-        if activity.tzinfo is None:  # SQLite hands back naive values from an aggregate
-            from datetime import UTC
-
-            activity = activity.replace(tzinfo=UTC)
-        if activity < cutoff:
-            out.append(StuckJob(job.id, job.status, job.done_count, job.expected_count, activity))
-    return out
 
 
 def parse_duration(text: str) -> timedelta:

@@ -31,8 +31,15 @@ from textlstm.errors import ValidationError
 from textlstm.serving.microbatch import MicroBatch
 from textlstm.serving.models import LoadedModel, ModelCache, ModelUnavailable
 from textlstm.serving.retry import RETRYABLE, RetryPolicy, ShutdownRequested, retrying
-from textlstm.store import repository as repo
-from textlstm.store.repository import JobItems, PredictionRecord, Unstored
+from textlstm.store.jobs import ensure_job, get_job
+from textlstm.store.predictions import (
+    BatchOutcome,
+    JobItems,
+    PredictionRecord,
+    Unstored,
+    save_batch,
+    save_predictions,
+)
 from textlstm.wire.messages import ClassifyMessage
 from textlstm.wire.salvage import Salvage
 
@@ -212,7 +219,7 @@ class _Stored:
     unstored: list[Unstored] = field(default_factory=list)
     lost: set[tuple[uuid.UUID, int, str]] = field(default_factory=set)
 
-    def add(self, outcome: repo.BatchOutcome) -> None:
+    def add(self, outcome: BatchOutcome) -> None:
         self.inserted += outcome.inserted
         self.duplicates += outcome.duplicates
         self.skipped += [str(j) for j in outcome.skipped]
@@ -286,9 +293,7 @@ class _Isolation:
         self.attempts += 1
         try:
             with self.session.begin_nested():
-                outcome = repo.save_batch(
-                    session=self.session, jobs=jobs, model_version_id=version_id
-                )
+                outcome = save_batch(session=self.session, jobs=jobs, model_version_id=version_id)
         except (*RETRYABLE, ShutdownRequested):
             raise
         except Exception as exc:  # noqa: BLE001 - this part alone is refused; reported
@@ -312,7 +317,7 @@ class _Isolation:
 def _store(session: Session, jobs: Mapping[uuid.UUID, JobItems], version_id: int | None) -> _Stored:
     """The fast path: every job of the batch in one save_batch (a few statements)."""
     stored = _Stored()
-    stored.add(repo.save_batch(session=session, jobs=jobs, model_version_id=version_id))
+    stored.add(save_batch(session=session, jobs=jobs, model_version_id=version_id))
     return stored
 
 
@@ -479,11 +484,11 @@ def record_rejection(
             from textlstm.errors import NotFoundError
 
             try:
-                expected = repo.get_job(session=session, job_id=job_id).expected_count
+                expected = get_job(session=session, job_id=job_id).expected_count
             except NotFoundError:
                 if found.total is None or found.model is None:
                     return 0
-                repo.ensure_job(
+                ensure_job(
                     session=session, job_id=job_id, model_ref=found.model, expected=found.total
                 )
                 expected = found.total
@@ -494,7 +499,7 @@ def record_rejection(
             ]
             if not records:
                 return 0
-            return repo.save_predictions(session=session, job_id=job_id, records=records).inserted
+            return save_predictions(session=session, job_id=job_id, records=records).inserted
 
     inserted, _ = retrying(write, policy=retry, what=f"record rejection on job {job_id}")
     return inserted

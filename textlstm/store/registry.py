@@ -32,7 +32,7 @@ from textlstm.bundle import (
     verify_bundle,
 )
 from textlstm.errors import BundleError, NotFoundError, ValidationError
-from textlstm.store import repository as repo
+from textlstm.store import blobs, model_versions
 from textlstm.store.models import ModelVersion
 from textlstm.wire.limits import LABEL_CHARS
 from textlstm.wire.messages import unstorable
@@ -112,7 +112,9 @@ def register_bundle(
     verify_bundle(bundle)
     digest = bundle_digest(bundle)
 
-    mv = repo.find_model_version_by_digest(session=session, name=name, bundle_sha256=digest)
+    mv = model_versions.find_model_version_by_digest(
+        session=session, name=name, bundle_sha256=digest
+    )
     created = mv is None
     if mv is None:
         files = bundle_files(bundle)
@@ -121,8 +123,8 @@ def register_bundle(
         if not isinstance(config, dict) or not isinstance(metrics, dict):
             raise BundleError(f"model bundle {bundle}: {CONFIG} and {METRICS} must be objects")
         labels, fingerprint = _lineage(bundle, config)
-        repo.put_blobs(session=session, blobs={sha256_bytes(b): b for b in files.values()})
-        mv = repo.add_model_version(
+        blobs.put_blobs(session=session, blobs={sha256_bytes(b): b for b in files.values()})
+        mv = model_versions.add_model_version(
             session=session,
             name=name,
             bundle_sha256=digest,
@@ -137,7 +139,7 @@ def register_bundle(
         mv.tags = {**mv.tags, **tag_map}
         session.flush()
     for alias in alias_list:
-        repo.set_alias(session=session, name=name, alias=alias, version=mv.version)
+        model_versions.set_alias(session=session, name=name, alias=alias, version=mv.version)
     return mv, created
 
 
@@ -146,22 +148,22 @@ def resolve(*, session: Session, ref: str | ModelRef) -> ModelVersion:
     alias if set, else its latest version. NotFoundError says what exists instead."""
     mref = parse_model_ref(ref) if isinstance(ref, str) else ref
     if mref.version is not None:
-        mv = repo.get_model_version(session=session, name=mref.name, version=mref.version)
+        mv = model_versions.get_model_version(session=session, name=mref.name, version=mref.version)
         if mv is None:
             raise NotFoundError(f"model {mref} not found{_known_versions(session, mref.name)}")
         return mv
     alias = mref.alias or DEFAULT_ALIAS
-    row = repo.get_alias(session=session, name=mref.name, alias=alias)
+    row = model_versions.get_alias(session=session, name=mref.name, alias=alias)
     if row is not None:
-        mv = repo.get_model_version(session=session, name=mref.name, version=row.version)
+        mv = model_versions.get_model_version(session=session, name=mref.name, version=row.version)
         if mv is not None:
             return mv
     if mref.alias is None:
-        latest = repo.latest_model_version(session=session, name=mref.name)
+        latest = model_versions.latest_model_version(session=session, name=mref.name)
         if latest is not None:
             return latest
         raise NotFoundError(f"model {mref.name!r} is not registered")
-    known = ", ".join(a.alias for a in repo.list_aliases(session=session, name=mref.name))
+    known = ", ".join(a.alias for a in model_versions.list_aliases(session=session, name=mref.name))
     raise NotFoundError(
         f"model {mref} not found: {mref.name!r} has no alias {mref.alias!r}"
         + (f" (aliases: {known})" if known else "")
@@ -169,7 +171,7 @@ def resolve(*, session: Session, ref: str | ModelRef) -> ModelVersion:
 
 
 def _known_versions(session: Session, name: str) -> str:
-    versions = [mv.version for mv in repo.list_model_versions(session=session, name=name)]
+    versions = [mv.version for mv in model_versions.list_model_versions(session=session, name=name)]
     if not versions:
         return f": {name!r} is not registered"
     return f" ({name!r} has versions {versions[0]}..{versions[-1]})"
@@ -179,16 +181,16 @@ def set_alias(*, session: Session, name: str, version: int, alias: str) -> int |
     """Point `name@alias` at an existing version; return the version it pointed at before."""
     check_name(name)
     check_alias(alias)
-    if repo.get_model_version(session=session, name=name, version=version) is None:
+    if model_versions.get_model_version(session=session, name=name, version=version) is None:
         raise NotFoundError(f"model {name}@{version} not found{_known_versions(session, name)}")
-    return repo.set_alias(session=session, name=name, alias=alias, version=version)
+    return model_versions.set_alias(session=session, name=name, alias=alias, version=version)
 
 
 def aliases_by_version(
     *, session: Session, name: str | None = None
 ) -> dict[tuple[str, int], list[str]]:
     out: dict[tuple[str, int], list[str]] = {}
-    for row in repo.list_aliases(session=session, name=name):
+    for row in model_versions.list_aliases(session=session, name=name):
         out.setdefault((row.name, row.version), []).append(row.alias)
     return out
 
@@ -200,7 +202,7 @@ def aliases_by_version(
 def _load_manifest(session: Session, digest: str) -> tuple[bytes, dict[str, Any]]:
     if not HEX64_RE.match(digest):
         raise BundleError(f"bundle digest {digest!r} is not a sha256 hex string")
-    raw = repo.get_blob(session=session, sha256=digest)
+    raw = blobs.get_blob(session=session, sha256=digest)
     if raw is None:
         raise NotFoundError(f"bundle {digest[:12]} is not stored in the database")
     if sha256_bytes(raw) != digest:
@@ -230,7 +232,7 @@ def _materialise(session: Session, digest: str, target: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         for fname, meta in manifest["files"].items():
-            data = repo.get_blob(session=session, sha256=meta["sha256"])
+            data = blobs.get_blob(session=session, sha256=meta["sha256"])
             if data is None:
                 raise BundleError(
                     f"bundle {digest[:12]}: file {fname} is missing from the database"

@@ -1,24 +1,21 @@
-"""Every SQL query of the service, as keyword-only functions that take a session.
+"""Storing item outcomes: `save_predictions` (one job) and `save_batch` (a micro-batch of many
+jobs), both idempotent and both advancing the jobs' counters in SQL.
 
-The caller owns the transaction (`with factory.begin() as session: ...`): nothing here commits, so
-a worker can store a whole micro-batch and its job counters in one transaction, and a test can
-roll back. Writes that may be repeated (a redelivered message, a re-run registration) use
-insert-or-ignore on the natural key, on PostgreSQL and SQLite alike.
+The caller owns the transaction (`with factory.begin() as session: ...`): nothing here commits,
+so a worker stores a whole micro-batch and its job counters in one transaction, and a test can
+roll back.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    JSON,
     ColumnElement,
-    Insert,
     Integer,
     Table,
     Uuid,
@@ -29,33 +26,14 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from textlstm.errors import NotFoundError, ValidationError
-from textlstm.store.models import (
-    ITEM_STATUSES,
-    JOB_STATUSES,
-    Blob,
-    Job,
-    ModelAlias,
-    ModelVersion,
-    Prediction,
-    utcnow,
-)
-
-
-def _insert(session: Session, table: Table) -> Insert:
-    """A dialect insert that supports ON CONFLICT DO NOTHING (both dialects spell it alike)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
-# --------------------------------------------------------------------------------------------
-# Jobs and predictions
+from textlstm.store.bulk_insert import insert_ignore
+from textlstm.store.jobs import get_job, job_row, reused_job_id
+from textlstm.store.models import ITEM_STATUSES, Job, Prediction, utcnow
 
 
 @dataclass(frozen=True)
@@ -82,134 +60,6 @@ class SaveOutcome:
     error_count: int
     expected_count: int
     status: str
-
-
-def _reused(
-    job_id: uuid.UUID, had: int, had_model: str, expected: int, model_ref: str, this: str = "one"
-) -> str:
-    return (
-        f"job id {job_id} is already used by a job of {had} items for model {had_model!r} "
-        f"(this {this}: {expected} items for {model_ref!r})"
-    )
-
-
-def ensure_job(
-    *,
-    session: Session,
-    job_id: uuid.UUID,
-    model_ref: str,
-    expected: int,
-    metadata: Mapping[str, Any] | None = None,
-    submitted_at: datetime | None = None,
-) -> tuple[Job, bool]:
-    """Create the job row as `queued` unless it exists; return (job, created).
-
-    Race-free (insert-or-ignore), so the producer and any number of workers may all call it. An
-    existing job must agree on item count and model reference: a reused job id is an error.
-    """
-    if expected < 1:
-        raise ValidationError("a job needs at least one item")
-    stmt = (
-        _insert(session, Job.__table__)  # type: ignore[arg-type]
-        .values(
-            id=job_id,
-            model_ref=model_ref,
-            status="queued",
-            expected_count=expected,
-            ok_count=0,
-            error_count=0,
-            submitted_at=submitted_at or utcnow(),
-            metadata=dict(metadata) if metadata is not None else None,
-        )
-        .on_conflict_do_nothing(index_elements=["id"])
-        .returning(Job.__table__.c.id)
-    )
-    created = session.execute(stmt).first() is not None  # RETURNING is empty when it existed
-    job = get_job(session=session, job_id=job_id)
-    if job.expected_count != expected or job.model_ref != model_ref:
-        raise ValidationError(
-            _reused(job_id, job.expected_count, job.model_ref, expected, model_ref)
-        )
-    return job, created
-
-
-def _job_row(
-    job_id: uuid.UUID,
-    model_ref: str,
-    expected: int,
-    metadata: Mapping[str, Any] | None,
-    submitted_at: datetime,
-) -> dict[str, Any]:
-    """A new `queued` job row, as the bulk inserts write it."""
-    return {
-        "id": job_id,
-        "model_ref": model_ref,
-        "status": "queued",
-        "expected_count": expected,
-        "ok_count": 0,
-        "error_count": 0,
-        "submitted_at": submitted_at,
-        "metadata": dict(metadata) if metadata is not None else None,
-    }
-
-
-def add_jobs(*, session: Session, jobs: Sequence[Mapping[str, Any]]) -> int:
-    """Create many `queued` job rows in one statement (insert-or-ignore); return how many
-    were new. Each mapping has job_id, model_ref, expected, metadata and submitted_at.
-
-    The batching producer's path: thousands of one-text jobs a second cannot afford a round
-    trip each. Unlike ensure_job it does not read back an existing row to check that it
-    agrees; the worker's ensure_job does when it receives the job.
-    """
-    if not jobs:
-        return 0
-    now = utcnow()
-    rows = [
-        _job_row(j["job_id"], j["model_ref"], j["expected"], j.get("metadata"),
-                 j.get("submitted_at") or now)
-        for j in jobs
-    ]  # fmt: skip
-    rows.sort(key=lambda r: r["id"].int)  # one lock order for every writer (.int: C compares)
-    table: Table = Job.__table__  # type: ignore[assignment]
-    return _insert_ignore(session, table, rows, ["id"], []).rowcount  # no RETURNING
-
-
-def get_job(*, session: Session, job_id: uuid.UUID) -> Job:
-    """The job, freshly read (counters change under our feet); NotFoundError if unknown."""
-    job = session.get(Job, job_id, populate_existing=True)
-    if job is None:
-        raise NotFoundError(f"job {job_id} not found")
-    return job
-
-
-def list_jobs(*, session: Session, status: str | None = None, limit: int = 50) -> list[Job]:
-    """Most recently submitted first (served by ix_jobs_status_submitted_at / _submitted_at)."""
-    stmt = select(Job).order_by(Job.submitted_at.desc(), Job.id).limit(limit)
-    if status is not None:
-        if status not in JOB_STATUSES:
-            raise ValidationError(
-                f"unknown job status {status!r}; one of {', '.join(JOB_STATUSES)}"
-            )
-        stmt = stmt.where(Job.status == status)
-    return list(session.scalars(stmt))
-
-
-def job_counts(*, session: Session) -> dict[str, int]:
-    """Number of jobs in each status (every status present, zeros included)."""
-    rows = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
-    counts = dict.fromkeys(JOB_STATUSES, 0)
-    counts.update({status: int(n) for status, n in rows})
-    return counts
-
-
-def oldest_in_flight(*, session: Session) -> Job | None:
-    """The earliest-submitted job still queued or running (ix_jobs_status_submitted_at)."""
-    return session.scalar(
-        select(Job)
-        .where(Job.status.in_(("queued", "running")))
-        .order_by(Job.submitted_at, Job.id)
-        .limit(1)
-    )
 
 
 def _check_records(records: Sequence[PredictionRecord], expected: int, job_id: uuid.UUID) -> None:
@@ -282,7 +132,7 @@ def save_predictions(
         table: Table = Prediction.__table__  # type: ignore[assignment]
         inserted = [
             status
-            for (status,) in _insert_ignore(
+            for (status,) in insert_ignore(
                 session, table, rows, ["job_id", "item_index"], ["status"]
             ).all()  # fetchall, not row by row
         ]
@@ -384,7 +234,9 @@ def _pick(jid: uuid.UUID, part: JobItems, row: Any) -> tuple[JobItems | None, li
     refused = [
         Unstored(
             jid,
-            _reused(jid, row.expected_count, row.model_ref, v.expected, v.model_ref, "message"),
+            reused_job_id(
+                jid, row.expected_count, row.model_ref, v.expected, v.model_ref, "message"
+            ),
             v.expected,
             v.model_ref,
         )
@@ -392,64 +244,6 @@ def _pick(jid: uuid.UUID, part: JobItems, row: Any) -> tuple[JobItems | None, li
         if v is not winner
     ]
     return winner, refused
-
-
-def _insert_ignore(
-    session: Session, table: Table, rows: list[dict[str, Any]], key: list[str], returning: list[str]
-) -> CursorResult[Any]:
-    """Insert-or-ignore `rows` (all with the same keys) on the `key` conflict. The result holds
-    the `returning` columns of the rows that were new; its rowcount is how many were new.
-
-    On PostgreSQL the rows travel as one array per column into `INSERT … SELECT FROM unnest(…)`:
-    one short statement whatever the batch size. SQLAlchemy's multi-row VALUES made psycopg
-    split and convert a new query text of ~1,400 parameters every batch (6 of the 18 ms a
-    128-row batch of predictions took, measured with cProfile). A column with one value in
-    every row (the job, the model, the time, a NULL error) is sent once, as a scalar, and the
-    values go in psycopg's binary format. The statement is plain driver SQL (our own column
-    names, every value a parameter) because SQLAlchemy's placeholders are always text format.
-    SQLite keeps the multi-row VALUES. Rows go in the order given (callers sort them: one lock
-    order for every writer).
-    """
-    dialect = session.get_bind().dialect
-    if dialect.name != "postgresql":
-        stmt = _insert(session, table).on_conflict_do_nothing(index_elements=key)
-        if returning:
-            stmt = stmt.returning(*(table.c[c] for c in returning))
-        return session.connection().execute(stmt, rows)
-    cols = [table.c[name] for name in rows[0]]
-    json_cols = {c.name for c in cols if isinstance(c.type, JSON)}
-
-    def bound(name: str, value: Any) -> Any:
-        return json.dumps(value) if name in json_cols and value is not None else value
-
-    values = {c.name: [r[c.name] for r in rows] for c in cols}
-    same = {name for name, vs in values.items() if vs.count(vs[0]) == len(vs)}
-    if len(same) == len(cols) and len(rows) > 1:
-        same.discard(cols[0].name)  # identical rows still go in once each
-    params = {
-        name: bound(name, vs[0]) if name in same else [bound(name, v) for v in vs]
-        for name, vs in values.items()
-    }
-    varying = [c for c in cols if c.name not in same]
-
-    def param(c: Any, array: str = "") -> str:
-        # %(name)b: psycopg sends the value in binary, so an array is packed in C; in text
-        # every element went through Python quoting (9 ms against 1 ms for 1,024 rows).
-        return f"CAST(%({c.name})b AS {c.type.compile(dialect=dialect)}{array})"
-
-    picked = ", ".join(param(c) if c.name in same else f"u.{c.name}" for c in cols)
-    source = (
-        f" FROM unnest({', '.join(param(c, '[]') for c in varying)})"
-        f" AS u({', '.join(c.name for c in varying)})"
-        if varying
-        else ""
-    )
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(c.name for c in cols)}) SELECT {picked}{source}"
-        f" ON CONFLICT ({', '.join(key)}) DO NOTHING"
-        + (f" RETURNING {', '.join(returning)}" if returning else "")
-    )
-    return session.connection().exec_driver_sql(sql, params)
 
 
 def _expire_loaded_jobs(session: Session, job_ids: Iterable[uuid.UUID]) -> None:
@@ -579,11 +373,11 @@ def save_batch(
     found = read(order)
     missing = [jid for jid in order if jid not in found]
     if missing:
-        _insert_ignore(
+        insert_ignore(
             session,
             job_table,
             [
-                _job_row(jid, j.model_ref, j.expected, j.metadata, j.submitted_at or now)
+                job_row(jid, j.model_ref, j.expected, j.metadata, j.submitted_at or now)
                 for jid, j in ((k, jobs[k]) for k in missing)
             ],
             ["id"],
@@ -599,7 +393,7 @@ def save_batch(
             winner, lost = _pick(jid, part, row)
             refused += lost
             if winner is None:
-                skipped[jid] = _reused(jid, row.expected_count, row.model_ref, part.expected,
+                skipped[jid] = reused_job_id(jid, row.expected_count, row.model_ref, part.expected,
                                        part.model_ref)  # fmt: skip
                 continue
             part = winner
@@ -609,7 +403,7 @@ def save_batch(
         return BatchOutcome(0, 0, skipped, tuple(refused))
     new: dict[uuid.UUID, list[int]] = {}
     table: Table = Prediction.__table__  # type: ignore[assignment]
-    for jid, status in _insert_ignore(
+    for jid, status in insert_ignore(
         session, table, rows, ["job_id", "item_index"], ["job_id", "status"]
     ).all():  # fetchall, not row by row
         counts = new.setdefault(jid, [0, 0, 0])
@@ -622,150 +416,25 @@ def save_batch(
     return BatchOutcome(inserted, len(rows) - inserted, skipped, tuple(refused))
 
 
-def iter_predictions(
-    *, session: Session, job_id: uuid.UUID, page_size: int = 1000
-) -> Iterator[Prediction]:
-    """A job's predictions in item order, read in pages by keyset (fine for millions of rows)."""
-    last = -1
-    while True:
-        page = list(
-            session.scalars(
-                select(Prediction)
-                .where(Prediction.job_id == job_id, Prediction.item_index > last)
-                .order_by(Prediction.item_index)
-                .limit(page_size)
-            )
-        )
-        yield from page
-        if len(page) < page_size:
-            return
-        last = page[-1].item_index
-
-
-# --------------------------------------------------------------------------------------------
-# Model registry
-
-
-def missing_blobs(*, session: Session, digests: Iterable[str]) -> set[str]:
-    wanted = set(digests)
-    if not wanted:
-        return set()
-    have = set(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(wanted))))
-    return wanted - have
-
-
-def put_blobs(*, session: Session, blobs: Mapping[str, bytes]) -> int:
-    """Store content-addressed bytes (keys must be their sha256); skip ones already stored.
-
-    Bytes already in the database are not even sent, so re-registering a model is cheap.
-    Returns how many blobs were new.
-    """
-    new = missing_blobs(session=session, digests=blobs)
-    if not new:
-        return 0
-    now = utcnow()
-    rows = [{"sha256": d, "size": len(blobs[d]), "data": blobs[d], "created_at": now} for d in new]
-    table: Table = Blob.__table__  # type: ignore[assignment]
-    session.execute(_insert(session, table).on_conflict_do_nothing(index_elements=["sha256"]), rows)
-    return len(new)
-
-
-def get_blob(*, session: Session, sha256: str) -> bytes | None:
-    return session.scalar(select(Blob.data).where(Blob.sha256 == sha256))
-
-
-def get_model_version(*, session: Session, name: str, version: int) -> ModelVersion | None:
-    return session.scalar(
-        select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == version)
-    )
-
-
-def get_model_version_by_id(*, session: Session, model_version_id: int) -> ModelVersion | None:
-    return session.get(ModelVersion, model_version_id)
-
-
-def find_model_version_by_digest(
-    *, session: Session, name: str, bundle_sha256: str
-) -> ModelVersion | None:
-    return session.scalar(
-        select(ModelVersion).where(
-            ModelVersion.name == name, ModelVersion.bundle_sha256 == bundle_sha256
-        )
-    )
-
-
-def latest_model_version(*, session: Session, name: str) -> ModelVersion | None:
-    return session.scalar(
-        select(ModelVersion)
-        .where(ModelVersion.name == name)
-        .order_by(ModelVersion.version.desc())
-        .limit(1)
-    )
-
-
-def add_model_version(
+def add_prediction(
     *,
     session: Session,
-    name: str,
-    bundle_sha256: str,
-    bundle_size: int,
-    labels: list[str],
-    config: dict[str, Any],
-    metrics: dict[str, Any],
-    data_fingerprint: str | None,
-    tags: dict[str, str],
-) -> ModelVersion:
-    """Insert the next version of `name` (max + 1). Two concurrent registrations of different
-    bundles under one name collide on uq_model_versions_name_version; the loser's transaction
-    fails with IntegrityError and can simply be retried."""
-    current = session.scalar(
-        select(func.max(ModelVersion.version)).where(ModelVersion.name == name)
+    job_id: uuid.UUID,
+    record: PredictionRecord,
+    model_version_id: int | None = None,
+) -> None:
+    """Add one prediction row through the ORM, as the Celery tutorial would: no idempotence,
+    no job counters. Only the naive baseline of bench/celery_variants.py writes this way, so
+    the benchmark measures what `save_batch` saves over it. The caller commits."""
+    session.add(
+        Prediction(
+            job_id=job_id,
+            item_index=record.item_index,
+            status=record.status,
+            label=record.label,
+            score=record.score,
+            probabilities=dict(record.probabilities) if record.probabilities is not None else None,
+            error=record.error,
+            model_version_id=model_version_id,
+        )
     )
-    mv = ModelVersion(
-        name=name,
-        version=(current or 0) + 1,
-        bundle_sha256=bundle_sha256,
-        bundle_size=bundle_size,
-        labels=labels,
-        config=config,
-        metrics=metrics,
-        data_fingerprint=data_fingerprint,
-        tags=tags,
-        created_at=utcnow(),
-    )
-    session.add(mv)
-    session.flush()
-    return mv
-
-
-def list_model_versions(*, session: Session, name: str | None = None) -> list[ModelVersion]:
-    stmt = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)
-    if name is not None:
-        stmt = stmt.where(ModelVersion.name == name)
-    return list(session.scalars(stmt))
-
-
-def get_alias(*, session: Session, name: str, alias: str) -> ModelAlias | None:
-    return session.get(ModelAlias, (name, alias))
-
-
-def list_aliases(*, session: Session, name: str | None = None) -> list[ModelAlias]:
-    stmt = select(ModelAlias).order_by(ModelAlias.name, ModelAlias.alias)
-    if name is not None:
-        stmt = stmt.where(ModelAlias.name == name)
-    return list(session.scalars(stmt))
-
-
-def set_alias(*, session: Session, name: str, alias: str, version: int) -> int | None:
-    """Point `name@alias` at `version` (creating or moving it); return the previous version."""
-    row = session.get(ModelAlias, (name, alias), with_for_update=True)
-    if row is None:
-        session.add(ModelAlias(name=name, alias=alias, version=version, updated_at=utcnow()))
-        session.flush()
-        return None
-    previous = row.version
-    if previous != version:
-        row.version = version
-        row.updated_at = utcnow()
-        session.flush()
-    return previous
