@@ -31,7 +31,7 @@ from textlstm.client.publisher import publish_messages
 from textlstm.errors import BrokerError
 from textlstm.ops.recovery import requeue_job
 from textlstm.settings import Settings
-from textlstm.store import repository as repo
+from textlstm.store.jobs import ensure_job
 from textlstm.wire.messages import (
     ENVELOPE_VERSION,
     TASK_NAME,
@@ -132,7 +132,7 @@ def test_client_producer_and_requeue_put_the_same_kind_of_message_on_the_wire(
     # input -> 2 version 1 messages on <queue>.
     job_r = uuid.uuid4()
     with session_factory.begin() as sess:
-        repo.ensure_job(
+        ensure_job(
             session=sess,
             job_id=job_r,
             model_ref="m",
@@ -244,7 +244,7 @@ def test_a_broker_outage_is_the_same_one_line_error_from_every_producer(
 
     job = uuid.uuid4()
     with session_factory.begin() as sess:
-        repo.ensure_job(
+        ensure_job(
             session=sess,
             job_id=job,
             model_ref="m",

@@ -1,11 +1,11 @@
 """The classifier network: Embedding → LSTM → pooling (+ a bag of n-grams) → Linear.
 
-Pure torch, no I/O. The LSTM runs on packed sequences, so padding never reaches its state: a
-text gets the same logits alone or beside much longer texts (tests/unit/classifier/test_network.py checks
-this). With `chunk_length`, each text is cut into windows of that many tokens and every window
-of the batch runs through the LSTM as one packed batch; pooling then runs over all of a text's
-tokens, whichever window they were in. With n-gram buckets, a fastText-style mean of unigram and
-hashed-bigram vectors is joined to the pooled LSTM features before the output layer.
+Pure torch, no I/O. The LSTM runs on packed sequences, so padding never reaches its state: a text
+gets the same logits alone or beside much longer texts (tests/unit/classifier/test_network.py checks
+this). With `chunk_length`, each text is cut into windows of that many tokens and every window of
+the batch runs through the LSTM as one packed batch; pooling then runs over all of a text's tokens,
+whichever window they were in. With n-gram buckets, a fastText-style mean of unigram and hashed-
+bigram vectors is joined to the pooled LSTM features before the output layer.
 """
 
 from __future__ import annotations
