@@ -40,20 +40,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.source import imported_modules, imported_names
 from textlstm.cli import COMMAND_EXTRAS, COMMANDS, EXTRA_MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "textlstm"
-
-
-def imported_modules(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
 
 
 def modules_under(*parts: str) -> list[Path]:
@@ -288,22 +279,13 @@ def test_base_modules_never_reach_an_extra_package_even_lazily() -> None:
         if name in via or path is None:
             continue
         via[name] = parent
-        for imported in imported_modules(path) | _imported_names(path):
+        for imported in imported_modules(path) | imported_names(path):
             if imported.startswith("textlstm"):
                 todo.append((imported, name))
             elif imported.split(".")[0] in EXTRA_ONLY:
                 bad.append(f"{name} imports {imported} (reached from {via[name] or 'itself'})")
     assert "textlstm.store.registry" in via and "textlstm.client" in via
     assert not bad, bad
-
-
-def _imported_names(path: Path) -> set[str]:
-    """`from textlstm.wire import deadletters` imports the module textlstm.wire.deadletters."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
 
 
 def test_base_dependencies_list_no_extra_package() -> None:

@@ -3,24 +3,14 @@ another test module, and the unit tests are laid out like the package they test.
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.source import imported_modules, imported_names
+
 TESTS = Path(__file__).resolve().parents[1]
 PACKAGE = TESTS.parent / "textlstm"
-
-
-def _imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
 
 
 @pytest.mark.parametrize(
@@ -28,7 +18,9 @@ def _imports(path: Path) -> set[str]:
 )
 def test_no_test_module_imports_another(path: Path) -> None:
     bad = {
-        m for m in _imports(path) if m.startswith("tests.") and m.split(".")[-1].startswith("test_")
+        m
+        for m in imported_modules(path) | imported_names(path)
+        if m.startswith("tests.") and m.split(".")[-1].startswith("test_")
     }
     assert not bad, f"{path.relative_to(TESTS)} imports {sorted(bad)}: move it to tests/fixtures"
 
