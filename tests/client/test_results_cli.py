@@ -118,6 +118,34 @@ def test_jobs_commands(
     assert runner.invoke(cli, ["jobs", "list", "--status", "bogus"]).exit_code == 2
 
 
+def test_list_commands_print_json_lines(
+    settings_env: str, session_factory: sessionmaker[Session], fake_bundle: Path, runner: CliRunner
+) -> None:
+    """`--json` is one object per row, the same fields as `show --json`, nothing when empty."""
+    assert runner.invoke(cli, ["jobs", "list", "--json"]).output == ""
+    assert runner.invoke(cli, ["models", "list", "--json"]).output == ""
+    first = seed_job(session_factory, fake_bundle)
+    second = seed_job(session_factory, fake_bundle, finish=False)
+
+    out = runner.invoke(cli, ["jobs", "list", "--json"])
+    assert out.exit_code == 0, out.output
+    docs = [json.loads(line) for line in out.output.splitlines()]
+    assert {d["job_id"] for d in docs} == {str(first), str(second)}
+    done = next(d for d in docs if d["job_id"] == str(first))
+    shown = json.loads(runner.invoke(cli, ["jobs", "show", str(first), "--json"]).output)
+    for key in ("status", "model_ref", "expected", "ok", "errors", "expired", "submitted_at"):
+        assert done[key] == shown[key], key
+    assert done["metadata"] == {"who": "test"}
+    one = runner.invoke(cli, ["jobs", "list", "--json", "--status", "partial"]).output
+    assert [json.loads(line)["job_id"] for line in one.splitlines()] == [str(first)]
+
+    listed = runner.invoke(cli, ["models", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (model,) = [json.loads(line) for line in listed.output.splitlines()]
+    assert model["ref"] == "sent@1" and model["labels"] == ["neg", "pos"]
+    assert model["metrics"]["accuracy"] == 0.9 and len(model["bundle_sha256"]) == 64
+
+
 def test_models_commands(settings_env: str, runner: CliRunner, tmp_path: Path) -> None:
     a = write_fake_bundle(tmp_path / "a", seed="a")
     b = write_fake_bundle(tmp_path / "b", seed="b")

@@ -4,6 +4,8 @@ stuck jobs (`requeue`, `reap`: textlstm/ops/recovery.py)."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from typing import Any
 
 import click
 
@@ -23,7 +25,8 @@ def jobs() -> None:
 @jobs.command("list")
 @click.option("--status", type=click.Choice(JOB_STATUSES), default=None, help="Only this status.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
-def list_(status: str | None, limit: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per job (JSON Lines).")
+def list_(status: str | None, limit: int, as_json: bool) -> None:
     """Most recently submitted jobs first."""
     from textlstm.settings import get_settings
     from textlstm.store.db import session_scope
@@ -31,6 +34,11 @@ def list_(status: str | None, limit: int) -> None:
 
     with session_scope(get_settings().database_url) as session:
         found = list_jobs(session=session, status=status, limit=limit)
+        if as_json:
+            # One line per job, so a script can stream it (`| jq`); no jobs prints nothing.
+            for j in found:
+                click.echo(json.dumps(_job_doc(j), ensure_ascii=False))
+            return
         rows = [
             (
                 j.id,
@@ -46,6 +54,28 @@ def list_(status: str | None, limit: int) -> None:
         click.echo("no jobs" + (f" with status {status}" if status else ""))
         return
     click.echo(format_table(("job", "status", "done", "errors", "model", "submitted"), rows))
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when else None
+
+
+def _job_doc(job: Any) -> dict[str, Any]:
+    """The fields `jobs show --json` prints, from a job row (no model resolution: a list is
+    one query)."""
+    return {
+        "job_id": str(job.id),
+        "status": job.status,
+        "model_ref": job.model_ref,
+        "expected": job.expected_count,
+        "ok": job.ok_count,
+        "errors": job.error_count,
+        "expired": job.expired_count,
+        "submitted_at": _iso(job.submitted_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "metadata": job.meta,
+    }
 
 
 @jobs.command()

@@ -55,7 +55,8 @@ def register(bundle: str, name: str, aliases: tuple[str, ...], tags: tuple[str, 
 
 @models.command("list")
 @click.argument("name", required=False)
-def list_(name: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per version (JSON Lines).")
+def list_(name: str | None, as_json: bool) -> None:
     """All versions (of NAME), with aliases and headline metrics."""
     from textlstm.store.model_versions import list_model_versions
     from textlstm.store.registry import aliases_by_version, headline_metrics
@@ -63,6 +64,23 @@ def list_(name: str | None) -> None:
     with _scope() as session:
         versions = list_model_versions(session=session, name=name)
         aliases = aliases_by_version(session=session, name=name)
+        if as_json:
+            # One line per version, so a script can stream it; none registered prints nothing.
+            for mv in versions:
+                doc = {
+                    "name": mv.name,
+                    "version": mv.version,
+                    "ref": f"{mv.name}@{mv.version}",
+                    "aliases": aliases.get((mv.name, mv.version), []),
+                    "labels": mv.labels,
+                    "metrics": headline_metrics(mv.metrics),
+                    "bundle_sha256": mv.bundle_sha256,
+                    "bundle_size": mv.bundle_size,
+                    "tags": mv.tags,
+                    "created_at": mv.created_at.isoformat(),
+                }
+                click.echo(json.dumps(doc, sort_keys=True, ensure_ascii=False))
+            return
         rows = [
             (
                 mv.name,
