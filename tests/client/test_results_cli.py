@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,91 @@ def test_db_commands(
         assert r.exit_code == 1 and "db upgrade" in r.output
     finally:
         get_settings.cache_clear()
+
+
+def test_export_selects_by_model_time_and_score(
+    settings_env: str,
+    session_factory: sessionmaker[Session],
+    fake_bundle: Path,
+    runner: CliRunner,
+    tmp_path: Path,
+) -> None:
+    first = seed_job(session_factory, fake_bundle)  # sent@1: scores 0.9, error, 0.6
+    other = write_fake_bundle(tmp_path / "b", seed="b")
+    second = uuid.uuid4()
+    with session_factory.begin() as s:
+        mv, _ = register_bundle(session=s, path=other, name="sent")  # sent@2
+        ensure_job(session=s, job_id=second, model_ref="sent@2", expected=2)
+        records = [
+            PredictionRecord(0, "ok", "pos", 0.55, {"pos": 0.55, "neg": 0.45}, "x"),
+            PredictionRecord(1, "ok", "neg", 0.99, {"pos": 0.01, "neg": 0.99}, "y"),
+        ]
+        save_predictions(session=s, job_id=second, records=records, model_version_id=mv.id)
+
+    def export(*args: str) -> list[dict[str, object]]:
+        out = runner.invoke(cli, ["results", "--format", "jsonl", *args])
+        assert out.exit_code == 0, out.output
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+    every = export("--model", "sent")  # a bare name: every version
+    assert {(d["job_id"], d["item_index"]) for d in every} == {
+        *((str(first), i) for i in range(3)),
+        *((str(second), i) for i in range(2)),
+    }
+    assert [d["external_id"] for d in export("--model", "sent@2")] == ["x", "y"]
+    low = export("--max-score", "0.6")  # error rows have no score: left out
+    assert sorted(d["external_id"] for d in low) == ["c, with comma", "x"]
+    assert [d["external_id"] for d in export("--model", "sent@1", "--max-score", "0.6")] == [
+        "c, with comma"
+    ]
+    assert export("--since", "2999-01-01") == []
+    assert len(export("--since", "2000-01-01", "--until", "2999-01-01T00:00:00+00:00")) == 5
+    assert [d["item_index"] for d in export(str(first), "--max-score", "0.95")] == [0, 2]
+
+    target = tmp_path / "low.csv"
+    out = runner.invoke(
+        cli, ["results", "--max-score", "0.6", "--format", "csv", "-o", str(target)]
+    )
+    assert out.exit_code == 0 and f"2 items to {target}" in out.output
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert {r["job_id"] for r in rows} == {str(first), str(second)}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give a JOB_ID, or select"),
+        (["--model", "sent", "--format", "table"], "--format table prints one job"),
+        (["--since", "yesterday", "--format", "csv"], "is not an ISO 8601 date"),
+        (["--max-score", "2", "--format", "csv"], "--max-score"),
+        (["--model", "nope", "--format", "csv"], "model 'nope' is not registered"),
+    ],
+)
+def test_export_mistakes_are_one_line(
+    settings_env: str, runner: CliRunner, args: list[str], message: str
+) -> None:
+    out = runner.invoke(cli, ["results", *args])
+    assert out.exit_code in (1, 2) and message in out.output, out.output
+    assert "Traceback" not in out.output
+
+
+def test_keyset_pages_cross_rows_stored_at_the_same_instant(
+    session_factory: sessionmaker[Session], fake_bundle: Path
+) -> None:
+    """Rows of one batch share created_at: paging by (created_at, job, index) loses none."""
+    from textlstm.store.results import Selection, iter_selected
+
+    jobs = [seed_job(session_factory, fake_bundle) for _ in range(3)]
+    with session_factory() as s:
+        got = [
+            (p.job_id, p.item_index)
+            for p in iter_selected(
+                session=s, selection=Selection(since=datetime(2000, 1, 1, tzinfo=UTC)), page_size=2
+            )
+        ]
+        one = [
+            p.item_index
+            for p in iter_selected(session=s, selection=Selection(job_id=jobs[1]), page_size=2)
+        ]
+    assert sorted(got) == sorted((j, i) for j in jobs for i in range(3)) and len(got) == 9
+    assert one == [0, 1, 2]

@@ -1,4 +1,6 @@
-"""`textlstm-admin results JOB_ID`: print or save a job's predictions (table, CSV or JSON lines)."""
+"""`textlstm-admin results`: print or save predictions (table, CSV or JSON lines), of one job or
+selected by model, time range and score; streamed, so an export of millions of rows runs in
+constant memory."""
 
 from __future__ import annotations
 
@@ -7,11 +9,13 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import click
 
 COLUMNS = (
+    "job_id",
     "item_index",
     "external_id",
     "status",
@@ -37,7 +41,9 @@ def _write(rows: Iterable[Any], fmt: str, out: IO[str]) -> int:
     n = 0
     if fmt == "jsonl":
         for r in rows:
-            out.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
+            d = asdict(r)
+            d["job_id"] = str(d["job_id"]) if d["job_id"] else None
+            out.write(json.dumps(d, ensure_ascii=False) + "\n")
             n += 1
     elif fmt == "csv":
         writer = csv.writer(out)
@@ -67,8 +73,40 @@ def _write(rows: Iterable[Any], fmt: str, out: IO[str]) -> int:
     return n
 
 
+def _when(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 date or time; without an offset it is UTC (as the database stores it)."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 date or time (e.g. 2026-12-01 or 2026-12-01T08:00Z)",
+            param_hint=option,
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 @click.command()
-@click.argument("job_id")
+@click.argument("job_id", required=False)
+@click.option(
+    "--model",
+    "model",
+    default=None,
+    help="Only this model: name@N, name@alias, or a name (all its versions).",
+)
+@click.option(
+    "--since", default=None, help="Stored at or after this ISO 8601 date/time (UTC if no offset)."
+)
+@click.option(
+    "--until", default=None, help="Stored before this ISO 8601 date/time (UTC if no offset)."
+)
+@click.option(
+    "--max-score",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Only items whose top probability is at most this (e.g. 0.6: to label).",
+)
 @click.option(
     "--format",
     "fmt",
@@ -84,13 +122,30 @@ def _write(rows: Iterable[Any], fmt: str, out: IO[str]) -> int:
     default=None,
     help="Write to FILE instead of standard output.",
 )
-def results(job_id: str, fmt: str, output: str | None) -> None:
-    """Print the predictions of JOB_ID in item order (partial while the job runs)."""
+def results(
+    job_id: str | None,
+    model: str | None,
+    since: str | None,
+    until: str | None,
+    max_score: float | None,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Print the predictions of JOB_ID in item order (partial while the job runs), or those
+    selected by --model, --since/--until and --max-score, in the order they were stored."""
     from textlstm.client import Client
 
+    start, end = _when(since, "--since"), _when(until, "--until")
+    if job_id is None and model is None and start is None and end is None and max_score is None:
+        raise click.UsageError(
+            "give a JOB_ID, or select with --model, --since, --until or --max-score"
+        )
+    if fmt == "table" and job_id is None:
+        fmt_hint = "a selection can be large: use --format csv or jsonl (and --output FILE)"
+        raise click.UsageError(f"--format table prints one job; {fmt_hint}")
     client = Client()
-    status = client.status(job_id)  # unknown job -> one-line error, exit 1
-    rows = client.iter_results(job_id)
+    status = client.status(job_id) if job_id is not None else None  # unknown job: exit 1
+    rows = client.export(job_id=job_id, model=model, since=start, until=end, max_score=max_score)
     if output is None:
         n = _write(rows, fmt, sys.stdout)
     else:
@@ -98,7 +153,6 @@ def results(job_id: str, fmt: str, output: str | None) -> None:
             n = _write(rows, fmt, fh)
     if output is not None or fmt == "table":
         where = f" to {output}" if output else ""
-        click.echo(
-            f"{n} of {status.expected} items{where} (job {status.status})",
-            err=output is None,
-        )
+        of = f" of {status.expected}" if status is not None else ""
+        job = f" (job {status.status})" if status is not None else ""
+        click.echo(f"{n}{of} items{where}{job}", err=output is None)

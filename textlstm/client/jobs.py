@@ -78,6 +78,7 @@ class ItemResult:
     error: str | None
     model: str | None
     latency_ms: float | None
+    job_id: uuid.UUID | None = None
 
 
 def _gate(settings: Settings, queue: str, policy: str | None, timeout: float | None) -> Gate:
@@ -250,16 +251,72 @@ class Client:
 
     def iter_results(self, job_id: str | uuid.UUID) -> Iterator[ItemResult]:
         """Stream a job's stored predictions in item order (may be partial while running)."""
-        from textlstm.store.db import session_scope
-        from textlstm.store.jobs import get_job
-        from textlstm.store.model_versions import get_model_version_by_id
-        from textlstm.store.results import iter_predictions
+        from textlstm.store.results import Selection
 
         jid = parse_job_id(job_id)
+        return self._iter(Selection(job_id=jid), check_job=jid)
+
+    def export(
+        self,
+        *,
+        job_id: str | uuid.UUID | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        max_score: float | None = None,
+    ) -> Iterator[ItemResult]:
+        """Stream stored predictions selected by job, model, time and score, in constant memory.
+
+        `model` is any reference: `name@3` or `name@alias` selects that version, a bare `name`
+        every version of it. `since`/`until` bound when rows were stored (aware datetimes;
+        `until` excluded). `max_score` keeps items whose top probability is at most that, e.g.
+        0.6 for the low-confidence ones to send for labelling. One job comes in item order,
+        anything else in the order it was stored.
+        """
+        from textlstm.store.db import session_scope
+        from textlstm.store.model_versions import list_model_versions
+        from textlstm.store.registry import resolve
+        from textlstm.store.results import Selection
+        from textlstm.wire.refs import parse_model_ref
+
+        if max_score is not None and not 0.0 <= max_score <= 1.0:
+            raise ValidationError(f"max_score must be between 0 and 1, got {max_score}")
+        for name, when in (("since", since), ("until", until)):
+            if when is not None and when.tzinfo is None:
+                raise ValidationError(f"{name} must be timezone-aware, got {when.isoformat()}")
+        versions: list[int] | None = None
+        if model is not None:
+            ref = parse_model_ref(model)
+            with session_scope(self.settings.database_url) as session:
+                if ref.version is None and ref.alias is None:
+                    versions = [mv.id for mv in list_model_versions(session=session, name=ref.name)]
+                    if not versions:
+                        raise NotFoundError(f"model {ref.name!r} is not registered")
+                else:
+                    versions = [resolve(session=session, ref=ref).id]
+        jid = parse_job_id(job_id) if job_id is not None else None
+        selection = Selection(
+            job_id=jid, model_version_ids=versions, since=since, until=until, max_score=max_score
+        )
+        return self._iter(selection, check_job=jid)
+
+    def _iter(self, selection: Any, *, check_job: uuid.UUID | None) -> Iterator[ItemResult]:
+        from textlstm.store.db import session_scope
+        from textlstm.store.jobs import get_job
+
+        if check_job is not None:  # an unknown job is an error now, not an empty stream later
+            with session_scope(self.settings.database_url) as session:
+                get_job(session=session, job_id=check_job)
+        return self._rows(selection)
+
+    def _rows(self, selection: Any) -> Iterator[ItemResult]:
+        from textlstm.store.db import session_scope
+        from textlstm.store.model_versions import get_model_version_by_id
+        from textlstm.store.results import iter_selected
+
         with session_scope(self.settings.database_url) as session:
-            get_job(session=session, job_id=jid)  # unknown job -> NotFoundError
             refs: dict[int, str] = {}
-            for p in iter_predictions(session=session, job_id=jid):
+            for p in iter_selected(session=session, selection=selection):
                 model = None
                 if p.model_version_id is not None:
                     if p.model_version_id not in refs:
@@ -278,6 +335,7 @@ class Client:
                     error=p.error,
                     model=model,
                     latency_ms=p.latency_ms,
+                    job_id=p.job_id,
                 )
 
     def results(self, job_id: str | uuid.UUID) -> list[ItemResult]:

@@ -5,10 +5,11 @@ and the counts and timings benchmarks read while a run goes on.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from textlstm.store.models import Job, Prediction
@@ -32,6 +33,58 @@ def iter_predictions(
         if len(page) < page_size:
             return
         last = page[-1].item_index
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which stored predictions an export takes; every field narrows it (None: no filter).
+
+    `max_score` keeps rows whose top probability is at most that (low-confidence items, for
+    labelling); error and expired rows have no score and are left out by it."""
+
+    job_id: uuid.UUID | None = None
+    model_version_ids: Sequence[int] | None = None
+    since: datetime | None = None  # created_at >= since
+    until: datetime | None = None  # created_at < until
+    max_score: float | None = None
+
+
+def iter_selected(
+    *, session: Session, selection: Selection, page_size: int = 1000
+) -> Iterator[Prediction]:
+    """Predictions matching `selection`, in pages by keyset, so memory stays constant however
+    many rows match.
+
+    One job: item order, on the primary key. Otherwise: the order rows were stored in,
+    (created_at, job_id, item_index), which the created_at index serves for a time range.
+    """
+    conditions = []
+    if selection.model_version_ids is not None:
+        conditions.append(Prediction.model_version_id.in_(list(selection.model_version_ids)))
+    if selection.since is not None:
+        conditions.append(Prediction.created_at >= selection.since)
+    if selection.until is not None:
+        conditions.append(Prediction.created_at < selection.until)
+    if selection.max_score is not None:
+        conditions.append(Prediction.score <= selection.max_score)
+    if selection.job_id is not None:
+        conditions.append(Prediction.job_id == selection.job_id)
+        key = (Prediction.item_index,)
+    else:
+        key = (Prediction.created_at, Prediction.job_id, Prediction.item_index)
+    last: tuple[object, ...] | None = None
+    while True:
+        stmt = select(Prediction).where(*conditions).order_by(*key).limit(page_size)
+        if last is not None:
+            # Typed binds: a UUID or an aware datetime is stored the column's way on each dialect.
+            after = tuple_(*(literal(v, c.type) for v, c in zip(last, key, strict=True)))
+            stmt = stmt.where(tuple_(*key) > after)
+        page = list(session.scalars(stmt))
+        yield from page
+        if len(page) < page_size:
+            return
+        row = page[-1]
+        last = tuple(getattr(row, column.key) for column in key)
 
 
 def missing_indexes(*, session: Session, job: Job) -> list[int]:
