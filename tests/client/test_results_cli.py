@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.fixtures.db import write_fake_bundle
 from textlstm.cli import cli
 from textlstm.client import Client
 from textlstm.store.jobs import ensure_job
 from textlstm.store.predictions import PredictionRecord, save_predictions
 from textlstm.store.registry import register_bundle
+from textlstm.testing.bundles import write_fake_bundle
 
 
 @pytest.fixture
@@ -303,10 +303,10 @@ def test_export_mistakes_are_one_line(
     assert "Traceback" not in out.output
 
 
-def test_keyset_pages_cross_rows_stored_at_the_same_instant(
+def test_keyset_pages_cover_every_row_once(
     session_factory: sessionmaker[Session], fake_bundle: Path
 ) -> None:
-    """Rows of one batch share created_at: paging by (created_at, job, index) loses none."""
+    """Pages of 2 over three jobs of 3 rows: every row once, job by job in item order."""
     from textlstm.store.results import Selection, iter_selected
 
     jobs = [seed_job(session_factory, fake_bundle) for _ in range(3)]
@@ -321,5 +321,41 @@ def test_keyset_pages_cross_rows_stored_at_the_same_instant(
             p.item_index
             for p in iter_selected(session=s, selection=Selection(job_id=jobs[1]), page_size=2)
         ]
-    assert sorted(got) == sorted((j, i) for j in jobs for i in range(3)) and len(got) == 9
+    assert got == sorted((j, i) for j in jobs for i in range(3))  # uuid order = the key's
     assert one == [0, 1, 2]
+
+
+def test_parquet_export_streams_row_groups(
+    settings_env: str,
+    session_factory: sessionmaker[Session],
+    fake_bundle: Path,
+    runner: CliRunner,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pyarrow.parquet as pq
+
+    from textlstm.cli import results as results_cli
+
+    monkeypatch.setattr(results_cli, "PARQUET_ROWS", 2)  # 5 rows: groups of 2, 2 and 1
+    jobs = [seed_job(session_factory, fake_bundle) for _ in range(2)]
+    target = tmp_path / "all.parquet"
+    out = runner.invoke(
+        cli, ["results", "--model", "sent", "--format", "parquet", "-o", str(target)]
+    )
+    assert out.exit_code == 0 and f"6 items to {target}" in out.output, out.output
+    meta = pq.ParquetFile(target).metadata
+    assert meta.num_rows == 6 and meta.num_row_groups == 3
+    rows = pq.read_table(target).to_pylist()
+    assert {r["job_id"] for r in rows} == {str(j) for j in jobs}
+    first = next(r for r in rows if r["job_id"] == str(jobs[0]) and r["item_index"] == 0)
+    assert dict(first["probabilities"]) == {"pos": 0.9, "neg": 0.1} and first["model"] == "sent@1"
+    error = next(r for r in rows if r["status"] == "error")
+    assert error["score"] is None and error["probabilities"] is None
+
+    empty = tmp_path / "none.parquet"
+    out = runner.invoke(
+        cli, ["results", "--since", "2999-01-01", "--format", "parquet", "-o", str(empty)]
+    )
+    assert out.exit_code == 0 and pq.read_table(empty).num_rows == 0  # the schema, no rows
+    assert "--output" in runner.invoke(cli, ["results", str(jobs[0]), "--format", "parquet"]).output

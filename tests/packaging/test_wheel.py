@@ -200,6 +200,11 @@ def test_producer_and_analyst_commands_run_without_torch(
     assert job in _check(installed.admin("jobs", "list", url=url, **broker))
     shown = installed.admin("results", job, url=url, **broker)
     assert "0 of 2 items" in _check(shown) + shown.stderr
+    # Parquet is an extra: without it, one line that names it.
+    out = installed.workdir / "out.parquet"
+    parquet = installed.admin("results", job, "--format", "parquet", "-o", str(out), url=url)
+    assert parquet.returncode == 1 and "Traceback" not in parquet.stderr
+    assert "needs the parquet extra: pip install 'textlstm[parquet]'" in parquet.stderr
     status = json.loads(
         _check(installed.admin("status", "--json", "--timeout", "0.5", url=url, **broker))
     )

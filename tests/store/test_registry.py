@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.fixtures.db import write_fake_bundle
 from textlstm.bundle import dump_json, sha256_bytes, verify_bundle
 from textlstm.errors import BundleError, NotFoundError, ValidationError
 from textlstm.store.blobs import missing_blobs, put_blobs
@@ -22,6 +21,7 @@ from textlstm.store.registry import (
     resolve,
     set_alias,
 )
+from textlstm.testing.bundles import write_fake_bundle
 
 
 def test_register_is_idempotent_for_same_bytes(session: Session, fake_bundle: Path) -> None:

@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.fixtures.db import write_fake_bundle
 from tests.fixtures.models import make_examples
 from tests.fixtures.serving import FAST, batch_of, message, rows
 from textlstm.classifier.predictor import EMPTY_TEXT_ERROR, Classifier
@@ -21,6 +20,7 @@ from textlstm.serving.service import classify_batch, predict_isolated, record_re
 from textlstm.store.jobs import get_job
 from textlstm.store.models import Prediction
 from textlstm.store.registry import register_bundle, set_alias
+from textlstm.testing.bundles import write_fake_bundle
 from textlstm.wire.salvage import salvage
 
 

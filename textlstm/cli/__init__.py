@@ -44,6 +44,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "worker": ("torch", "numpy", "safetensors", "prometheus_client"),
     "train": ("torch", "numpy", "safetensors", "tqdm", "matplotlib"),
+    # Not a command's: `results --format parquet` checks it (textlstm/cli/results.py).
+    "parquet": ("pyarrow",),
 }
 # command -> the extra it needs; commands not listed need the base install only.
 COMMAND_EXTRAS: dict[str, str] = {

@@ -73,6 +73,52 @@ def _write(rows: Iterable[Any], fmt: str, out: IO[str]) -> int:
     return n
 
 
+#: Rows per Parquet row group: what the writer holds in memory at once.
+PARQUET_ROWS = 10_000
+
+
+def _write_parquet(rows: Iterable[Any], path: str) -> int:
+    """Parquet in row groups of PARQUET_ROWS, so memory stays flat; probabilities as a map."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise click.ClickException(
+            "--format parquet needs the parquet extra: pip install 'textlstm[parquet]'"
+        ) from None
+    schema = pa.schema(
+        [
+            ("job_id", pa.string()),
+            ("item_index", pa.int64()),
+            ("external_id", pa.string()),
+            ("status", pa.string()),
+            ("label", pa.string()),
+            ("score", pa.float64()),
+            ("model", pa.string()),
+            ("latency_ms", pa.float64()),
+            ("error", pa.string()),
+            ("probabilities", pa.map_(pa.string(), pa.float64())),
+        ]
+    )
+    n = 0
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        batch: list[dict[str, Any]] = []
+        for r in rows:
+            d = asdict(r)
+            d["job_id"] = str(d["job_id"]) if d["job_id"] else None
+            probs = d["probabilities"]
+            d["probabilities"] = list(probs.items()) if probs else None
+            batch.append(d)
+            if len(batch) == PARQUET_ROWS:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                n += len(batch)
+                batch = []
+        if batch or n == 0:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            n += len(batch)
+    return n
+
+
 def _when(value: str | None, option: str) -> datetime | None:
     """An ISO 8601 date or time; without an offset it is UTC (as the database stores it)."""
     if value is None:
@@ -110,10 +156,10 @@ def _when(value: str | None, option: str) -> datetime | None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "csv", "jsonl"]),
+    type=click.Choice(["table", "csv", "jsonl", "parquet"]),
     default="table",
     show_default=True,
-    help="Output format.",
+    help="Output format (parquet: with --output, needs the parquet extra).",
 )
 @click.option(
     "--output",
@@ -132,7 +178,7 @@ def results(
     output: str | None,
 ) -> None:
     """Print the predictions of JOB_ID in item order (partial while the job runs), or those
-    selected by --model, --since/--until and --max-score, in the order they were stored."""
+    selected by --model, --since/--until and --max-score, job by job in item order."""
     from textlstm.client import Client
 
     start, end = _when(since, "--since"), _when(until, "--until")
@@ -143,11 +189,15 @@ def results(
     if fmt == "table" and job_id is None:
         fmt_hint = "a selection can be large: use --format csv or jsonl (and --output FILE)"
         raise click.UsageError(f"--format table prints one job; {fmt_hint}")
+    if fmt == "parquet" and output is None:
+        raise click.UsageError("--format parquet writes a file: give --output FILE")
     client = Client()
     status = client.status(job_id) if job_id is not None else None  # unknown job: exit 1
     rows = client.export(job_id=job_id, model=model, since=start, until=end, max_score=max_score)
     if output is None:
         n = _write(rows, fmt, sys.stdout)
+    elif fmt == "parquet":
+        n = _write_parquet(rows, output)
     else:
         with open(output, "w", encoding="utf-8", newline="") as fh:
             n = _write(rows, fmt, fh)

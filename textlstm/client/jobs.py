@@ -270,8 +270,8 @@ class Client:
         `model` is any reference: `name@3` or `name@alias` selects that version, a bare `name`
         every version of it. `since`/`until` bound when rows were stored (aware datetimes;
         `until` excluded). `max_score` keeps items whose top probability is at most that, e.g.
-        0.6 for the low-confidence ones to send for labelling. One job comes in item order,
-        anything else in the order it was stored.
+        0.6 for the low-confidence ones to send for labelling. Rows come job by job, each in
+        item order.
         """
         from textlstm.store.db import session_scope
         from textlstm.store.model_versions import list_model_versions

@@ -50,6 +50,19 @@ def drop_database(admin_url: str, url: str) -> None:
         engine.dispose()
 
 
+def analyze(url: str) -> None:
+    """Refresh the planner's statistics, as autovacuum would some time after a bulk load: a
+    freshly loaded table is planned as if it were empty (a benchmark would measure that)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def throwaway_database(
     admin_url: str, prefix: str = "textlstm_test", *, migrate: bool = True, keep: bool = False
