@@ -14,7 +14,7 @@ from typing import Any
 
 from textlstm.classifier.config import ModelOptions
 
-__all__ = ["ModelOptions", "TokenizerOptions", "TrainConfig"]
+__all__ = ["ModelOptions", "PretrainConfig", "TokenizerOptions", "TrainConfig"]
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,22 @@ class TrainConfig:
     token_budget: int | None = 12_000_000
     min_epochs: int = 3
     max_steps_per_epoch: int | None = None  # set by --dry-run
+    # Fine-tuning from a language model (`train --init`), ULMFiT's way (Howard & Ruder 2018):
+    # the pretrained LSTM learns at learning_rate × pretrained_lr_scale and the embedding at
+    # × scale² (the lower a layer, the more general what it learned, the less it should move;
+    # ULMFiT divides by 2.6 per layer), and for the first freeze_epochs epochs only the
+    # randomly initialised head trains, so its first large, noisy gradients do not wreck the
+    # pretrained weights. Without --init neither applies.
+    pretrained_lr_scale: float = 0.4
+    freeze_epochs: int = 1
 
     def __post_init__(self) -> None:
         if self.schedule not in ("onecycle", "constant"):
             raise ValueError(f"schedule must be onecycle or constant, not {self.schedule!r}")
+        if not 0.0 < self.pretrained_lr_scale <= 1.0:
+            raise ValueError("pretrained_lr_scale must be in (0, 1]")
+        if self.freeze_epochs < 0:
+            raise ValueError("freeze_epochs must be 0 or more")
 
     def planned_epochs(self, tokens_per_epoch: int) -> int:
         """Epochs to plan for: `epochs`, cut by the token budget, never below min_epochs."""
@@ -63,6 +75,30 @@ class TrainConfig:
             return self.epochs
         affordable = self.token_budget // tokens_per_epoch
         return max(1, min(self.epochs, max(self.min_epochs, affordable)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """`textlstm-admin pretrain`: the language model's training. Its architecture defaults are
+    the classifier's (ModelOptions), so `pretrain` then `train --init` needs no flags."""
+
+    embedding_dim: int = ModelOptions.embedding_dim
+    hidden_size: int = ModelOptions.hidden_size
+    num_layers: int = ModelOptions.num_layers
+    bidirectional: bool = ModelOptions.bidirectional
+    window: int = ModelOptions.chunk_length  # the classifier reads windows of this many tokens
+    dropout: float = 0.2
+    epochs: int = 5
+    batch_size: int = 64  # windows per step
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.01
+    clip_norm: float = 1.0
+    val_fraction: float = 0.1  # of the documents, held out for perplexity and the best epoch
+    seed: int = 13
+    max_steps_per_epoch: int | None = None  # set by --dry-run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
