@@ -186,7 +186,15 @@ def test_pretrained_layers_join_after_the_frozen_epochs_at_lower_rates() -> None
             snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
 
     split = EncodedSplit([[2 + i % 9, 3, 4 + i % 7] for i in range(40)], [i % 2 for i in range(40)])
-    config = TrainConfig(epochs=2, batch_size=8, ema_decay=None, schedule="constant", patience=9)
+    config = TrainConfig(
+        epochs=2,
+        batch_size=8,
+        ema_decay=None,
+        schedule="constant",
+        patience=9,
+        freeze_epochs=1,
+        pretrained_lr_scale=0.4,
+    )
     train(
         model, split, split, config, num_classes=2, callbacks=[Snapshot()],
         pretrained=("embedding.", "lstm."),
