@@ -3,12 +3,18 @@ beside a TF-IDF (1–2-grams) + logistic-regression baseline trained in the same
 
     python bench/accuracy.py --data-dir DATA [--datasets trec,sst5] [--seeds 13,14,15]
         [--threads 1] [--no-baselines] [--set key=value] [--out PATH]
+        [--pretrain own [--lm-set key=value]]
 
 Writes bench/results/accuracy.md and accuracy.json. Each dataset's `train.csv` trains, its
 `dev.csv` (when present) validates, else the same stratified 10% split `train` makes; `test.csv`
 is scored once at the end. The LSTM is trained once per seed (mean ± sd); the baselines
 (bench/baselines.py) once. `--set key=value` overrides a default, for tuning experiments only:
 results that used overrides say so.
+
+`--pretrain own` also pretrains a language model on each dataset's own training texts (labels
+dropped; `textlstm-admin pretrain` defaults, `--lm-set key=value` overrides PretrainConfig) and
+trains the classifier from it (`train --init`) with the same seeds: the table then shows the
+LSTM with and without pretraining side by side, and the pretraining time.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import json
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +31,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from textlstm.classifier.language_model import (
+    LoadedLM,
+    load_language_model,
+    save_language_model,
+)
+from textlstm.training.config import PretrainConfig
 from textlstm.training.datasets import Example, read_texts, stratified_split
 from textlstm.training.metrics import expected_calibration_error
 from textlstm.training.pipeline import ModelOptions, TokenizerOptions, fit_classifier
+from textlstm.training.pretrain import pretrain_language_model
 from textlstm.training.trainer import Callback, EpochStats, TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -85,6 +99,7 @@ def run_lstm(
     truth: list[str],
     overrides: dict[str, Any],
     seed: int,
+    init: LoadedLM | None = None,
 ) -> dict[str, Any]:
     def pick(cls: type) -> dict[str, Any]:
         return {k: v for k, v in overrides.items() if k in cls.__dataclass_fields__}  # type: ignore[attr-defined]
@@ -98,6 +113,7 @@ def run_lstm(
         train_config=TrainConfig(**{**pick(TrainConfig), "seed": seed}),
         device="cpu",
         callbacks=[_EpochLog()],
+        init=init,
     )
     train_seconds = time.perf_counter() - started
     clf = result.classifier
@@ -138,14 +154,85 @@ def summary(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, dict
     return out
 
 
+class _LMEpochLog:
+    def on_train_start(self, **_: Any) -> None: ...
+
+    def on_batch_end(self, **_: Any) -> None: ...
+
+    def on_train_end(self, _: Any) -> None: ...
+
+    def on_epoch_end(self, stats: Any) -> None:
+        print(
+            f"    LM epoch {stats.epoch}: val perplexity {stats.val_perplexity:,.1f}, "
+            f"{stats.tokens_per_s:,.0f} tokens/s, {stats.seconds:.0f}s"
+            + (" *" if stats.best else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def pretrain_own(
+    texts: list[str], overrides: dict[str, Any], lm_overrides: dict[str, Any], seed: int
+) -> tuple[LoadedLM, dict[str, Any]]:
+    """Pretrain on the dataset's training texts and load the LM back through its bundle, the
+    path `train --init` takes (hashes verified)."""
+    tokenizer_options = TokenizerOptions(
+        **{k: v for k, v in overrides.items() if k in TokenizerOptions.__dataclass_fields__}
+    )
+    started = time.perf_counter()
+    result = pretrain_language_model(
+        texts,
+        tokenizer_options=tokenizer_options,
+        config=PretrainConfig(**{**lm_overrides, "seed": seed}),
+        device="cpu",
+        callbacks=[_LMEpochLog()],
+    )
+    seconds = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp:
+        save_language_model(
+            Path(tmp) / "lm",
+            result.model,
+            result.tokenizer,
+            metrics=result.metrics,
+            metadata={"tokenizer_options": tokenizer_options.__dict__},
+        )
+        loaded = load_language_model(Path(tmp) / "lm")
+    info = {
+        "seed": seed,
+        "seconds": seconds,
+        "val_perplexity": result.metrics["validation"]["perplexity"],
+        "vocab_size": len(result.tokenizer),
+        "tokens": result.metrics["training"]["tokens"],
+        "epochs": result.metrics["training"]["epochs_run"],
+    }
+    return loaded, info
+
+
 def run_dataset(
-    folder: Path, overrides: dict[str, Any], seeds: list[int], baselines: bool
+    folder: Path,
+    overrides: dict[str, Any],
+    seeds: list[int],
+    baselines: bool,
+    pretrain: str | None = None,
+    lm_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     train_ex, val_ex, validation = _splits(folder)
     test_set = read_texts(folder / "test.csv")
     truth = [str(t) for t in test_set.labels]
     runs = []
+    pretrained_runs, lm_runs = [], []
     for seed in seeds:
+        if pretrain == "own":
+            lm, info = pretrain_own([e.text for e in train_ex], overrides, lm_overrides or {}, seed)
+            run = run_lstm(train_ex, val_ex, test_set.texts, truth, overrides, seed, init=lm)
+            print(
+                f"  {folder.name} seed {seed}: pretrained LM ppl {info['val_perplexity']:,.1f} "
+                f"in {info['seconds']:.0f}s; LSTM+LM acc {run['accuracy']:.4f} "
+                f"F1 {run['macro_f1']:.4f}, {run['train_seconds']:.0f}s",
+                flush=True,
+            )
+            pretrained_runs.append(run)
+            lm_runs.append(info)
         run = run_lstm(train_ex, val_ex, test_set.texts, truth, overrides, seed)
         print(
             f"  {folder.name} seed {seed}: LSTM acc {run['accuracy']:.4f} "
@@ -166,6 +253,14 @@ def run_dataset(
             ("accuracy", "macro_f1", "train_seconds", "test_ece", "predict_texts_per_s"),
         ),
     }
+    if pretrained_runs:
+        row["lstm_pretrained_runs"] = pretrained_runs
+        row["lstm_pretrained"] = summary(
+            pretrained_runs,
+            ("accuracy", "macro_f1", "train_seconds", "test_ece", "predict_texts_per_s"),
+        )
+        row["pretrain_runs"] = lm_runs
+        row["pretrain"] = summary(lm_runs, ("seconds", "val_perplexity"))
     if baselines:
         as_pair = lambda xs: ([e.text for e in xs], [str(e.label) for e in xs])  # noqa: E731
         pred, c, seconds = tfidf_logreg(as_pair(train_ex), as_pair(val_ex), test_set.texts)
@@ -251,6 +346,54 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_pretrain(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [
+        "# Pretraining on the dataset's own texts: `train` vs `pretrain` + `train --init`",
+        "",
+        f"Measured {meta['date']} on {meta['machine']}, torch {meta['torch']}, "
+        f"{meta['threads']} thread(s). Command: `{meta['command']}`.",
+        f"Overrides of the defaults: {meta['overrides'] or 'none (the shipped defaults)'}; "
+        f"of the LM's: {meta.get('lm_overrides') or 'none'}. Seeds {meta['seeds']} "
+        "(mean ± sd where more than one). The LM is pretrained on the training texts only "
+        "(labels dropped), so nothing outside the labelled data is used.",
+        "",
+        "| dataset | LSTM acc | LSTM macro-F1 | +LM acc | +LM macro-F1 | TF-IDF acc | TF-IDF F1 "
+        "| LSTM train s | pretrain s | +LM train s | LM val perplexity |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        plain, pre, lm = r["lstm"], r.get("lstm_pretrained"), r.get("pretrain")
+        base = r.get("tfidf_logreg")
+        if pre is None or lm is None:
+            continue
+        tf = (
+            ("–", "–")
+            if base is None
+            else tuple(f"{100 * base[k]:.1f}" for k in ("accuracy", "macro_f1"))
+        )
+        lines.append(
+            f"| {r['dataset']} | {_pm(plain['accuracy'])} | {_pm(plain['macro_f1'])} | "
+            f"{_pm(pre['accuracy'])} | {_pm(pre['macro_f1'])} | {tf[0]} | {tf[1]} | "
+            f"{_pm(plain['train_seconds'], 1.0, 0)} | {_pm(lm['seconds'], 1.0, 0)} | "
+            f"{_pm(pre['train_seconds'], 1.0, 0)} | {_pm(lm['val_perplexity'], 1.0, 1)} |"
+        )
+    lines += ["", "Differences (+LM minus LSTM, points):"]
+    for r in rows:
+        if "lstm_pretrained" not in r:
+            continue
+        gaps = [
+            f"{key} {100 * (r['lstm_pretrained'][key]['mean'] - r['lstm'][key]['mean']):+.1f}"
+            for key in ("accuracy", "macro_f1")
+        ]
+        lines.append(f"- {r['dataset']}: " + ", ".join(gaps))
+    lines += [
+        "",
+        "Train seconds include vocabulary, encoding, training and calibration; pretrain seconds "
+        "the LM's vocabulary, windows, training and validation.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, help="the datasets' folder (required to run)")
@@ -260,6 +403,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "accuracy")
+    parser.add_argument(
+        "--pretrain",
+        choices=["own"],
+        help="also pretrain an LM on each dataset's training texts and train from it",
+    )
+    parser.add_argument(
+        "--lm-set", dest="lm_overrides", action="append", default=[], metavar="KEY=VALUE"
+    )
     parser.add_argument(
         "--combine",
         type=Path,
@@ -282,7 +433,14 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
     for name in args.datasets.split(","):
-        row = run_dataset(args.data_dir / name, overrides, seeds, not args.no_baselines)
+        row = run_dataset(
+            args.data_dir / name,
+            overrides,
+            seeds,
+            not args.no_baselines,
+            pretrain=args.pretrain,
+            lm_overrides=parse_overrides(args.lm_overrides),
+        )
         lstm = row["lstm"]
         line = f"{name}: LSTM acc {_pm(lstm['accuracy'])} F1 {_pm(lstm['macro_f1'])}"
         for key in ("tfidf_logreg", "fasttext_style"):
@@ -299,8 +457,13 @@ def main() -> None:
         "seeds": seeds,
         "overrides": overrides,
         "command": "python bench/accuracy.py --data-dir DATA"
+        + (f" --datasets {args.datasets}" if args.pretrain else "")
         + (f" --seeds {args.seeds}" if args.seeds != "13" else "")
-        + "".join(f" --set {p}" for p in args.overrides),
+        + (f" --threads {args.threads}" if args.pretrain else "")
+        + "".join(f" --set {p}" for p in args.overrides)
+        + (f" --pretrain {args.pretrain}" if args.pretrain else "")
+        + "".join(f" --lm-set {p}" for p in args.lm_overrides),
+        "lm_overrides": parse_overrides(args.lm_overrides),
     }
     write(args.out, rows, meta)
 
@@ -320,7 +483,8 @@ def merge_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def write(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    out.with_suffix(".md").write_text(render(rows, meta))
+    pretrained = any("lstm_pretrained" in r for r in rows)
+    out.with_suffix(".md").write_text((render_pretrain if pretrained else render)(rows, meta))
     print(f"wrote {out.with_suffix('.md')}")
 
 

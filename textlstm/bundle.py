@@ -4,6 +4,7 @@ Layout::
 
     bundle/
       manifest.json        {"format": "textlstm-bundle", "format_version": 1,
+                            ["kind": "language-model",]
                             "files": {name: {"sha256": hex, "size": bytes}}}
       weights.safetensors  state_dict tensors (safetensors: loading never executes code)
       config.json          model + tokenizer config, labels, temperature, training args, lineage
@@ -12,7 +13,10 @@ Layout::
       *.png                plots (optional, hashed like the rest)
 
 The bundle's identity (`bundle_digest`) is the sha256 of `manifest.json`: since the manifest holds
-the hash of every other file, two bundles with the same digest have the same bytes. This module
+the hash of every other file, two bundles with the same digest have the same bytes. A manifest
+without `kind` is a classifier (every bundle before language models existed); a language model
+(`textlstm-admin pretrain`) says `"kind": "language-model"` in its manifest, which the hashes
+cover, so neither loader can be handed the other's bundle by mistake. This module
 imports no torch so the registry and the producer can verify bundles cheaply.
 """
 
@@ -37,6 +41,9 @@ CONFIG = "config.json"
 TOKENIZER = "tokenizer.json"
 METRICS = "metrics.json"
 REQUIRED = (WEIGHTS, CONFIG, TOKENIZER, METRICS)
+CLASSIFIER = "classifier"
+LANGUAGE_MODEL = "language-model"
+KINDS = (CLASSIFIER, LANGUAGE_MODEL)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -57,14 +64,21 @@ def dump_json(obj: Any) -> bytes:
 
 
 def write_bundle(
-    out_dir: str | Path, files: Mapping[str, bytes], *, overwrite: bool = False
+    out_dir: str | Path,
+    files: Mapping[str, bytes],
+    *,
+    overwrite: bool = False,
+    kind: str = CLASSIFIER,
 ) -> str:
     """Write `files` plus a manifest atomically (temp dir + rename); return the bundle digest.
 
-    `files` must contain every name in REQUIRED. Writing to a sibling temp dir first means a
-    crash never leaves a half-written bundle that looks complete.
+    `files` must contain every name in REQUIRED. A classifier's manifest leaves `kind` out, so
+    its bytes (and digest) are what they were before kinds existed. Writing to a sibling temp
+    dir first means a crash never leaves a half-written bundle that looks complete.
     """
     out = Path(out_dir)
+    if kind not in KINDS:
+        raise BundleError(f"cannot write bundle {out}: unknown kind {kind!r}")
     missing = [name for name in REQUIRED if name not in files]
     if missing:
         raise BundleError(f"cannot write bundle {out}: missing {', '.join(missing)}")
@@ -77,9 +91,10 @@ def write_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        manifest = {
+        manifest: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
+            **({} if kind == CLASSIFIER else {"kind": kind}),
             "files": {
                 name: {"sha256": sha256_bytes(data), "size": len(data)}
                 for name, data in sorted(files.items())
@@ -149,6 +164,22 @@ def verify_bundle(path: str | Path) -> dict[str, Any]:
                 f"model bundle {bundle}: {name} has been modified (sha256 differs from manifest)"
             )
     return manifest
+
+
+def bundle_kind(manifest: Mapping[str, Any]) -> str:
+    """What a (verified) manifest holds: CLASSIFIER when it names no kind."""
+    return str(manifest.get("kind", CLASSIFIER))
+
+
+def expect_kind(path: str | Path, manifest: Mapping[str, Any], kind: str) -> None:
+    """Refuse, in one line, a bundle of another kind than the loader reads."""
+    found = bundle_kind(manifest)
+    if found != kind:
+        hint = {
+            LANGUAGE_MODEL: " (made by `textlstm-admin pretrain`: pass it to `train --init`)",
+            CLASSIFIER: " (made by `textlstm-admin train`)",
+        }.get(found, "")
+        raise BundleError(f"model bundle {path} is a {found} bundle, not a {kind}{hint}")
 
 
 def bundle_digest(path: str | Path) -> str:

@@ -239,7 +239,7 @@ EXTRA_ONLY = sorted(set().union(*EXTRA_MODULES.values()))
 def test_base_commands_cover_the_promised_ones() -> None:
     base = {n for n in COMMANDS if n not in COMMAND_EXTRAS}
     assert base == {"db", "models", "jobs", "results", "submit", "status", "dead-letters"}
-    assert set(COMMAND_EXTRAS) == {"train", "evaluate", "predict", "worker"}
+    assert set(COMMAND_EXTRAS) == {"train", "pretrain", "evaluate", "predict", "worker"}
 
 
 def test_base_modules_import_no_extra_package() -> None:

@@ -173,7 +173,8 @@ class Classifier:
         from safetensors import SafetensorError
         from safetensors.torch import load as load_tensors
 
-        bundle.verify_bundle(path)
+        manifest = bundle.verify_bundle(path)
+        bundle.expect_kind(path, manifest, bundle.CLASSIFIER)
         config = bundle.read_json(path, bundle.CONFIG)
         try:
             labels = [str(x) for x in config["labels"]]

@@ -23,6 +23,10 @@ from textlstm.errors import TextlstmError
 # name -> ("module:attribute", one-line help); add a command by adding a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("textlstm.cli.train:train", "Train a classifier and write a model bundle."),
+    "pretrain": (
+        "textlstm.cli.pretrain:pretrain",
+        "Train a language model on unlabelled text, for train --init.",
+    ),
     "evaluate": ("textlstm.cli.evaluate:evaluate", "Score a bundle on labelled data."),
     "predict": ("textlstm.cli.predict:predict", "Classify texts with a bundle."),
     "db": ("textlstm.cli.db:db", "Create or migrate the database schema (Alembic)."),
@@ -50,6 +54,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
 # command -> the extra it needs; commands not listed need the base install only.
 COMMAND_EXTRAS: dict[str, str] = {
     "train": "train",
+    "pretrain": "train",
     "evaluate": "worker",
     "predict": "worker",
     "worker": "worker",

@@ -188,6 +188,29 @@ PROBABILITY = click.FloatRange(0, 1, max_open=True)
     help="GloVe/word2vec text file to initialise the embeddings.",
 )
 @click.option(
+    "--init",
+    "init_path",
+    type=PATH,
+    metavar="LM",
+    help="Start from a language model made by `pretrain`: its vocabulary (--min-freq and "
+    "--max-vocab are then ignored), its architecture, its embedding and LSTM weights.",
+)
+@click.option(
+    "--init-lr-scale",
+    "pretrained_lr_scale",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=C.pretrained_lr_scale,
+    show_default=True,
+    help="With --init: the LSTM learns at --lr times this, the embedding at times its square.",
+)
+@click.option(
+    "--freeze-epochs",
+    type=click.IntRange(0),
+    default=C.freeze_epochs,
+    show_default=True,
+    help="With --init: epochs that train only the head before the pretrained layers join.",
+)
+@click.option(
     "--ema-decay",
     type=click.FloatRange(0, 1, max_open=True),
     default=C.ema_decay or 0.0,
@@ -243,6 +266,7 @@ def train(
     overwrite: bool,
     progress: bool,
     embeddings_path: Path | None,
+    init_path: Path | None,
     seed: int,
     register_name: str | None,
     aliases: tuple[str, ...],
@@ -269,6 +293,7 @@ def train(
         raise ConfigError("--pooling last cannot pool embeddings: add --no-embedding-skip")
     hyper["ema_decay"] = hyper.get("ema_decay") or None
     hyper["token_budget"] = hyper.get("token_budget") or None
+    init = _load_init(init_path, hyper, embeddings_path) if init_path is not None else None
     if threads is not None:
         import torch
 
@@ -310,6 +335,7 @@ def train(
         embeddings_path=embeddings_path,
         callbacks=[_ProgressBar(progress)],
         lineage={"file": data.name, "fingerprint": dataset.fingerprint, "validation": val_source},
+        init=init,
     )
     for note in result.notes:
         click.echo(note, err=True)
@@ -333,6 +359,42 @@ def train(
     click.echo(f"wrote {out_dir} (sha256 {digest[:12]}…, {metrics['training']['seconds']:.1f}s)")
     if register_name:
         _register(out_dir, register_name, aliases)
+
+
+# train option -> the LM's config field that decides it under --init.
+_FIXED_BY_LM = {
+    "embedding_dim": "--embedding-dim",
+    "hidden_size": "--hidden-size",
+    "num_layers": "--layers",
+    "bidirectional": "--bidirectional/--unidirectional",
+}
+
+
+def _load_init(path: Path, hyper: dict[str, Any], embeddings_path: Path | None) -> Any:
+    """Load and verify the LM, refusing in one line what contradicts it: an architecture flag
+    given explicitly with another value than the LM's (defaults just follow the LM)."""
+    from click.core import ParameterSource
+
+    from textlstm.classifier.language_model import load_language_model
+    from textlstm.errors import ConfigError
+
+    if embeddings_path is not None:
+        raise ConfigError("--embeddings and --init both set the embeddings: pass one")
+    loaded = load_language_model(path)
+    ctx = click.get_current_context()
+    for name, flag in _FIXED_BY_LM.items():
+        given = ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+        theirs = getattr(loaded.lm_config, name)
+        if given and hyper[name] != theirs:
+            if name == "bidirectional":
+                mine = "--bidirectional" if hyper[name] else "--unidirectional"
+                lm = "bidirectional" if theirs else "unidirectional"
+                raise ConfigError(f"{mine} contradicts the language model {path}, which is {lm}")
+            raise ConfigError(
+                f"{flag} {hyper[name]} contradicts the language model {path}, which has "
+                f"{name} {theirs} (leave the option out to take the LM's)"
+            )
+    return loaded
 
 
 def _register(out_dir: Path, name: str, aliases: tuple[str, ...]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,12 @@ import torch
 from textlstm.classifier.calibration import fit_temperature
 from textlstm.classifier.embeddings import load_vectors
 from textlstm.classifier.inference import batched_logits
+from textlstm.classifier.language_model import LoadedLM, check_compatible, classifier_state
 from textlstm.classifier.network import LSTMClassifier, LSTMConfig
 from textlstm.classifier.ngrams import bigram_buckets_for, distinct_bigrams
 from textlstm.classifier.predictor import Classifier
 from textlstm.classifier.tokenizer import Tokenizer
-from textlstm.errors import DataError
+from textlstm.errors import BundleError, ConfigError, DataError
 from textlstm.training.config import ModelOptions, TokenizerOptions, TrainConfig
 from textlstm.training.datasets import Example
 from textlstm.training.metrics import classification_report
@@ -61,10 +62,25 @@ def fit_classifier(
     embeddings_path: str | Path | None = None,
     callbacks: Sequence[Callback] = (),
     lineage: dict[str, Any] | None = None,
+    init: LoadedLM | None = None,
 ) -> FitResult:
+    """With `init` (a language model from `pretrain`), the classifier reads with the LM's
+    tokenizer, takes the LM's embedding and LSTM sizes (model_options' are overridden: the
+    CLI refuses explicit flags that disagree) and starts from its weights."""
     tokenizer_options = tokenizer_options or TokenizerOptions()
     model_options = model_options or ModelOptions()
     train_config = train_config or TrainConfig()
+    if init is not None:
+        if embeddings_path is not None:
+            raise ConfigError("--embeddings and --init both set the embeddings: pass one")
+        lm = init.lm_config
+        model_options = replace(
+            model_options,
+            embedding_dim=lm.embedding_dim,
+            hidden_size=lm.hidden_size,
+            num_layers=lm.num_layers,
+            bidirectional=lm.bidirectional,
+        )
     started = time.perf_counter()
     seed_everything(train_config.seed)
     labels = sorted({str(e.label) for e in train_examples})
@@ -76,17 +92,34 @@ def fit_classifier(
             f"validation data has label(s) not in the training data: {', '.join(map(repr, unseen))}"
         )
     label_ids = {label: i for i, label in enumerate(labels)}
-    tokenizer = Tokenizer.build(
-        (e.text for e in train_examples),
-        min_freq=tokenizer_options.min_freq,
-        max_size=tokenizer_options.max_vocab,
-        lowercase=tokenizer_options.lowercase,
-    )
+    notes: list[str] = []
+    if init is not None:
+        tokenizer = init.tokenizer
+        # What the vocabulary was built with is the LM's business; max_length stays ours.
+        lm_options = init.config.get("tokenizer_options", {})
+        tokenizer_options = replace(
+            tokenizer_options,
+            **{k: lm_options[k] for k in ("min_freq", "max_vocab") if k in lm_options},
+            lowercase=tokenizer.lowercase,
+        )
+        notes.append(
+            f"initialised from language model {init.digest[:12]}: its vocabulary of "
+            f"{len(tokenizer):,} tokens is used (--min-freq and --max-vocab are ignored) and "
+            f"its architecture (embedding {init.lm_config.embedding_dim}, hidden "
+            f"{init.lm_config.hidden_size}, {init.lm_config.num_layers} layer(s), "
+            f"{'bi' if init.lm_config.bidirectional else 'uni'}directional)"
+        )
+    else:
+        tokenizer = Tokenizer.build(
+            (e.text for e in train_examples),
+            min_freq=tokenizer_options.min_freq,
+            max_size=tokenizer_options.max_vocab,
+            lowercase=tokenizer_options.lowercase,
+        )
     max_length = tokenizer_options.max_length
     train_split = _encode(train_examples, tokenizer, label_ids, max_length)
     val_split = _encode(val_examples, tokenizer, label_ids, max_length)
 
-    notes: list[str] = []
     vectors = None
     embedding_dim = model_options.embedding_dim
     if embeddings_path is not None:
@@ -114,6 +147,10 @@ def fit_classifier(
     if vectors is not None:
         with torch.no_grad():
             model.embedding.weight.copy_(torch.from_numpy(vectors.matrix))
+    pretrained: tuple[str, ...] = ()
+    if init is not None:
+        _load_pretrained(model, init)
+        pretrained = ("embedding.", "lstm.")
 
     report = train(
         model,
@@ -123,6 +160,7 @@ def fit_classifier(
         num_classes=len(labels),
         device=device,
         callbacks=callbacks,
+        pretrained=pretrained,
     )
 
     # Calibrate on the validation split: one temperature, fitted after early stopping picked
@@ -165,6 +203,17 @@ def fit_classifier(
                 "validation_rows": len(val_examples),
                 "label_counts": {lbl: train_split.targets.count(i) for lbl, i in label_ids.items()},
             },
+            "init": None
+            if init is None
+            else {
+                "kind": "language-model",
+                "language_model": init.digest,
+                "corpus": init.config.get("corpus"),
+                "fine_tuning": {
+                    "pretrained_lr_scale": train_config.pretrained_lr_scale,
+                    "freeze_epochs": train_config.freeze_epochs,
+                },
+            },
             "embeddings": None
             if vectors is None
             else {
@@ -175,3 +224,23 @@ def fit_classifier(
         },
     )
     return FitResult(classifier=classifier, report=report, metrics=metrics, notes=notes)
+
+
+def _load_pretrained(model: LSTMClassifier, init: LoadedLM) -> None:
+    """Copy the LM's embedding and LSTM into `model`; refuse (BundleError) any mismatch."""
+    try:
+        check_compatible(init.lm_config, model.config)
+    except ValueError as exc:
+        raise BundleError(f"language model {init.digest[:12]} does not fit: {exc}") from None
+    state = classifier_state(init.model.state_dict(), init.lm_config, windowed=model.windowed)
+    own = model.state_dict()
+    for name, tensor in state.items():
+        if name not in own or own[name].shape != tensor.shape:
+            found = "missing" if name not in own else tuple(own[name].shape)
+            raise BundleError(
+                f"language model {init.digest[:12]} does not fit: its {name} has shape "
+                f"{tuple(tensor.shape)}, the classifier's is {found}"
+            )
+    with torch.no_grad():
+        for name, tensor in state.items():
+            own[name].copy_(tensor)
