@@ -143,11 +143,23 @@ def test_base_install_has_no_torch_numpy_or_matplotlib(installed: Installed) -> 
         assert result.returncode != 0 and "ModuleNotFoundError" in result.stderr, module
 
 
+# Arguments that parse, so the missing extra (not a usage error) is what stops each command.
+_VALID_ARGS: dict[str, list[str]] = {
+    "train": ["data.csv", "--out", "bundle"],
+    "evaluate": ["bundle", "data.csv"],
+    "predict": ["bundle", "some text"],
+    "pretrain": ["corpus.txt", "--out", "lm"],
+    "worker": [],
+}
+
+
+def test_every_command_needing_an_extra_has_valid_arguments_here() -> None:
+    assert set(_VALID_ARGS) == set(COMMAND_EXTRAS)
+
+
 @pytest.mark.parametrize("command", sorted(COMMAND_EXTRAS))
 def test_a_command_without_its_extra_prints_one_line(installed: Installed, command: str) -> None:
-    args = {"train": ["data.csv", "--out", "bundle"], "evaluate": ["bundle", "data.csv"]}
-    args["predict"] = ["bundle", "some text"]
-    result = installed.admin(command, *args.get(command, []))
+    result = installed.admin(command, *_VALID_ARGS[command])
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     message = missing_extra_message(command, COMMAND_EXTRAS[command])
