@@ -39,6 +39,7 @@ def ensure_job(
     expected: int,
     metadata: Mapping[str, Any] | None = None,
     submitted_at: datetime | None = None,
+    webhook_url: str | None = None,
 ) -> tuple[Job, bool]:
     """Create the job row as `queued` unless it exists; return (job, created).
 
@@ -58,6 +59,7 @@ def ensure_job(
             error_count=0,
             submitted_at=submitted_at or utcnow(),
             metadata=dict(metadata) if metadata is not None else None,
+            webhook_url=webhook_url,
         )
         .on_conflict_do_nothing(index_elements=["id"])
         .returning(Job.__table__.c.id)
@@ -77,6 +79,7 @@ def job_row(
     expected: int,
     metadata: Mapping[str, Any] | None,
     submitted_at: datetime,
+    webhook_url: str | None = None,
 ) -> dict[str, Any]:
     """A new `queued` job row, as the bulk inserts write it."""
     return {
@@ -88,6 +91,7 @@ def job_row(
         "error_count": 0,
         "submitted_at": submitted_at,
         "metadata": dict(metadata) if metadata is not None else None,
+        "webhook_url": webhook_url,
     }
 
 
@@ -104,7 +108,7 @@ def add_jobs(*, session: Session, jobs: Sequence[Mapping[str, Any]]) -> int:
     now = utcnow()
     rows = [
         job_row(j["job_id"], j["model_ref"], j["expected"], j.get("metadata"),
-                 j.get("submitted_at") or now)
+                j.get("submitted_at") or now, j.get("webhook_url"))
         for j in jobs
     ]  # fmt: skip
     rows.sort(key=lambda r: r["id"].int)  # one lock order for every writer (.int: C compares)

@@ -7,6 +7,10 @@ Tables:
   model_aliases   movable per-name pointers (`production`, `staging`) to a version
   jobs            one row per submitted job (UUID chosen by the producer), status and counts
   predictions     one row per item, primary key (job_id, item_index): writes are idempotent
+  job_events      one row per job that reached a final status, inserted (insert-or-ignore on
+                  the job id) in the transaction that made it final: the job's one final event
+  webhook_deliveries  one row per job with a webhook URL that reached a final status: the
+                  delivery's state, attempts and last outcome (never the signing secret)
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from textlstm.wire.events import FINAL_STATUSES, WEBHOOK_URL_CHARS
+
 # Stable constraint names, so later migrations (and SQLite batch mode) can refer to them.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -47,7 +53,8 @@ NAMING_CONVENTION = {
 }
 
 JOB_STATUSES = ("queued", "running", "done", "failed", "partial", "expired")
-FINISHED_STATUSES = ("done", "failed", "partial", "expired")
+FINISHED_STATUSES = FINAL_STATUSES  # one list, textlstm/wire/events.py
+WEBHOOK_STATES = ("pending", "delivered", "failed")
 #: `expired`: not started before the job's deadline (migration 0002); counted as an error.
 ITEM_STATUSES = ("ok", "error", "expired")
 
@@ -166,6 +173,8 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # `metadata` is reserved on declarative classes; the column keeps the natural name.
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONDoc)
+    #: Optional URL POSTed once the job reaches a final status (migration 0003_webhooks).
+    webhook_url: Mapped[str | None] = mapped_column(String(WEBHOOK_URL_CHARS))
 
     @property
     def done_count(self) -> int:
@@ -196,3 +205,40 @@ class Prediction(Base):
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     latency_ms: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JobEvent(Base):
+    """A job's final event: the primary key makes it one per job, whichever worker (or cancel,
+    or recovery) finishes the job, however many finish its last items at once."""
+
+    __tablename__ = "job_events"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The delivery of a job's webhook: created `pending` with its final event, claimed by a
+    worker's sender when `next_attempt_at` has passed, `delivered` or `failed` in the end."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'delivered', 'failed')", name="state"),
+        Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    url: Mapped[str] = mapped_column(String(WEBHOOK_URL_CHARS))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

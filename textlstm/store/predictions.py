@@ -32,8 +32,9 @@ from sqlalchemy.orm.util import identity_key
 
 from textlstm.errors import NotFoundError, ValidationError
 from textlstm.store.bulk_insert import insert_ignore
+from textlstm.store.events import Finished, record_finished
 from textlstm.store.jobs import get_job, job_row, reused_job_id
-from textlstm.store.models import ITEM_STATUSES, Job, Prediction, utcnow
+from textlstm.store.models import FINISHED_STATUSES, ITEM_STATUSES, Job, Prediction, utcnow
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class SaveOutcome:
     error_count: int
     expected_count: int
     status: str
+    #: The job's final event, when this save made it final (see store/events.py).
+    finished: tuple[Finished, ...] = ()
 
 
 def _check_records(records: Sequence[PredictionRecord], expected: int, job_id: uuid.UUID) -> None:
@@ -148,12 +151,19 @@ def save_predictions(
         update(jobs)
         .where(jobs.c.id == job_id)
         .values(_advance(jobs, ok_new, err_new, exp_new, now, model_version_id))
-        .returning(jobs.c.ok_count, jobs.c.error_count, jobs.c.status)
+        .returning(jobs.c.ok_count, jobs.c.error_count, jobs.c.status, jobs.c.webhook_url)
     )
-    ok_count, error_count, status = session.execute(stmt_u).one()
+    ok_count, error_count, status, webhook_url = session.execute(stmt_u).one()
     _expire_loaded_jobs(session, [job_id])
+    finished = record_finished(session=session, jobs=[(job_id, status, webhook_url)])
     return SaveOutcome(
-        len(inserted), len(records) - len(inserted), ok_count, error_count, expected, status
+        len(inserted),
+        len(records) - len(inserted),
+        ok_count,
+        error_count,
+        expected,
+        status,
+        tuple(finished),
     )
 
 
@@ -198,6 +208,7 @@ class JobItems:
     metadata: Mapping[str, Any] | None = None
     submitted_at: datetime | None = None
     rivals: Sequence[JobItems] = ()
+    webhook_url: str | None = None
 
 
 class Unstored(NamedTuple):
@@ -221,6 +232,8 @@ class BatchOutcome:
     #: Every (job id, total, model) whose items got no row because the job's row disagrees:
     #: the skipped jobs and the losing rivals of stored ones.
     refused: tuple[Unstored, ...] = ()
+    #: The jobs this batch made final: their one final event each (store/events.py).
+    finished: tuple[Finished, ...] = ()
 
 
 def _pick(jid: uuid.UUID, part: JobItems, row: Any) -> tuple[JobItems | None, list[Unstored]]:
@@ -275,8 +288,9 @@ def _advance_jobs(
     new: Mapping[uuid.UUID, Sequence[int]],
     now: datetime,
     model_version_id: int | None,
-) -> None:
-    """Add each job's new [ok, error, expired] rows to its counters (the SQL of `_advance`).
+) -> list[tuple[uuid.UUID, str, str | None]]:
+    """Add each job's new [ok, error, expired] rows to its counters (the SQL of `_advance`);
+    return (id, status, webhook URL) of those that are now final.
 
     On PostgreSQL one UPDATE joins the jobs to the counts as arrays (`unnest`): a batch of 128
     one-text jobs was 128 executions of a prepared UPDATE, about half of the server's time for
@@ -286,7 +300,8 @@ def _advance_jobs(
     it in that order. One statement, not a locking SELECT and then the UPDATE (a round trip
     and ~2 µs of client time per job saved). A job another writer updated meanwhile is
     re-read by PostgreSQL before it is changed, so no increment is lost (tested with
-    concurrent writers). SQLite has one writer at a time: one executemany.
+    concurrent writers). SQLite has one writer at a time: one executemany, then the final
+    ones are read back in the same transaction (PostgreSQL: RETURNING).
     """
     jobs: Table = Job.__table__  # type: ignore[assignment]
     order = sorted(new, key=_uuid_order)
@@ -309,7 +324,10 @@ def _advance_jobs(
             stmt,
             [{"b_id": j, "b_ok": new[j][0], "b_err": new[j][1], "b_exp": new[j][2]} for j in order],
         )
-        return
+        done = select(jobs.c.id, jobs.c.status, jobs.c.webhook_url).where(
+            jobs.c.id.in_(order), jobs.c.status.in_(FINISHED_STATUSES)
+        )
+        return [(r[0], r[1], r[2]) for r in session.execute(done)]
     ids = cast(bindparam("ids", order), postgresql.ARRAY(Uuid))
     locked = (
         select(jobs.c.id)
@@ -330,11 +348,13 @@ def _advance_jobs(
         .table_valued("id", "ok", "err", "exp")
         .render_derived(name="c")
     )
-    session.execute(
+    rows = session.execute(
         update(jobs)
         .where(jobs.c.id == locked.c.id, counts.c.id == locked.c.id)
         .values(_advance(jobs, counts.c.ok, counts.c.err, counts.c.exp, now, model_version_id))
-    )
+        .returning(jobs.c.id, jobs.c.status, jobs.c.webhook_url)
+    ).all()
+    return [(r[0], r[1], r[2]) for r in rows if r[1] in FINISHED_STATUSES]
 
 
 def save_batch(
@@ -377,7 +397,9 @@ def save_batch(
             session,
             job_table,
             [
-                job_row(jid, j.model_ref, j.expected, j.metadata, j.submitted_at or now)
+                job_row(
+                    jid, j.model_ref, j.expected, j.metadata, j.submitted_at or now, j.webhook_url
+                )
                 for jid, j in ((k, jobs[k]) for k in missing)
             ],
             ["id"],
@@ -409,11 +431,13 @@ def save_batch(
         counts = new.setdefault(jid, [0, 0, 0])
         counts[0 if status == "ok" else 1] += 1
         counts[2] += status == "expired"
+    finished: list[Finished] = []
     if new:
-        _advance_jobs(session, new, now, model_version_id)
+        final = _advance_jobs(session, new, now, model_version_id)
         _expire_loaded_jobs(session, new)
+        finished = record_finished(session=session, jobs=final)
     inserted = sum(sum(c[:2]) for c in new.values())
-    return BatchOutcome(inserted, len(rows) - inserted, skipped, tuple(refused))
+    return BatchOutcome(inserted, len(rows) - inserted, skipped, tuple(refused), tuple(finished))
 
 
 def add_prediction(

@@ -16,10 +16,13 @@ Message body (schema_version 1), sent as the only positional argument of the Cel
      "metadata": {…} | null,               # producer metadata, repeated in every message
      "submitted_at": "2026-11-29T14:00:00+00:00" | null,
      "priority": "high" | "normal" | "bulk",      # optional, default normal (also the queue)
-     "deadline": "2026-11-29T14:05:00+00:00" | null}   # optional: items not started by then
+     "deadline": "2026-11-29T14:05:00+00:00" | null,   # optional: items not started by then
                                                        # are stored as `expired`
+     "webhook": "https://hooks.example.com/done" | null}   # optional: POSTed when the job ends
 
-`priority` and `deadline` were added without a schema bump: older workers ignore unknown keys.
+`priority`, `deadline` and `webhook` were added without a schema bump: older workers ignore
+unknown keys. `webhook` is checked by `textlstm.wire.events.check_webhook_url` (and, at
+delivery, against the workers' allow-list); it is sent only when set.
 
 Schema version 2 is an envelope that carries parts of several jobs in one broker message, so a
 producer of many small jobs pays the broker's per-message cost once per envelope, not once per
@@ -45,6 +48,7 @@ from typing import Any, NamedTuple
 
 from textlstm.errors import ValidationError
 from textlstm.wire import limits as bounds
+from textlstm.wire.events import check_webhook_url
 from textlstm.wire.queues import PRIORITIES
 from textlstm.wire.refs import parse_model_ref
 
@@ -106,6 +110,7 @@ class ClassifyMessage:
     submitted_at: datetime | None = None
     priority: str = "normal"
     deadline: datetime | None = None
+    webhook: str | None = None
 
     def expired(self, now: datetime) -> bool:
         """True when the deadline passed before `now` (the moment processing would start)."""
@@ -122,7 +127,7 @@ class ClassifyMessage:
             "submitted_at": self.submitted_at.isoformat() if self.submitted_at else None,
             "priority": self.priority,
             "deadline": self.deadline.isoformat() if self.deadline else None,
-        }
+        } | ({"webhook": self.webhook} if self.webhook is not None else {})
 
 
 def show(value: Any, width: int = 40) -> str:
@@ -389,9 +394,11 @@ def build_messages(
     submitted_at: datetime | None = None,
     priority: str = "normal",
     deadline: datetime | None = None,
+    webhook: str | None = None,
 ) -> list[ClassifyMessage]:
     """Validate a whole job and split it into messages; raises before anything can be sent."""
     parse_model_ref(model)
+    check_webhook_url(webhook)
     jid = parse_job_id(job_id)
     meta = check_metadata(metadata)
     check_priority(priority)
@@ -402,7 +409,7 @@ def build_messages(
     items = normalize_items(texts, limits=limits)
     when = submitted_at or datetime.now(UTC)
     return [
-        ClassifyMessage(jid, model, len(items), chunk, meta, when, priority, deadline)
+        ClassifyMessage(jid, model, len(items), chunk, meta, when, priority, deadline, webhook)
         for chunk in split_items(items, limits=limits)
     ]
 
@@ -504,7 +511,15 @@ def parse_message(body: Any, *, limits: Limits) -> ClassifyMessage:
         parse_timestamp(body.get("submitted_at"), "submitted_at"),
         check_priority(body.get("priority") or "normal"),
         parse_timestamp(body.get("deadline"), "deadline"),
+        _webhook(body.get("webhook")),
     )
+
+
+def _webhook(value: Any) -> str | None:
+    try:
+        return check_webhook_url(value)
+    except ValidationError as exc:
+        raise ValidationError(f"message field 'webhook': {exc}") from None
 
 
 def envelope(messages: Sequence[ClassifyMessage]) -> dict[str, Any]:
