@@ -209,6 +209,27 @@ class Settings(BaseSettings):
     #: First and longest pause between retries while the database is unreachable.
     worker_db_retry_initial_s: float = Field(default=0.5, gt=0)
     worker_db_retry_max_s: float = Field(default=10.0, gt=0)
+    # -- completion events and webhooks (docs/notify.md) ------------------------------
+    #: Key of the HMAC-SHA256 signature on every webhook POST (`X-Textlstm-Signature`). Unset:
+    #: webhooks are not sent (their deliveries fail with that reason). Never logged or stored.
+    webhook_secret: pydantic.SecretStr | None = Field(default=None, repr=False)
+    #: Hosts and networks a webhook may be delivered to beyond the public internet, separated
+    #: by commas: host names (`hooks.internal`), addresses (`127.0.0.1`) or CIDR networks
+    #: (`10.1.0.0/16`). By default every loopback, link-local, private, shared, reserved or
+    #: multicast address is refused, whatever name resolves to it, so a producer cannot aim the
+    #: workers at internal services.
+    webhook_allow: str = ""
+    #: Seconds one delivery attempt may take (connect, and then the response).
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    #: Attempts before a delivery is recorded as `failed` (the first one included).
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    #: Pause before the second attempt; doubled after each failure (with jitter), up to max.
+    webhook_backoff_initial_s: float = Field(default=1.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=300.0, gt=0)
+    #: How often a worker process's webhook sender looks in SQL for due deliveries (retries,
+    #: and those a stopped worker left) besides those its own batches hand it.
+    webhook_sweep_interval_s: float = Field(default=5.0, gt=0)
+
     #: Prefix of each worker process's Celery node name (`<name><index>@<host>`): give
     #: workers sharing a host different names so `textlstm-admin status` tells them apart.
     worker_name: str = Field(default="textlstm", pattern=r"^[A-Za-z0-9_.-]+$")
@@ -228,6 +249,14 @@ class Settings(BaseSettings):
     @classmethod
     def _supported_broker(cls, value: str) -> str:
         check_broker_url(value)
+        return value
+
+    @field_validator("webhook_allow")
+    @classmethod
+    def _allow_list(cls, value: str) -> str:
+        from textlstm.wire.events import parse_allow_list
+
+        parse_allow_list(value)  # ValueError names the entry
         return value
 
     @field_validator("worker_device")
@@ -290,7 +319,7 @@ class Settings(BaseSettings):
 
 
 #: Settings whose values are secrets (URLs with passwords): echoed masked, or not at all.
-_SECRET_FIELDS = frozenset({"database_url", "broker_url"})
+_SECRET_FIELDS = frozenset({"database_url", "broker_url", "webhook_secret"})
 
 
 def _check_env_files(env_file: Any, encoding: str | None) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,6 +33,12 @@ class Runtime:
     session_factory: sessionmaker[Session]
     models: ModelCache
     retry: RetryPolicy
+    notifier: Any = None  # textlstm.serving.notify.Notifier, built with the runtime
+
+    def notify(self, finished: Sequence[Any]) -> None:
+        """Publish the final events of jobs a commit just finished (never raises)."""
+        if finished and self.notifier is not None:
+            self.notifier.finished(finished)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -94,7 +102,14 @@ class Runtime:
             processes,
             cores,
         )
-        return cls(settings, device, threads, engine, factory, models, retry)
+        from textlstm.serving.notify import Notifier
+        from textlstm.serving.webhooks import WebhookSender
+        from textlstm.wire.redis_layout import redis_client
+
+        sender = WebhookSender.from_settings(factory, settings)
+        sender.start()  # a daemon thread in this (already forked) process
+        notifier = Notifier(redis_client(settings.broker_url), settings.queue, sender)
+        return cls(settings, device, threads, engine, factory, models, retry, notifier)
 
     def warm_up(self, ref: str) -> None:
         """Load `ref` and run one forward pass before taking work (first-batch latency)."""

@@ -220,7 +220,13 @@ class MicroBatchConsumer:
 
         rt = self.task.runtime
         try:
-            n = record_rejection(found, reason, session_factory=rt.session_factory, retry=rt.retry)
+            n = record_rejection(
+                found,
+                reason,
+                session_factory=rt.session_factory,
+                retry=rt.retry,
+                on_finished=rt.notify,
+            )
             if n:
                 log.info("job %s: %d item(s) stored as errors (rejected message)", found.job_id, n)
         except ShutdownRequested:
@@ -364,6 +370,9 @@ class MicroBatchConsumer:
         if report.unstored:
             self._dead_letter_slices(batch, report.unstored_reason)
         ack_all(finished(self.batcher.complete(batch)))
+        # After the commit and the acks: one pipelined PUBLISH for the jobs this batch finished;
+        # webhooks are only a wake-up for the sender thread (textlstm/serving/webhooks.py).
+        self.task.runtime.notify(report.finished)
         return True
 
     def _dead_letter_slices(

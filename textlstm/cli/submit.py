@@ -33,6 +33,11 @@ from textlstm.cli import options
     default=None,
     help="Seconds from now: items not started by then are stored as expired.",
 )
+@click.option(
+    "--webhook",
+    default=None,
+    help="http(s) URL POSTed the signed final event when the job ends (docs/notify.md).",
+)
 @click.option("--wait", is_flag=True, help="Show progress until the job is done, then a summary.")
 @click.option(
     "--timeout", type=click.FloatRange(0), default=600.0, show_default=True, help="For --wait."
@@ -45,6 +50,7 @@ def submit(
     metadata: str | None,
     priority: str,
     expires: float | None,
+    webhook: str | None,
     wait: bool,
     timeout: float,
 ) -> None:
@@ -69,6 +75,7 @@ def submit(
         job_id=job_id,
         priority=priority,
         expires=expires,
+        webhook=webhook,
     )
     click.echo(str(jid))
     click.echo(f"submitted {len(data.examples)} text(s) from {file} as job {jid}", err=True)
@@ -78,14 +85,20 @@ def submit(
 
 def _follow(client: object, jid: object, total: int, started: float, timeout: float) -> None:
     from textlstm.client import Client
+    from textlstm.client.jobs import FinishWatch
     from textlstm.errors import NotFoundError
 
     assert isinstance(client, Client)
     deadline = started + timeout
     st = None
-    with click.progressbar(
-        length=total, label="classifying", file=click.get_text_stream("stderr")
-    ) as bar:
+    # The job's final event ends the wait at once (the progress bar still reads SQL every
+    # 0.25 s); without Redis the same loop simply polls.
+    with (
+        FinishWatch(client.settings, jid) as watch,  # type: ignore[arg-type]
+        click.progressbar(
+            length=total, label="classifying", file=click.get_text_stream("stderr")
+        ) as bar,
+    ):
         shown = 0
         while True:
             try:
@@ -102,7 +115,7 @@ def _follow(client: object, jid: object, total: int, started: float, timeout: fl
                 raise click.ClickException(
                     f"job {jid} not finished after {timeout:g}s ({progress})"
                 )
-            time.sleep(0.25)
+            watch.wait(0.25)
     labels = Counter(r.label or "(error)" for r in client.results(jid))  # type: ignore[arg-type]
     elapsed = time.monotonic() - started
     click.echo(

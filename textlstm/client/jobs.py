@@ -26,6 +26,7 @@ from textlstm.client.backpressure import Gate
 from textlstm.client.publisher import publish_messages
 from textlstm.errors import ConfigError, NotFoundError, ValidationError
 from textlstm.settings import Settings, get_settings
+from textlstm.wire.events import FINAL_STATUSES, finished_channel
 from textlstm.wire.messages import (
     ClassifyMessage,
     Limits,
@@ -35,8 +36,9 @@ from textlstm.wire.messages import (
     parse_message,
 )
 from textlstm.wire.queues import queue_for
+from textlstm.wire.redis_layout import redis_client
 
-FINISHED = frozenset({"done", "failed", "partial", "expired"})
+FINISHED = frozenset(FINAL_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ def prepare_job(
     deadline: datetime | None,
     expires: float | timedelta | None,
     limits: Limits | None = None,
+    webhook: str | None = None,
 ) -> list[ClassifyMessage]:
     """Validate a whole job the way every producer does (`Client.submit`, `Producer.submit`)
     and split it into messages: model default, job id, deadline from `expires`. `limits`
@@ -144,6 +147,7 @@ def prepare_job(
         submitted_at=now,
         priority=priority,
         deadline=deadline,
+        webhook=webhook,
     )
 
 
@@ -183,6 +187,7 @@ class Client:
         expires: float | timedelta | None = None,
         on_full: str | None = None,
         full_timeout: float | None = None,
+        webhook: str | None = None,
     ) -> uuid.UUID:
         """Validate `texts`, split them into messages and enqueue them; return the job id.
 
@@ -194,7 +199,8 @@ class Client:
         `deadline` (an aware datetime) or `expires` (seconds or a timedelta from now): items not
         started by then are stored as `expired` instead of being classified. `on_full`
         ("refuse" or "block") and `full_timeout` override the backpressure settings for this
-        call; QueueFullError says what happened.
+        call; QueueFullError says what happened. `webhook`: an http(s) URL the worker that
+        finishes the job POSTs the signed final event to (docs/notify.md).
         """
         messages = prepare_job(
             self.settings,
@@ -205,6 +211,7 @@ class Client:
             priority=priority,
             deadline=deadline,
             expires=expires,
+            webhook=webhook,
         )
         jid = messages[0].job_id
         queue = queue_for(self.settings.queue, priority)
@@ -232,6 +239,7 @@ class Client:
                 expected=first.total,
                 metadata=first.metadata,
                 submitted_at=first.submitted_at,
+                webhook_url=first.webhook,
             )
 
     def status(self, job_id: str | uuid.UUID) -> JobStatus:
@@ -344,24 +352,97 @@ class Client:
     def wait(
         self, job_id: str | uuid.UUID, *, timeout: float = 60.0, poll_interval: float = 0.5
     ) -> JobStatus:
-        """Poll until the job is done/partial/failed; raise TimeoutError after `timeout` s.
+        """Wait until the job is final (done/partial/failed/expired); raise TimeoutError after
+        `timeout` s.
 
-        A job not yet in the database counts as pending (without a database URL at submission
-        the first worker creates the row).
+        Woken by the job's final event: it subscribes to the job's Redis channel *before* it
+        reads the job from SQL, so an event published meanwhile is not missed, then sleeps on
+        the channel, re-reading SQL every `RECHECK_S` in case the event was lost (a worker that
+        died between its commit and its publish). Without Redis it polls SQL every
+        `poll_interval` s. A job not yet in the database counts as pending (without a database
+        URL at submission the first worker creates the row).
         """
+        jid = parse_job_id(job_id)
         deadline = time.monotonic() + timeout
         last: JobStatus | None = None
-        while True:
+        with FinishWatch(self.settings, jid) as watch:
+            while True:
+                try:
+                    last = self.status(jid)
+                    if last.finished:
+                        return last
+                except NotFoundError:
+                    last = None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    progress = (
+                        f"{last.done}/{last.expected} items, {last.status}" if last else "no row"
+                    )
+                    raise TimeoutError(f"job {job_id} not finished after {timeout:g}s ({progress})")
+                watch.wait(min(left, RECHECK_S) if watch.live else min(poll_interval, left))
+
+
+#: How often a waiter woken by events re-reads SQL anyway (a lost event costs at most this).
+RECHECK_S = 2.0
+
+
+class FinishWatch:
+    """A subscription to one job's final-event channel (textlstm.wire.events.finished_channel).
+
+    `live` is False when Redis could not be reached (then `wait` just sleeps: the caller polls).
+    Entering waits for Redis to confirm the subscription, so a caller that reads SQL after
+    entering cannot miss an event published in between.
+    """
+
+    def __init__(self, settings: Settings, job_id: uuid.UUID) -> None:
+        self.channel = finished_channel(settings.queue, job_id)
+        self.broker_url = settings.broker_url
+        self._pubsub: Any = None
+        self.events = 0
+
+    @property
+    def live(self) -> bool:
+        return self._pubsub is not None
+
+    def __enter__(self) -> FinishWatch:
+        try:
+            client = redis_client(self.broker_url)
+            pubsub = client.pubsub()
+            pubsub.subscribe(self.channel)
+            confirm = pubsub.get_message(timeout=5.0)  # the subscribe confirmation
+            if confirm is None or confirm.get("type") != "subscribe":
+                raise ConnectionError("no subscription confirmation")
+            self._pubsub = pubsub
+        except Exception:  # noqa: BLE001 - Redis unavailable: the caller polls SQL instead
+            self._pubsub = None
+        return self
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, or until the job's event arrives (True)."""
+        if self._pubsub is None:
+            time.sleep(max(0.0, seconds))
+            return False
+        end = time.monotonic() + seconds
+        try:
+            while (left := end - time.monotonic()) > 0:
+                msg = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+                if msg is not None and msg.get("type") == "message":
+                    self.events += 1
+                    return True
+        except Exception:  # noqa: BLE001 - lost Redis: fall back to polling
+            self.close()
+        return False
+
+    def close(self) -> None:
+        if self._pubsub is not None:
             try:
-                last = self.status(job_id)
-                if last.finished:
-                    return last
-            except NotFoundError:
-                last = None
-            if time.monotonic() >= deadline:
-                progress = f"{last.done}/{last.expected} items, {last.status}" if last else "no row"
-                raise TimeoutError(f"job {job_id} not finished after {timeout:g}s ({progress})")
-            time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+                self._pubsub.close()
+            except Exception:  # noqa: BLE001, S110 - closing a broken connection
+                pass
+            self._pubsub = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def submit(
@@ -373,6 +454,7 @@ def submit(
     priority: str = "normal",
     deadline: datetime | None = None,
     expires: float | timedelta | None = None,
+    webhook: str | None = None,
 ) -> uuid.UUID:
     """Submit a job with the process settings (see Client.submit)."""
     return Client().submit(
@@ -383,6 +465,7 @@ def submit(
         priority=priority,
         deadline=deadline,
         expires=expires,
+        webhook=webhook,
     )
 
 

@@ -31,6 +31,7 @@ from textlstm.errors import ValidationError
 from textlstm.serving.microbatch import MicroBatch
 from textlstm.serving.models import LoadedModel, ModelCache, ModelUnavailable
 from textlstm.serving.retry import RETRYABLE, RetryPolicy, ShutdownRequested, retrying
+from textlstm.store.events import Finished
 from textlstm.store.jobs import ensure_job, get_job
 from textlstm.store.predictions import (
     BatchOutcome,
@@ -74,6 +75,9 @@ class BatchReport:
     #: `skipped_jobs`), a job the database refused even as error rows. Those messages can
     #: never be stored as sent (dead-letter them); see `unstored_reason`.
     unstored: tuple[Unstored, ...] = ()
+    #: The jobs this batch's transaction made final: each one's one final event, to publish
+    #: after the commit (textlstm/serving/notify.py).
+    finished: tuple[Finished, ...] = ()
 
     def unstored_reason(self, message: ClassifyMessage) -> str | None:
         """Why this batch stored no row for `message`'s items, or None if it stored them."""
@@ -201,6 +205,7 @@ def _job_items(msg: ClassifyMessage, records: Mapping[int, PredictionRecord]) ->
         records=list(records.values()),
         metadata=msg.metadata,
         submitted_at=msg.submitted_at,
+        webhook_url=msg.webhook,
     )
 
 
@@ -218,6 +223,7 @@ class _Stored:
     skipped: list[str] = field(default_factory=list)
     unstored: list[Unstored] = field(default_factory=list)
     lost: set[tuple[uuid.UUID, int, str]] = field(default_factory=set)
+    finished: list[Finished] = field(default_factory=list)
 
     def add(self, outcome: BatchOutcome) -> None:
         self.inserted += outcome.inserted
@@ -225,6 +231,7 @@ class _Stored:
         self.skipped += [str(j) for j in outcome.skipped]
         self.unstored += outcome.refused
         self.lost |= {(u.job_id, u.expected, u.model_ref) for u in outcome.refused}
+        self.finished += outcome.finished
 
 
 def storage_reason(exc: BaseException) -> str:
@@ -449,6 +456,7 @@ def classify_batch(
         queue_wait_s=waits,
         tokenize_ms=timings.get("tokenize_s", 0.0) * 1000,
         unstored=tuple(stored.unstored),
+        finished=tuple(stored.finished),
     )
 
 
@@ -467,13 +475,20 @@ def _errors(
 
 
 def record_rejection(
-    found: Salvage, reason: str, *, session_factory: sessionmaker[Session], retry: RetryPolicy
+    found: Salvage,
+    reason: str,
+    *,
+    session_factory: sessionmaker[Session],
+    retry: RetryPolicy,
+    on_finished: Callable[[Sequence[Finished]], None] | None = None,
 ) -> int:
     """Store an `error` row for each readable item of a rejected message; return how many.
 
     Only when its job exists or can be created (job id, total and model readable); otherwise
-    the rejection is only logged by the caller.
+    the rejection is only logged by the caller. If those rows finish the job, its final event
+    is handed to `on_finished` after the commit.
     """
+    finished: list[Finished] = []
     if found.job_id is None or not found.items:
         return 0
     job_id = found.job_id
@@ -499,7 +514,11 @@ def record_rejection(
             ]
             if not records:
                 return 0
-            return save_predictions(session=session, job_id=job_id, records=records).inserted
+            outcome = save_predictions(session=session, job_id=job_id, records=records)
+            finished[:] = outcome.finished
+            return outcome.inserted
 
     inserted, _ = retrying(write, policy=retry, what=f"record rejection on job {job_id}")
+    if finished and on_finished is not None:
+        on_finished(finished)
     return inserted

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import time
 import uuid
@@ -80,6 +81,29 @@ def check_webhook_url(url: Any) -> str | None:
     if port == 0:
         raise ValidationError("webhook URL port must be 1..65535")
     return url
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_allow_list(value: str) -> tuple[frozenset[str], tuple[Network, ...]]:
+    """The webhook allow-list setting: (host names, networks). Entries are separated by commas;
+    an address is a one-address network. ValueError names a bad entry."""
+    hosts: set[str] = set()
+    nets: list[Network] = []
+    for raw in value.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(entry, strict=False))
+            continue
+        except ValueError:
+            pass
+        if "/" in entry or not all(part.replace("-", "").isalnum() for part in entry.split(".")):
+            raise ValueError(f"{entry!r} is neither a host name, an address nor a network")
+        hosts.add(entry)
+    return frozenset(hosts), tuple(nets)
 
 
 def sign(secret: bytes, body: bytes, timestamp: int) -> str:

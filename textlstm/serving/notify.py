@@ -1,0 +1,51 @@
+"""After a micro-batch's commit: publish the final event of each job it finished, and wake the
+webhook sender (textlstm/serving/webhooks.py) when some of them have a webhook.
+
+The events come from the transaction itself (store/events.py: one `job_events` row per job,
+insert-or-ignore), so each job's event is published by exactly one worker, once. Publishing is
+one pipelined round trip of PUBLISH commands to Redis, on the channel
+`textlstm.wire.events.finished_channel` names; `client.wait` subscribes to it. Failures are
+logged, never raised: a waiter that misses an event finds the job final in SQL on its next
+check (its polling fallback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from textlstm.store.events import Finished
+from textlstm.wire.events import EVENT_TYPE, finished_channel
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    """Publishes final events on Redis and hands webhooks to the sender."""
+
+    def __init__(self, redis: Any, queue: str, sender: Any | None = None) -> None:
+        self.redis = redis
+        self.queue = queue
+        self.sender = sender
+        self.published = 0
+
+    def finished(self, events: Sequence[Finished]) -> None:
+        if not events:
+            return
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for e in events:
+                message = {"type": EVENT_TYPE, "job_id": str(e.job_id), "status": e.status}
+                pipe.publish(finished_channel(self.queue, e.job_id), json.dumps(message))
+            pipe.execute()
+            self.published += len(events)
+        except Exception as exc:  # noqa: BLE001 - waiters fall back to SQL; never stop the work
+            log.warning("could not publish %d final event(s): %s", len(events), exc)
+        if self.sender is not None and any(e.webhook for e in events):
+            self.sender.nudge()
+
+    def close(self) -> None:
+        if self.sender is not None:
+            self.sender.stop()
