@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.workers",
     "tests.fixtures.serving",
+    "tests.fixtures.receiver",
 ]
 
 
