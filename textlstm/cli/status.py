@@ -77,6 +77,15 @@ def render(st: object) -> str:
             lines.append(
                 "aliases: " + ", ".join(f"{k} -> v{v}" for k, v in sorted(st.aliases.items()))
             )
+        if any(st.webhooks.values()):
+            lines.append(
+                "webhooks: " + ", ".join(f"{n} {state}" for state, n in st.webhooks.items() if n)
+            )
+        for f in st.webhook_failures:
+            lines.append(
+                f"  webhook failed: job {f['job_id']} -> {f['url']} after {f['attempts']} "
+                f"attempt(s): {f['error']} ({f['at']})"
+            )
     return "\n".join(lines)
 
 

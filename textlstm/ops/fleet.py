@@ -15,6 +15,7 @@ from typing import Any
 
 from textlstm.ops import deadletters
 from textlstm.settings import Settings, mask_url
+from textlstm.wire.events import url_origin
 from textlstm.wire.queues import consume_order
 from textlstm.wire.redis_layout import queue_depths, redis_client, unacked_count
 
@@ -44,6 +45,9 @@ class FleetStatus:
     jobs: dict[str, int] = field(default_factory=dict)
     oldest_in_flight: dict[str, Any] | None = None  # job id, status, submitted_at, age_s
     aliases: dict[str, int] = field(default_factory=dict)  # "name@alias" -> version
+    #: Webhook deliveries by state (pending, delivered, failed) and the latest failures.
+    webhooks: dict[str, int] = field(default_factory=dict)
+    webhook_failures: list[dict[str, Any]] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # source -> why it did not answer
 
     def to_json(self) -> dict[str, Any]:
@@ -118,6 +122,7 @@ def _workers(settings: Settings, st: FleetStatus, timeout: float) -> None:
 
 def _database(settings: Settings, st: FleetStatus, now: datetime) -> None:
     from textlstm.store.db import session_scope
+    from textlstm.store.events import delivery_counts, recent_failures
     from textlstm.store.jobs import job_counts, oldest_in_flight
     from textlstm.store.model_versions import list_aliases
 
@@ -135,5 +140,17 @@ def _database(settings: Settings, st: FleetStatus, now: datetime) -> None:
                     "expected": job.expected_count,
                 }
             st.aliases = {f"{a.name}@{a.alias}": a.version for a in list_aliases(session=session)}
+            st.webhooks = delivery_counts(session=session)
+            st.webhook_failures = [
+                {
+                    "job_id": str(d.job_id),
+                    "url": url_origin(d.url),
+                    "attempts": d.attempts,
+                    "status_code": d.last_status_code,
+                    "error": d.last_error,
+                    "at": d.updated_at.isoformat(),
+                }
+                for d in recent_failures(session=session)
+            ]
     except Exception as exc:  # noqa: BLE001
         st.errors["database"] = _why(exc)

@@ -52,6 +52,7 @@ from textlstm.wire.events import (
     parse_allow_list,
     sign,
 )
+from textlstm.wire.events import url_origin as where
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +131,6 @@ class Attempt:
     @property
     def delivered(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
-
-
-def where(url: str) -> str:
-    """The URL as logs show it: scheme, host and port only (a path may hold a token)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}/…" if parts.path not in ("", "/") else url
 
 
 def post(

@@ -106,6 +106,17 @@ def parse_allow_list(value: str) -> tuple[frozenset[str], tuple[Network, ...]]:
     return frozenset(hosts), tuple(nets)
 
 
+def url_origin(url: str) -> str:
+    """A webhook URL as logs and `status` show it: scheme, host and port (a path or query may
+    hold a token)."""
+    parts = urlsplit(url)
+    return (
+        f"{parts.scheme}://{parts.netloc}/…"
+        if (parts.path not in ("", "/") or parts.query)
+        else url
+    )
+
+
 def sign(secret: bytes, body: bytes, timestamp: int) -> str:
     """The signature header's value for `body` sent at `timestamp` (Unix seconds)."""
     mac = hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
