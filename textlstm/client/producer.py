@@ -111,6 +111,7 @@ class Producer:
         priority: str = "normal",
         deadline: datetime | None = None,
         expires: float | timedelta | None = None,
+        webhook: str | None = None,
     ) -> uuid.UUID:
         """Validate one job and buffer it; return its id. Arguments as `Client.submit`.
 
@@ -132,6 +133,7 @@ class Producer:
             deadline=deadline,
             expires=expires,
             limits=self.limits,
+            webhook=webhook,
         )
         model, jid = messages[0].model, messages[0].job_id
         if self.record_jobs and model not in self._models:
@@ -284,6 +286,7 @@ class Producer:
                 "expected": m.total,
                 "metadata": m.metadata,
                 "submitted_at": m.submitted_at,
+                "webhook_url": m.webhook,
             }
             for m in messages
         }
