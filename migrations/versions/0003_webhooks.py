@@ -1,8 +1,8 @@
-"""Completion events and webhooks: jobs.webhook_url, job_events, webhook_deliveries.
+"""Completion events and webhooks: jobs.webhook_url, jobs.finished_by, webhook_deliveries.
 
-`job_events` holds one row per job that reached a final status, inserted (insert-or-ignore on
-its primary key) in the transaction that made the job final: whoever inserts it publishes the
-job's one final event. `webhook_deliveries` is the delivery record of a job's webhook: state,
+`jobs.finished_by` is the token of the write that made the job final, set once (COALESCE) by the
+statement that makes it final: the one write that reads its own token back publishes the job's
+one final event (textlstm/store/events.py). `webhook_deliveries` is the delivery record of a job's webhook: state,
 attempts, next attempt, last status code or error, timestamps (never the signing secret).
 The jobs status check constraints are not touched.
 
@@ -38,18 +38,9 @@ UTC_TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    # A nullable column without a default: a plain ALTER TABLE on both databases.
+    # Nullable columns without a default: a plain ALTER TABLE on both databases.
     op.add_column("jobs", sa.Column("webhook_url", sa.String(2048), nullable=True))
-    op.create_table(
-        "job_events",
-        sa.Column("job_id", sa.Uuid(), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("created_at", UTC_TS, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_job_events_job_id_jobs"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("job_id", name=op.f("pk_job_events")),
-    )
+    op.add_column("jobs", sa.Column("finished_by", sa.Uuid(), nullable=True))
     op.create_table(
         "webhook_deliveries",
         sa.Column("job_id", sa.Uuid(), nullable=False),
@@ -85,8 +76,8 @@ def downgrade() -> None:
         op.f("ix_webhook_deliveries_state_next_attempt_at"), table_name="webhook_deliveries"
     )
     op.drop_table("webhook_deliveries")
-    op.drop_table("job_events")
     op.execute("DROP VIEW IF EXISTS prediction_results")
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("finished_by")
         batch.drop_column("webhook_url")
     op.execute(PREDICTION_RESULTS_VIEW)

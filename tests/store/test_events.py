@@ -1,5 +1,5 @@
-"""One final event per job (store/events.py): recorded by the transaction that makes the job
-final, never by a second writer or a redelivered batch, and a webhook delivery with it."""
+"""One final event per job (store/events.py): claimed by the write that makes the job final,
+never by a second writer or a redelivered batch, and a webhook delivery with it."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from textlstm.store.events import (
     claim_due,
+    claim_final,
     delivery_counts,
     get_delivery,
     record_attempt,
-    record_if_final,
 )
 from textlstm.store.jobs import ensure_job, get_job
-from textlstm.store.models import JobEvent
+from textlstm.store.models import Job
 from textlstm.store.predictions import JobItems, PredictionRecord, save_batch, save_predictions
 
 PG = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -32,8 +32,9 @@ def items(job_total: int, *indexes: int, webhook: str | None = None) -> JobItems
 
 
 def events(session_factory: sessionmaker[Session]) -> int:
+    """Jobs whose final event was claimed (the token of the write that finished them)."""
     with session_factory() as s:
-        return s.scalar(select(func.count()).select_from(JobEvent)) or 0
+        return s.scalar(select(func.count()).where(Job.finished_by.is_not(None))) or 0
 
 
 def test_the_batch_that_finishes_a_job_records_its_event_once(
@@ -48,12 +49,28 @@ def test_the_batch_that_finishes_a_job_records_its_event_once(
     assert [(f.job_id, f.status, f.webhook) for f in second.finished] == [(a, "done", False)]
     with session_factory.begin() as s:  # the whole job redelivered: nothing new, no event
         assert save_batch(session=s, jobs={a: items(2, 0, 1)}).finished == ()
-        assert record_if_final(session=s, job_ids=[a, b]) == []  # e.g. a cancel racing it
+        assert claim_final(session=s, job_ids=[a, b]) == []  # e.g. a cancel racing it
     assert events(session_factory) == 2
     with session_factory() as s:
         assert get_delivery(session=s, job_id=a) is None
         d = get_delivery(session=s, job_id=b)
         assert d is not None and (d.url, d.state, d.attempts) == ("https://h/x", "pending", 0)
+
+
+def test_another_path_claims_the_event_once(session_factory: sessionmaker[Session]) -> None:
+    """A path that ends a job by its own SQL (as a cancel would) claims the event with
+    claim_final; a second claim, or the save path afterwards, gets nothing."""
+    from sqlalchemy import update
+
+    jid = uuid.uuid4()
+    with session_factory.begin() as s:
+        ensure_job(session=s, job_id=jid, model_ref="m", expected=3, webhook_url="http://h/")
+        s.execute(update(Job).where(Job.id == jid).values(status="failed"))
+        first = claim_final(session=s, job_ids=[jid, uuid.uuid4()])
+        assert [(f.job_id, f.status, f.webhook) for f in first] == [(jid, "failed", True)]
+        assert claim_final(session=s, job_ids=[jid]) == []
+    with session_factory() as s:
+        assert get_delivery(session=s, job_id=jid).state == "pending"
 
 
 def test_save_predictions_records_the_event_with_a_failed_job(

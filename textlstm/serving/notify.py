@@ -1,8 +1,8 @@
 """After a micro-batch's commit: publish the final event of each job it finished, and wake the
 webhook sender (textlstm/serving/webhooks.py) when some of them have a webhook.
 
-The events come from the transaction itself (store/events.py: one `job_events` row per job,
-insert-or-ignore), so each job's event is published by exactly one worker, once. Publishing is
+The events come from the transaction itself (store/events.py: the write whose token lands in
+`jobs.finished_by`), so each job's event is published by exactly one worker, once. Publishing is
 one pipelined round trip of PUBLISH commands to Redis, on the channel
 `textlstm.wire.events.finished_channel` names; `client.wait` subscribes to it. Failures are
 logged, never raised: a waiter that misses an event finds the job final in SQL on its next
@@ -11,7 +11,6 @@ check (its polling fallback).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -37,8 +36,10 @@ class Notifier:
         try:
             pipe = self.redis.pipeline(transaction=False)
             for e in events:
-                message = {"type": EVENT_TYPE, "job_id": str(e.job_id), "status": e.status}
-                pipe.publish(finished_channel(self.queue, e.job_id), json.dumps(message))
+                # Built by hand (a UUID and a status need no escaping): json.dumps per event
+                # was a third of the publish time of a batch of 1,024 one-text jobs.
+                message = f'{{"type":"{EVENT_TYPE}","job_id":"{e.job_id}","status":"{e.status}"}}'
+                pipe.execute_command("PUBLISH", finished_channel(self.queue, e.job_id), message)
             pipe.execute()
             self.published += len(events)
         except Exception as exc:  # noqa: BLE001 - waiters fall back to SQL; never stop the work

@@ -1,12 +1,15 @@
 """Final events and webhook deliveries: the SQL that makes "exactly one final event per job"
 true, and the delivery record a worker's sender claims, updates and retries.
 
-`record_finished` runs in the transaction that made its jobs final (the prediction save paths
-call it; so can any other path that ends a job, e.g. a cancel): it inserts one `job_events` row
-per job, insert-or-ignore on the job id, and returns only the rows it inserted. Two workers that
-store a job's last items at once are serialised by the job row's lock; whichever commits the
-final status inserts the event, and a later writer (or a retry of the same batch) inserts
-nothing. So the caller publishes exactly the events it returns, after its commit.
+Every write that can make a job final (the counters' UPDATE of the prediction save paths, or
+`claim_final` for any other path that ends a job, e.g. a cancel) carries a fresh token and sets
+`jobs.finished_by = COALESCE(finished_by, token)` in the same statement as the final status.
+The job row's lock serialises concurrent writers (on SQLite, the database lock), so the column
+is set exactly once: the one write that reads its own token back (RETURNING on PostgreSQL, a
+read in the same transaction on SQLite) made the job final, and only it publishes the event,
+after its commit. A second worker storing the job's last items at the same instant, or a
+redelivered batch, reads another token and publishes nothing. The event costs no statement of
+its own on PostgreSQL; a job with a webhook adds one insert (its `pending` delivery record).
 
 Nothing here commits: the caller owns the transaction.
 """
@@ -23,7 +26,7 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
 
 from textlstm.store.bulk_insert import insert_ignore
-from textlstm.store.models import FINISHED_STATUSES, Job, JobEvent, WebhookDelivery, utcnow
+from textlstm.store.models import FINISHED_STATUSES, Job, WebhookDelivery, utcnow
 
 
 @dataclass(frozen=True)
@@ -36,58 +39,55 @@ class Finished:
     webhook: bool = False
 
 
-def record_finished(
-    *, session: Session, jobs: Iterable[tuple[uuid.UUID, str, str | None]]
-) -> list[Finished]:
-    """Record the final event of each (job id, status, webhook URL) whose status is final, and
-    a pending webhook delivery for those with a URL; return the events this call inserted."""
-    now = utcnow()
-    final = {jid: (status, url) for jid, status, url in jobs if status in FINISHED_STATUSES}
-    if not final:
-        return []
-    order = sorted(final, key=lambda u: u.int)  # one lock order for every writer
-    events: Table = JobEvent.__table__  # type: ignore[assignment]
-    rows = [{"job_id": j, "status": final[j][0], "created_at": now} for j in order]
-    won = {jid for (jid,) in insert_ignore(session, events, rows, ["job_id"], ["job_id"]).all()}
-    hooks = [j for j in order if j in won and final[j][1] is not None]
+def new_token() -> uuid.UUID:
+    """The token of one write (see the module docstring)."""
+    return uuid.uuid4()
+
+
+def finished_events(
+    *, session: Session, rows: Iterable[tuple[uuid.UUID, str, str | None, uuid.UUID | None]],
+    token: uuid.UUID,
+) -> list[Finished]:  # fmt: skip
+    """The final events of the (job id, status, webhook URL, finished_by) rows a write with
+    `token` read back: those it finished. Records a `pending` webhook delivery for each of them
+    that has a URL (insert-or-ignore: one per job)."""
+    won = sorted(
+        ((jid, status, url) for jid, status, url, by in rows
+         if by == token and status in FINISHED_STATUSES),
+        key=lambda r: r[0].int,  # one lock order for every writer
+    )  # fmt: skip
+    hooks = [(jid, url) for jid, _, url in won if url is not None]
     if hooks:
+        now = utcnow()
         deliveries: Table = WebhookDelivery.__table__  # type: ignore[assignment]
-        insert_ignore(
-            session,
-            deliveries,
-            [
-                {
-                    "job_id": j,
-                    "url": final[j][1],
-                    "state": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for j in hooks
-            ],  # fmt: skip
-            ["job_id"],
-            [],
-        )
-    return [Finished(j, final[j][0], final[j][1] is not None) for j in order if j in won]
+        rows_in = [
+            {"job_id": jid, "url": url, "state": "pending", "attempts": 0,
+             "next_attempt_at": now, "created_at": now, "updated_at": now}
+            for jid, url in hooks
+        ]  # fmt: skip
+        insert_ignore(session, deliveries, rows_in, ["job_id"], [])
+    return [Finished(jid, status, url is not None) for jid, status, url in won]
 
 
-def record_if_final(*, session: Session, job_ids: Sequence[uuid.UUID]) -> list[Finished]:
-    """`record_finished` for jobs read back from their rows: for a path that set a final status
-    by other SQL (a cancel, a recovery), in the same transaction."""
+def claim_final(*, session: Session, job_ids: Sequence[uuid.UUID]) -> list[Finished]:
+    """For a path that sets a final status by its own SQL (a cancel, a recovery), in the same
+    transaction, after it: claim the final event of those of `job_ids` that are final and not
+    yet claimed. Exactly-once with the save paths and with itself."""
     if not job_ids:
         return []
+    token = new_token()
+    jobs: Table = Job.__table__  # type: ignore[assignment]
     rows = session.execute(
-        select(Job.id, Job.status, Job.webhook_url).where(
-            Job.id.in_(job_ids), Job.status.in_(FINISHED_STATUSES)
+        update(jobs)
+        .where(
+            jobs.c.id.in_(sorted(job_ids, key=lambda u: u.int)),
+            jobs.c.status.in_(FINISHED_STATUSES),
+            jobs.c.finished_by.is_(None),
         )
+        .values(finished_by=token)
+        .returning(jobs.c.id, jobs.c.status, jobs.c.webhook_url, jobs.c.finished_by)
     ).all()
-    return record_finished(session=session, jobs=[(r[0], r[1], r[2]) for r in rows])
-
-
-def job_event(*, session: Session, job_id: uuid.UUID) -> JobEvent | None:
-    return session.get(JobEvent, job_id, populate_existing=True)
+    return finished_events(session=session, rows=[tuple(r) for r in rows], token=token)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,6 @@ Tables:
   model_aliases   movable per-name pointers (`production`, `staging`) to a version
   jobs            one row per submitted job (UUID chosen by the producer), status and counts
   predictions     one row per item, primary key (job_id, item_index): writes are idempotent
-  job_events      one row per job that reached a final status, inserted (insert-or-ignore on
-                  the job id) in the transaction that made it final: the job's one final event
   webhook_deliveries  one row per job with a webhook URL that reached a final status: the
                   delivery's state, attempts and last outcome (never the signing secret)
 """
@@ -175,6 +173,9 @@ class Job(Base):
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONDoc)
     #: Optional URL POSTed once the job reaches a final status (migration 0003_webhooks).
     webhook_url: Mapped[str | None] = mapped_column(String(WEBHOOK_URL_CHARS))
+    #: The token of the write that made the job final (store/events.py): set once, so exactly
+    #: one write sees its own token and publishes the job's final event.
+    finished_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
     @property
     def done_count(self) -> int:
@@ -204,19 +205,6 @@ class Prediction(Base):
     error: Mapped[str | None] = mapped_column(Text)
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     latency_ms: Mapped[float | None] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class JobEvent(Base):
-    """A job's final event: the primary key makes it one per job, whichever worker (or cancel,
-    or recovery) finishes the job, however many finish its last items at once."""
-
-    __tablename__ = "job_events"
-
-    job_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    )
-    status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

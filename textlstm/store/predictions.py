@@ -32,9 +32,9 @@ from sqlalchemy.orm.util import identity_key
 
 from textlstm.errors import NotFoundError, ValidationError
 from textlstm.store.bulk_insert import insert_ignore
-from textlstm.store.events import Finished, record_finished
+from textlstm.store.events import Finished, finished_events, new_token
 from textlstm.store.jobs import get_job, job_row, reused_job_id
-from textlstm.store.models import FINISHED_STATUSES, ITEM_STATUSES, Job, Prediction, utcnow
+from textlstm.store.models import ITEM_STATUSES, Job, Prediction, utcnow
 
 
 @dataclass(frozen=True)
@@ -147,15 +147,24 @@ def save_predictions(
         return SaveOutcome(0, len(records), job.ok_count, job.error_count, expected, job.status)
 
     jobs: Table = Job.__table__  # type: ignore[assignment]
+    token = new_token()
     stmt_u = (
         update(jobs)
         .where(jobs.c.id == job_id)
-        .values(_advance(jobs, ok_new, err_new, exp_new, now, model_version_id))
-        .returning(jobs.c.ok_count, jobs.c.error_count, jobs.c.status, jobs.c.webhook_url)
+        .values(_advance(jobs, ok_new, err_new, exp_new, now, model_version_id, token))
+        .returning(
+            jobs.c.ok_count,
+            jobs.c.error_count,
+            jobs.c.status,
+            jobs.c.webhook_url,
+            jobs.c.finished_by,
+        )
     )
-    ok_count, error_count, status, webhook_url = session.execute(stmt_u).one()
+    ok_count, error_count, status, webhook_url, by = session.execute(stmt_u).one()
     _expire_loaded_jobs(session, [job_id])
-    finished = record_finished(session=session, jobs=[(job_id, status, webhook_url)])
+    finished = finished_events(
+        session=session, rows=[(job_id, status, webhook_url, by)], token=token
+    )
     return SaveOutcome(
         len(inserted),
         len(records) - len(inserted),
@@ -168,10 +177,17 @@ def save_predictions(
 
 
 def _advance(
-    jobs: Table, ok_new: Any, err_new: Any, exp_new: Any, now: datetime, version: Any
+    jobs: Table,
+    ok_new: Any,
+    err_new: Any,
+    exp_new: Any,
+    now: datetime,
+    version: Any,
+    token: uuid.UUID,
 ) -> dict[str, ColumnElement[Any]]:
     """The SET clause that adds new rows to a job's counters and moves its status, in SQL
-    (values or bind parameters), so concurrent workers cannot lose increments."""
+    (values or bind parameters), so concurrent workers cannot lose increments. `finished_by`
+    keeps the token of the first write that made the job final (store/events.py)."""
     new_ok = jobs.c.ok_count + ok_new
     new_err = jobs.c.error_count + err_new
     new_exp = jobs.c.expired_count + exp_new
@@ -189,6 +205,7 @@ def _advance(
         ),
         "started_at": func.coalesce(jobs.c.started_at, now),
         "finished_at": case((finished, func.coalesce(jobs.c.finished_at, now)), else_=None),
+        "finished_by": case((finished, func.coalesce(jobs.c.finished_by, token)), else_=None),
         "model_version_id": func.coalesce(jobs.c.model_version_id, version),
     }
 
@@ -288,9 +305,10 @@ def _advance_jobs(
     new: Mapping[uuid.UUID, Sequence[int]],
     now: datetime,
     model_version_id: int | None,
-) -> list[tuple[uuid.UUID, str, str | None]]:
+    token: uuid.UUID,
+) -> list[tuple[uuid.UUID, str, str | None, uuid.UUID | None]]:
     """Add each job's new [ok, error, expired] rows to its counters (the SQL of `_advance`);
-    return (id, status, webhook URL) of those that are now final.
+    return (id, status, webhook URL, finished_by) of those this write made final.
 
     On PostgreSQL one UPDATE joins the jobs to the counts as arrays (`unnest`): a batch of 128
     one-text jobs was 128 executions of a prepared UPDATE, about half of the server's time for
@@ -300,8 +318,8 @@ def _advance_jobs(
     it in that order. One statement, not a locking SELECT and then the UPDATE (a round trip
     and ~2 µs of client time per job saved). A job another writer updated meanwhile is
     re-read by PostgreSQL before it is changed, so no increment is lost (tested with
-    concurrent writers). SQLite has one writer at a time: one executemany, then the final
-    ones are read back in the same transaction (PostgreSQL: RETURNING).
+    concurrent writers). SQLite has one writer at a time: one executemany, then the jobs it
+    finished are read back in the same transaction (PostgreSQL: RETURNING, no statement more).
     """
     jobs: Table = Job.__table__  # type: ignore[assignment]
     order = sorted(new, key=_uuid_order)
@@ -317,6 +335,7 @@ def _advance_jobs(
                     bindparam("b_exp"),
                     now,
                     model_version_id,
+                    token,
                 )
             )
         )
@@ -324,10 +343,10 @@ def _advance_jobs(
             stmt,
             [{"b_id": j, "b_ok": new[j][0], "b_err": new[j][1], "b_exp": new[j][2]} for j in order],
         )
-        done = select(jobs.c.id, jobs.c.status, jobs.c.webhook_url).where(
-            jobs.c.id.in_(order), jobs.c.status.in_(FINISHED_STATUSES)
+        done = select(jobs.c.id, jobs.c.status, jobs.c.webhook_url, jobs.c.finished_by).where(
+            jobs.c.id.in_(order), jobs.c.finished_by == token
         )
-        return [(r[0], r[1], r[2]) for r in session.execute(done)]
+        return [(r[0], r[1], r[2], r[3]) for r in session.execute(done)]
     ids = cast(bindparam("ids", order), postgresql.ARRAY(Uuid))
     locked = (
         select(jobs.c.id)
@@ -351,10 +370,12 @@ def _advance_jobs(
     rows = session.execute(
         update(jobs)
         .where(jobs.c.id == locked.c.id, counts.c.id == locked.c.id)
-        .values(_advance(jobs, counts.c.ok, counts.c.err, counts.c.exp, now, model_version_id))
-        .returning(jobs.c.id, jobs.c.status, jobs.c.webhook_url)
+        .values(
+            _advance(jobs, counts.c.ok, counts.c.err, counts.c.exp, now, model_version_id, token)
+        )
+        .returning(jobs.c.id, jobs.c.status, jobs.c.webhook_url, jobs.c.finished_by)
     ).all()
-    return [(r[0], r[1], r[2]) for r in rows if r[1] in FINISHED_STATUSES]
+    return [(r[0], r[1], r[2], r[3]) for r in rows if r[3] == token]
 
 
 def save_batch(
@@ -433,9 +454,10 @@ def save_batch(
         counts[2] += status == "expired"
     finished: list[Finished] = []
     if new:
-        final = _advance_jobs(session, new, now, model_version_id)
+        token = new_token()
+        final = _advance_jobs(session, new, now, model_version_id, token)
         _expire_loaded_jobs(session, new)
-        finished = record_finished(session=session, jobs=final)
+        finished = finished_events(session=session, rows=final, token=token)
     inserted = sum(sum(c[:2]) for c in new.values())
     return BatchOutcome(inserted, len(rows) - inserted, skipped, tuple(refused), tuple(finished))
 
