@@ -172,3 +172,29 @@ def test_a_slow_receiver_never_slows_the_batches(
     )
     record_property("slow_receiver", summary)
     assert max(took) < 1.5, summary
+
+
+@PG
+def test_a_delivery_left_by_a_stopped_worker_is_sent_by_the_next_one(
+    workers: Callable[..., WorkerProc],
+    topics: dict,
+    e2e_settings: Settings,
+    session_factory: sessionmaker[Session],
+    receiver: Receiver,
+) -> None:
+    """A job finished, its delivery recorded `pending`, and no worker sent it (the one that
+    finished it was killed right after its commit): the next worker to start finds it in SQL
+    on its sweep and delivers it."""
+    from textlstm.store.predictions import JobItems, PredictionRecord, save_batch
+
+    jid = uuid.uuid4()
+    with session_factory.begin() as s:
+        recs = [PredictionRecord(0, "ok", "pos")]
+        out = save_batch(
+            session=s, jobs={jid: JobItems("topics", 1, recs, webhook_url=receiver.url)}
+        )
+    assert [f.webhook for f in out.finished] == [True]
+    workers(env={**HOOK_ENV, "TEXTLSTM_WEBHOOK_SWEEP_INTERVAL_S": "0.5"})
+    (req,) = receiver.wait_for(1, timeout=30)
+    assert json.loads(req.body)["job_id"] == str(jid)
+    assert verify_signature(SECRET.encode(), req.body, req.headers["X-Textlstm-Signature"])
