@@ -22,7 +22,7 @@ import ipaddress
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,6 +46,29 @@ def finished_channel(queue: str, job_id: uuid.UUID | str) -> str:
     """The Redis pub/sub channel a job's final event is published on (scoped by the queue
     setting, like the dead-letter list, so deployments sharing a Redis stay apart)."""
     return f"{queue}.finished.{job_id}"
+
+
+def event_message(job_id: uuid.UUID | str, status: str) -> str:
+    """The pub/sub message of a job's final event (compact JSON; built by hand: a UUID and a
+    status need no escaping, and json.dumps per event was a third of the publish time of a
+    batch of 1,024 one-text jobs)."""
+    return f'{{"type":"{EVENT_TYPE}","job_id":"{job_id}","status":"{status}"}}'
+
+
+def publish_finished(client: Any, queue: str, events: Iterable[tuple[uuid.UUID | str, str]]) -> int:
+    """PUBLISH the final event of each (job id, status) on its channel, in one pipelined round
+    trip of a redis-py `client`; return how many. For whoever ended the jobs, after its commit:
+    the worker (textlstm/serving/notify.py), or a cancel."""
+    pipe = client.pipeline(transaction=False)
+    n = 0
+    for job_id, status in events:
+        pipe.execute_command(
+            "PUBLISH", finished_channel(queue, job_id), event_message(job_id, status)
+        )
+        n += 1
+    if n:
+        pipe.execute()
+    return n
 
 
 def event_body(event: Mapping[str, Any]) -> bytes:

@@ -108,3 +108,16 @@ def test_allow_list_setting() -> None:
     for bad in ("10.0.0.0/33", "a b", "http://x"):
         with pytest.raises(ValueError, match="neither a host name"):
             parse_allow_list(bad)
+
+
+def test_event_message_is_the_documented_json() -> None:
+    import json
+
+    from textlstm.wire.events import event_message
+
+    jid = uuid.uuid4()
+    assert json.loads(event_message(jid, "partial")) == {
+        "type": "job.finished",
+        "job_id": str(jid),
+        "status": "partial",
+    }
