@@ -251,6 +251,13 @@ class Settings(BaseSettings):
         check_broker_url(value)
         return value
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _strong_secret(cls, value: pydantic.SecretStr | None) -> pydantic.SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (a random string, e.g. 32 bytes hex)")
+        return value
+
     @field_validator("webhook_allow")
     @classmethod
     def _allow_list(cls, value: str) -> str:

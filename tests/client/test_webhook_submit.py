@@ -54,3 +54,19 @@ def test_a_bad_webhook_is_refused_before_anything_is_sent(
         Client(e2e_settings).submit(["a"], model="m", record_job=False, webhook=bad)
     assert "webhook URL" in str(exc.value) and "\n" not in str(exc.value)
     assert queued(redis_client, e2e_settings.queue) == []
+
+
+def test_the_webhook_secret_is_never_shown() -> None:
+    from textlstm.errors import SettingsError
+
+    secret = "whsec-0123456789abcdef"
+    s = Settings(webhook_secret=secret, _env_file=None)  # type: ignore[call-arg]
+    assert s.webhook_secret.get_secret_value() == secret
+    assert secret not in repr(s) and secret not in str(s.model_dump())
+    with pytest.raises(SettingsError) as exc:  # another field's error: the secret stays hidden
+        Settings(webhook_secret=secret, webhook_timeout_s=-1, _env_file=None)  # type: ignore[call-arg]
+    assert secret not in str(exc.value) and "TEXTLSTM_WEBHOOK_TIMEOUT_S" in str(exc.value)
+    with pytest.raises(SettingsError) as exc:
+        Settings(webhook_secret="short-secret", _env_file=None)  # type: ignore[call-arg]
+    assert "TEXTLSTM_WEBHOOK_SECRET: must be at least 16 characters" in str(exc.value)
+    assert "short-secret" not in str(exc.value)
