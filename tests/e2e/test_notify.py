@@ -198,3 +198,34 @@ def test_a_delivery_left_by_a_stopped_worker_is_sent_by_the_next_one(
     (req,) = receiver.wait_for(1, timeout=30)
     assert json.loads(req.body)["job_id"] == str(jid)
     assert verify_signature(SECRET.encode(), req.body, req.headers["X-Textlstm-Signature"])
+
+
+@PG
+def test_submit_webhook_and_wait_from_the_cli(
+    workers: Callable[..., WorkerProc],
+    topics: dict,
+    settings_env: str,
+    receiver: Receiver,
+    tmp_path: Any,
+) -> None:
+    """`textlstm-admin submit FILE --webhook URL --wait`: the summary is printed once the job is
+    done (woken by its event) and the receiver gets the signed event; a bad URL is one line."""
+    from click.testing import CliRunner
+
+    from textlstm.cli import cli
+
+    workers(env=HOOK_ENV)
+    data = tmp_path / "in.csv"
+    data.write_text("text\n" + "\n".join(texts(30)) + "\n")
+    result = CliRunner().invoke(
+        cli, ["submit", str(data), "--model", "topics", "--webhook", receiver.url, "--wait"]
+    )
+    assert result.exit_code == 0, result.output
+    assert ": done, 30 ok, 0 error(s) of 30" in result.output
+    (req,) = receiver.wait_for(1, timeout=15)
+    assert verify_signature(SECRET.encode(), req.body, req.headers["X-Textlstm-Signature"])
+    bad = CliRunner().invoke(
+        cli, ["submit", str(data), "--model", "topics", "--webhook", "ftp://x/"]
+    )
+    assert bad.exit_code != 0
+    assert "webhook URL must be http or https" in bad.output and bad.output.count("\n") == 1
