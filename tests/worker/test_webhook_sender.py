@@ -154,3 +154,16 @@ def test_the_secret_is_in_no_record_and_no_log(
     with session_factory() as session:
         row = get_delivery(session=session, job_id=jid)
         assert all(SECRET not in str(getattr(row, c)) for c in row.__table__.columns.keys())
+
+
+def test_https_verifies_the_server(receiver: Receiver) -> None:
+    """https to a server that does not speak TLS (the plain receiver) fails the handshake:
+    TLS is attempted on the checked address and nothing is sent in clear."""
+    from textlstm.serving.webhooks import post
+    from textlstm.wire.events import parse_allow_list
+
+    url = receiver.url.replace("http://", "https://")
+    attempt = post(url, b"{}", {}, timeout_s=2, allow=parse_allow_list("127.0.0.1"))
+    assert attempt.status_code is None and attempt.retryable
+    assert "SSL" in attempt.error, attempt.error
+    assert all(r.body != b"{}" for r in receiver.requests)
