@@ -123,11 +123,11 @@ def test_two_workers_publish_one_event_per_job(
     """100 jobs of 2 items, one item per message, drained by two worker processes at once: the
     two items of a job are often stored by both workers in the same instant. Every final event
     published on Redis is counted (a pattern subscription made before anything is sent)."""
+    w1, w2 = workers(), workers()  # both consuming before anything is sent
     pubsub = redis_client.pubsub()
     pubsub.psubscribe(finished_channel(e2e_settings.queue, "*"))
     assert pubsub.get_message(timeout=5)["type"] == "psubscribe"
     jobs = [submit(e2e_settings, 2, per_message=1) for _ in range(100)]
-    w1, w2 = workers(), workers()
     client = Client(e2e_settings)
     for job in jobs:
         assert client.wait(job, timeout=90).status == "done"
