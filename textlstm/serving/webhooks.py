@@ -217,7 +217,7 @@ class WebhookSender:
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 300.0,
         sweep_interval_s: float = 5.0,
-        batch: int = 16,
+        batch: int = 1,
         rand: Callable[[], float] = random.random,
         resolve: Callable[..., Any] = socket.getaddrinfo,
     ) -> None:
@@ -232,8 +232,11 @@ class WebhookSender:
         self.batch = batch
         self.rand = rand
         self.resolve = resolve
-        #: A lease longer than any attempt: connect + read timeouts, and slack.
-        self.lease = timedelta(seconds=3 * timeout_s + 10)
+        #: A lease longer than the attempts of one claim: connect + read timeouts (and the
+        #: resolver's) per delivery, and slack. Claims are one delivery at a time by default,
+        #: so a slow receiver cannot make the rest of a claimed set outlive its lease and be
+        #: sent twice by another sender.
+        self.lease = timedelta(seconds=batch * (3 * timeout_s) + 10)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
