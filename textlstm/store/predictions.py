@@ -118,7 +118,8 @@ def save_predictions(
     added to ok/error counts, in one UPDATE whose arithmetic runs in SQL (concurrent workers
     cannot lose increments, and counts never pass the total). Status moves queued → running →
     done (no errors) / expired (every item expired) / failed (no ok items) / partial once
-    every item is in; `expired` items count as errors and in expired_count. The job must exist
+    every item is in; `expired` items count as errors and in expired_count. A `cancelled` job
+    stays `cancelled` (textlstm.store.jobs.cancel_job). The job must exist
     (see `ensure_job`, which can run in the same transaction). The caller commits.
     """
     expected = session.scalar(select(Job.expected_count).where(Job.id == job_id))
@@ -171,6 +172,8 @@ def _advance(
         "error_count": new_err,
         "expired_count": new_exp,
         "status": case(
+            # A cancelled job keeps its final status (cancel_job stored its missing items).
+            (jobs.c.status == "cancelled", "cancelled"),
             (~finished, "running"),
             (new_err == 0, "done"),
             (new_exp >= jobs.c.expected_count, "expired"),
