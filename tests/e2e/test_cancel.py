@@ -91,3 +91,32 @@ def test_a_50000_text_job_cancelled_after_its_first_rows(
     nxt = submit(e2e_settings, texts(300, seed=5))
     st2 = wait_job(e2e_settings, nxt)
     assert (st2.status, st2.ok, st2.errors, st2.cancelled) == ("done", 300, 0, 0)
+
+
+@PG
+def test_a_job_cancelled_while_no_worker_runs_is_final_and_its_messages_are_acked_unrun(
+    redis_client: Any,
+    workers: Callable[..., WorkerProc],
+    topics: dict,
+    e2e_settings: Settings,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """The final status does not wait for a worker: the cancel ends the job. A worker started
+    later acks its queued messages without running the model, then classifies the next job."""
+    from textlstm.store.jobs import ensure_job
+
+    inputs = texts(3000, seed=3)
+    job = submit(e2e_settings, inputs)
+    with session_factory.begin() as s:  # what a producer with the database URL records
+        ensure_job(session=s, job_id=job, model_ref="topics", expected=len(inputs))
+    result = Client(e2e_settings).cancel(job)
+    assert (result.previous, result.status, result.cancelled) == ("queued", "cancelled", 3000)
+    assert Client(e2e_settings).status(job).finished
+    nxt = submit(e2e_settings, texts(100, seed=4))
+    w = workers()
+    st = wait_job(e2e_settings, nxt)
+    assert (st.status, st.ok) == ("done", 100)
+    wait_idle(redis_client, e2e_settings.queue, timeout=20)
+    assert sum(r.items for r in w.batches()) == 100  # none of the cancelled job's 3,000
+    assert_exactly_once(session_factory, {job: 3000}, ok=False)
+    assert Client(e2e_settings).status(job).status == "cancelled"

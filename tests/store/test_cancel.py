@@ -130,3 +130,11 @@ def test_cancel_racing_an_uncommitted_worker_batch_counts_every_item_once(
         assert (job.status, job.ok_count, job.error_count, job.cancelled_count) == (
             "cancelled", 150, 350, 350
         )  # fmt: skip
+
+
+def test_only_the_cancel_writes_cancelled_rows(session_factory: sessionmaker[Session]) -> None:
+    from textlstm.errors import ValidationError
+
+    job_id = new_job(session_factory, 2)
+    with session_factory.begin() as s, pytest.raises(ValidationError, match="bad status"):
+        save_predictions(session=s, job_id=job_id, records=[PredictionRecord(0, "cancelled")])

@@ -33,7 +33,11 @@ from sqlalchemy.orm.util import identity_key
 from textlstm.errors import NotFoundError, ValidationError
 from textlstm.store.bulk_insert import insert_ignore
 from textlstm.store.jobs import get_job, job_row, reused_job_id
-from textlstm.store.models import ITEM_STATUSES, Job, Prediction, utcnow
+from textlstm.store.models import Job, Prediction, utcnow
+
+#: What the save paths store; `cancelled` rows are written only by store.jobs.cancel_job,
+#: which keeps jobs.cancelled_count.
+SAVED_STATUSES = ("ok", "error", "expired")
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class SaveOutcome:
 def _check_records(records: Sequence[PredictionRecord], expected: int, job_id: uuid.UUID) -> None:
     seen: set[int] = set()
     for rec in records:
-        if rec.status not in ITEM_STATUSES:
+        if rec.status not in SAVED_STATUSES:
             raise ValidationError(f"job {job_id} item {rec.item_index}: bad status {rec.status!r}")
         if rec.status == "ok" and rec.label is None:
             raise ValidationError(f"job {job_id} item {rec.item_index}: an ok item needs a label")
