@@ -336,6 +336,10 @@ class MicroBatchConsumer:
         batch, dropped = without_cancelled(whole, cancelled)
         if dropped:
             self.cancelled_items += dropped
+            try:
+                get_metrics().cancelled.inc(dropped)
+            except Exception:  # noqa: BLE001 - metrics must never stop the work
+                log.exception("could not record metrics")
             jobs = sorted(
                 str(j) for j in {s.entry.message.job_id for s in whole.slices} & cancelled
             )
