@@ -25,13 +25,19 @@ log = logging.getLogger(__name__)
 class CancelledJobs:
     """The ids of cancelled jobs, read through `fetch` at most once per `refresh_s`.
 
-    A failed read keeps the last copy (logged once until a read works again): the worker goes
-    on, and SQL still keeps every cancelled item from being stored twice.
+    A failed read keeps the last copy (logged once until a read works again) and the next try
+    waits `retry_s`: a read that hangs until its timeout (Redis unreachable) must not slow
+    every micro-batch. The worker goes on, and SQL still keeps every cancelled item from
+    being stored twice.
     """
 
-    def __init__(self, fetch: Callable[[], Iterable[str]], *, refresh_s: float) -> None:
+    def __init__(
+        self, fetch: Callable[[], Iterable[str]], *, refresh_s: float, retry_s: float = 5.0
+    ) -> None:
         self._fetch = fetch
         self.refresh_s = refresh_s
+        self.retry_s = max(retry_s, refresh_s)
+        self._wait = refresh_s
         self._ids: frozenset[uuid.UUID] = frozenset()
         self._raw: list[str] = []
         self._read_at: float | None = None
@@ -40,7 +46,7 @@ class CancelledJobs:
 
     def get(self, now: float) -> frozenset[uuid.UUID]:
         """The cancelled job ids as of at most `refresh_s` before `now` (monotonic seconds)."""
-        if self._read_at is not None and now - self._read_at < self.refresh_s:
+        if self._read_at is not None and now - self._read_at < self._wait:
             return self._ids
         self._read_at = now
         self.reads += 1
@@ -50,7 +56,9 @@ class CancelledJobs:
             if not self._failing:
                 log.warning("could not read the cancelled jobs (retrying): %s", exc)
             self._failing = True
+            self._wait = self.retry_s
             return self._ids
+        self._wait = self.refresh_s
         if self._failing:
             log.info("reading the cancelled jobs again")
         self._failing = False

@@ -27,16 +27,18 @@ def test_the_set_is_read_at_most_once_per_interval() -> None:
 
 def test_a_failed_read_keeps_the_last_copy_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
     a = uuid.uuid4()
-    fail = [False, True, True, False]
+    fail = [False, True, True, False, False]
 
     def fetch() -> list[str]:
         if fail[cache.reads - 1]:
             raise ConnectionError("Redis went away")
         return [str(a)]
 
-    cache = CancelledJobs(fetch, refresh_s=1)
+    cache = CancelledJobs(fetch, refresh_s=1, retry_s=5)
     with caplog.at_level(logging.INFO, logger="textlstm.serving.cancel"):
-        assert [cache.get(t) for t in (0, 1, 2, 3)] == [{a}] * 4
+        assert [cache.get(t) for t in (0, 1, 2, 6, 11, 12)] == [{a}] * 6
+    # read at 0 (ok), 1 (fails), then not before 6 (fails), 11 (works), back to every second
+    assert cache.reads == 5
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "Redis went away" in warnings[0].getMessage()
     assert "again" in caplog.records[-1].getMessage()
