@@ -138,3 +138,35 @@ def test_only_the_cancel_writes_cancelled_rows(session_factory: sessionmaker[Ses
     job_id = new_job(session_factory, 2)
     with session_factory.begin() as s, pytest.raises(ValidationError, match="bad status"):
         save_predictions(session=s, job_id=job_id, records=[PredictionRecord(0, "cancelled")])
+
+
+def test_downgrade_turns_cancelled_rows_into_errors_and_upgrade_brings_the_status_back(
+    empty_db_url: str,
+) -> None:
+    from sqlalchemy import inspect, text
+
+    from textlstm.store import migrate
+    from textlstm.store.db import make_engine, make_session_factory
+
+    migrate.upgrade(empty_db_url)
+    engine = make_engine(empty_db_url)
+    try:
+        factory = make_session_factory(engine)
+        job_id = new_job(factory, 4, range(1))
+        with factory.begin() as s:
+            cancel_job(session=s, job_id=job_id)
+        engine.dispose()
+        migrate.downgrade(empty_db_url, "0002")
+        with engine.connect() as conn:
+            assert "cancelled_count" not in {c["name"] for c in inspect(conn).get_columns("jobs")}
+            assert conn.execute(text("SELECT status FROM jobs")).scalar() == "partial"
+            rows = conn.execute(text("SELECT status, count(*) FROM predictions GROUP BY status"))
+            assert dict(rows.all()) == {"ok": 1, "error": 3}
+            assert conn.execute(text("SELECT count(*) FROM prediction_results")).scalar() == 4
+        engine.dispose()
+        migrate.upgrade(empty_db_url)
+        other = new_job(factory, 2)
+        with factory.begin() as s:
+            assert cancel_job(session=s, job_id=other).cancelled == 2
+    finally:
+        engine.dispose()
