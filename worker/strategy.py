@@ -10,6 +10,8 @@ items the batch write could not store. A version 2 envelope (parts of several jo
 `textlstm.wire.messages.parse_body`) enters the batcher as one entry per part that share one ack; a
 bad part is refused alone. A message delivered again after its worker died runs alone, after
 everything else held is committed (poison-message quarantine, worker/transport.py).
+Before a micro-batch runs, the items of jobs cancelled meanwhile are taken out and their
+messages acked unrun (textlstm/serving/cancel.py: the cancel stored their rows first).
 
 Everything runs in the consumer's own process and thread (pool `solo`), so a forward pass
 simply pauses consumption; prefetch keeps the next messages coming. On warm shutdown the
