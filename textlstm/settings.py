@@ -206,6 +206,15 @@ class Settings(BaseSettings):
     #: Testing only: a worker process that receives an item with exactly this text kills
     #: itself with SIGKILL before storing it, as the OOM killer would. Empty = off.
     worker_test_crash_text: str = ""
+    #: Redis: how often a worker re-reads the set of cancelled jobs (`<queue>.cancelled`,
+    #: one round trip), checked before each micro-batch: a cancel reaches every worker within
+    #: this, and at most one Redis read per interval is added to the work. 0 = before every
+    #: micro-batch.
+    worker_cancel_refresh_ms: int = Field(default=500, ge=0, le=1000)
+    #: Redis: seconds a cancelled job id stays in that set. Messages of a job cancelled
+    #: longer ago are classified again if they are still queued, but never stored (its items
+    #: already have their `cancelled` rows in SQL).
+    cancel_keep_s: int = Field(default=7 * 86400, ge=60)
     #: First and longest pause between retries while the database is unreachable.
     worker_db_retry_initial_s: float = Field(default=0.5, gt=0)
     worker_db_retry_max_s: float = Field(default=10.0, gt=0)

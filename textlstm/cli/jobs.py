@@ -1,5 +1,5 @@
-"""`textlstm-admin jobs`: list jobs, show one job's progress, model and timings, and recover
-stuck jobs (`requeue`, `reap`: textlstm/ops/recovery.py)."""
+"""`textlstm-admin jobs`: list jobs, show one job's progress, model and timings, cancel a job,
+and recover stuck jobs (`requeue`, `reap`: textlstm/ops/recovery.py)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ def _job_doc(job: Any) -> dict[str, Any]:
         "ok": job.ok_count,
         "errors": job.error_count,
         "expired": job.expired_count,
+        "cancelled": job.cancelled_count,
         "submitted_at": _iso(job.submitted_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
@@ -96,6 +97,7 @@ def show(job_id: str, as_json: bool) -> None:
             "ok": st.ok,
             "errors": st.errors,
             "expired": st.expired,
+            "cancelled": st.cancelled,
             "submitted_at": st.submitted_at.isoformat(),
             "started_at": st.started_at.isoformat() if st.started_at else None,
             "finished_at": st.finished_at.isoformat() if st.finished_at else None,
@@ -111,7 +113,8 @@ def show(job_id: str, as_json: bool) -> None:
         f"job        {st.job_id}",
         f"status     {st.status}",
         f"progress   {st.done}/{st.expected} items ({pct:.0f}%): {st.ok} ok, {st.errors} errors"
-        + (f" ({st.expired} expired: deadline passed)" if st.expired else ""),
+        + (f" ({st.expired} expired: deadline passed)" if st.expired else "")
+        + (f" ({st.cancelled} cancelled: never classified)" if st.cancelled else ""),
         f"model      {st.model_ref}" + (f" -> {st.model}" if st.model else ""),
         f"submitted  {_fmt_time(st.submitted_at)} UTC",
         f"started    {_fmt_time(st.started_at) or '-'}",
@@ -120,6 +123,31 @@ def show(job_id: str, as_json: bool) -> None:
     if st.metadata:
         lines.append(f"metadata   {json.dumps(st.metadata, ensure_ascii=False)}")
     click.echo("\n".join(lines))
+
+
+@jobs.command()
+@click.argument("job_id")
+def cancel(job_id: str) -> None:
+    """Cancel JOB_ID: its items not yet classified never will be.
+
+    They are stored as `cancelled`, the rows already stored stay, and the job ends
+    `cancelled`; workers ack its remaining messages without running the model (they learn of
+    it within TEXTLSTM_WORKER_CANCEL_REFRESH_MS). Safe to repeat: a job already final is left
+    as it is (exit status 0). Exit status 1 for an unknown job, or when the database was
+    updated but the broker could not be told (run it again).
+    """
+    from textlstm.client import Client
+
+    r = Client().cancel(job_id)
+    if r.changed:
+        click.echo(
+            f"job {r.job_id}: cancelled ({r.previous} before); {r.cancelled} of {r.expected} "
+            f"item(s) stored as cancelled, {r.ok} classified item(s) kept"
+        )
+    elif r.status == "cancelled":
+        click.echo(f"job {r.job_id}: already cancelled; nothing to do")
+    else:
+        click.echo(f"job {r.job_id}: already finished ({r.status}); nothing to cancel")
 
 
 def _requeue_line(r: object) -> str:
