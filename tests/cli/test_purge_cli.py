@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -55,3 +56,20 @@ def test_purge_mistakes_are_one_line(settings_env: str, args: list[str], says: s
     assert result.exit_code == 1, result.output
     assert says in result.output and result.output.strip().count("\n") == 0
     assert "Traceback" not in result.output
+
+
+def test_purge_on_an_unmigrated_database_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from textlstm.settings import get_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TEXTLSTM_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["jobs", "purge", "--older-than", "30d"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert "textlstm-admin db upgrade" in result.output
+    assert result.output.strip().count("\n") == 0

@@ -262,26 +262,15 @@ def purge(
     """
     from datetime import UTC, datetime
 
-    from textlstm.ops.retention import parse_cutoff, parse_statuses
-    from textlstm.ops.retention import purge as run_purge
+    from textlstm.ops.retention import parse_cutoff, parse_statuses, purge_database
     from textlstm.settings import get_settings
-    from textlstm.store.db import make_engine, make_session_factory, translate_db_errors
 
-    settings = get_settings()
     cutoff = parse_cutoff(older_than, now=datetime.now(UTC))
-    wanted = parse_statuses(statuses)
-    engine = make_engine(
-        settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    report = purge_database(
+        get_settings(),
+        cutoff=cutoff,
+        statuses=parse_statuses(statuses),
+        batch_rows=batch_rows,
+        dry_run=dry_run,
     )
-    try:
-        with translate_db_errors(settings.database_url):
-            report = run_purge(
-                session_factory=make_session_factory(engine),
-                cutoff=cutoff,
-                statuses=wanted,
-                batch_rows=batch_rows or settings.retention_batch_rows,
-                dry_run=dry_run,
-            )
-    finally:
-        engine.dispose()
     click.echo(json.dumps(report.as_dict()) if as_json else report.line())

@@ -10,7 +10,9 @@ milliseconds. Here each transaction deletes at most `batch_rows` prediction rows
 small jobs together, or one range of a big job's item indexes) and commits, and the job row
 goes with the last of its rows. A purge that is stopped half-way leaves whole jobs, or one job
 with part of its rows gone, which the next purge finishes; it never touches a job that is not
-final (store/retention.py re-checks that in every statement).
+final (store/retention.py re-checks that in every statement). A message for a purged job that
+arrived afterwards would create the job afresh; only a redelivery could, and redeliveries come
+within the visibility timeout (minutes), long before any sensible retention period ends.
 
 Why a Redis lease and no Celery beat for the periodic purge: beat is one more process to
 deploy, and it must run exactly once per deployment (two beats purge twice as often, none
@@ -34,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from textlstm.durations import parse_duration
 from textlstm.errors import ValidationError
 from textlstm.settings import Settings
+from textlstm.store.db import make_engine, make_session_factory, translate_db_errors
 from textlstm.store.models import FINISHED_STATUSES
 from textlstm.store.retention import (
     Candidate,
@@ -255,6 +258,32 @@ def _purge_big(
     report.jobs += jobs
     report.predictions += rows
     report.skipped += 1 - jobs
+
+
+def purge_database(
+    settings: Settings,
+    *,
+    cutoff: datetime,
+    statuses: Sequence[str] = FINISHED_STATUSES,
+    batch_rows: int | None = None,
+    dry_run: bool = False,
+) -> PurgeReport:
+    """:func:`purge` on the database of `settings`, with an engine of its own (disposed after)
+    and database errors as one StoreError line: what `jobs purge` runs, for scripts too."""
+    engine = make_engine(
+        settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
+    try:
+        with translate_db_errors(settings.database_url):
+            return purge(
+                session_factory=make_session_factory(engine),
+                cutoff=cutoff,
+                statuses=statuses,
+                batch_rows=batch_rows or settings.retention_batch_rows,
+                dry_run=dry_run,
+            )
+    finally:
+        engine.dispose()
 
 
 def purge_if_due(
