@@ -69,8 +69,14 @@ class PeriodicPurge(bootsteps.StartStopStep):
             while not self._stop.wait(wait):
                 try:
                     purge_if_due(settings, session_factory=factory, should_stop=self._stop.is_set)
-                except Exception:  # the database or Redis is down: try again next time
-                    log.exception("retention: purge failed; trying again in %gs", interval)
+                except Exception as exc:  # the database or Redis is down: try again next time
+                    # One line, not a traceback per interval for as long as an outage lasts.
+                    log.warning(
+                        "retention: purge failed (%s: %s); trying again in about %gs",
+                        type(exc).__name__,
+                        str(exc).splitlines()[0] if str(exc) else "",
+                        interval,
+                    )
                 wait = interval * random.uniform(0.5, 1.0)
         finally:
             engine.dispose()

@@ -208,6 +208,8 @@ def purge(
                     break
                 if len(group) == 1 and group[0].rows > batch_rows:
                     _purge_big(group[0], write, report, cutoff, statuses, batch_rows, should_stop)
+                    if report.stopped:
+                        break
                     continue
                 ids = [c.job_id for c in group]
                 jobs, rows = write(
