@@ -154,3 +154,37 @@ def test_statuses_and_cutoffs_are_parsed_strictly() -> None:
                      ("2027-01-01", "in the future")):  # fmt: skip
         with pytest.raises(ValidationError, match=why):
             parse_cutoff(bad, now=now)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # its own file: a table may be added
+def test_rows_of_other_tables_that_refer_to_a_job_go_with_it(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """A table added later with a key to jobs (webhook deliveries, say) does not make the
+    purge fail on its foreign key: its rows are deleted with their job."""
+    from sqlalchemy import Column, ForeignKey, Integer, Table, Uuid, func, insert, select
+
+    from textlstm.store.models import Base
+    from textlstm.store.retention import job_dependents
+
+    refs = Table(
+        "purge_test_refs",
+        Base.metadata,
+        Column("id", Integer, primary_key=True),
+        Column("job_id", Uuid, ForeignKey("jobs.id"), nullable=False),
+    )
+    try:
+        assert [c.table.name for c in job_dependents()] == ["purge_test_refs"]
+        f = session_factory
+        refs.create(f.kw["bind"])
+        old = stored_job(f, expected=2, age=40 * DAY)
+        recent = stored_job(f, expected=2, age=DAY)
+        with f.begin() as s:
+            s.execute(insert(refs), [{"job_id": old}, {"job_id": old}, {"job_id": recent}])
+        report = purge(session_factory=f, cutoff=cutoff())
+        assert (report.jobs, report.predictions) == (1, 2)
+        with f() as s:
+            assert s.scalar(select(func.count()).select_from(refs)) == 1
+    finally:
+        Base.metadata.remove(refs)
+    assert job_dependents() == []

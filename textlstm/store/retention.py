@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
+from sqlalchemy import Column, ColumnElement, and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from textlstm.store.models import Job, Prediction
@@ -113,6 +113,24 @@ def _job_still_purgeable(statuses: Sequence[str], cutoff: datetime) -> Any:
     )
 
 
+def job_dependents() -> list[Column[Any]]:
+    """The columns of every other table that refer to jobs.id (predictions aside, which are
+    deleted in bounded batches): their rows go with the job, in its transaction.
+
+    Read from the ORM metadata rather than listed by hand, so a table added later with a key
+    to jobs (webhook deliveries, say) is purged too instead of making the job's DELETE fail
+    on its foreign key.
+    """
+    found = []
+    for table in Job.metadata.sorted_tables:
+        if table is _predictions:
+            continue
+        for fk in table.foreign_keys:
+            if fk.column is _jobs.c.id:
+                found.append(fk.parent)
+    return found
+
+
 def delete_jobs(
     *, session: Session, job_ids: Sequence[uuid.UUID], statuses: Sequence[str], cutoff: datetime
 ) -> tuple[int, int]:
@@ -126,6 +144,13 @@ def delete_jobs(
             _predictions.c.job_id.in_(locked), _job_still_purgeable(statuses, cutoff)
         )
     ).rowcount
+    for column in job_dependents():
+        session.execute(
+            delete(column.table).where(
+                column.in_(locked),
+                exists(select(Job.id).where(Job.id == column, purgeable(statuses, cutoff))),
+            )
+        )
     jobs = session.execute(
         delete(_jobs).where(_jobs.c.id.in_(locked), purgeable(statuses, cutoff))
     ).rowcount
