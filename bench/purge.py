@@ -2,6 +2,7 @@
 
     python bench/purge.py                               # 200,000 rows, 4 runs (~3 min)
     python bench/purge.py --rows 20000 --out /tmp/purge_quick
+    python bench/purge.py --sqlite --out bench/results/purge_sqlite   # the same on SQLite
 
 Each run gets a fresh PostgreSQL database (dropped at the end) holding finished jobs of three
 sizes, stored through the workers' own save paths: half of the rows in one big job (deleted in
@@ -14,7 +15,9 @@ longest time any row lock was held.
 
 The last run deletes everything in one transaction (store.retention.delete_jobs on all the
 ids): what a plain `DELETE ... WHERE finished_at < X` would do, for comparison.
-Results: bench/results/purge.{md,json}.
+Results: bench/results/purge.{md,json} (and purge_sqlite.{md,json}: there a write transaction
+locks the whole database, so the writer waits for each purge transaction; this is where their
+length matters most).
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,7 @@ from typing import Any
 from textlstm.ops.retention import purge
 from textlstm.store.db import make_engine, make_session_factory
 from textlstm.store.jobs import ensure_job, get_job
+from textlstm.store.migrate import upgrade
 from textlstm.store.models import FINISHED_STATUSES
 from textlstm.store.predictions import JobItems, PredictionRecord, save_batch, save_predictions
 from textlstm.store.retention import delete_jobs
@@ -116,14 +123,28 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def one_run(admin_url: str, rows: int, batch_rows: int | None) -> dict[str, Any]:
-    with throwaway_database(admin_url, "textlstm_bench") as url:
+@contextmanager
+def database(admin_url: str, sqlite: bool) -> Iterator[str]:
+    """A fresh, migrated database: PostgreSQL (dropped after) or a SQLite file (removed)."""
+    if not sqlite:
+        with throwaway_database(admin_url, "textlstm_bench") as url:
+            yield url
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        upgrade(url)
+        yield url
+
+
+def one_run(admin_url: str, rows: int, batch_rows: int | None, sqlite: bool) -> dict[str, Any]:
+    with database(admin_url, sqlite) as url:
         engine = make_engine(url)
         factory = make_session_factory(engine)
         try:
             t0 = time.perf_counter()
             ids = seed(factory, rows)
-            analyze(url)  # a table in use has statistics; a fresh load has none
+            if not sqlite:
+                analyze(url)  # a table in use has statistics; a fresh load has none
             seed_s = time.perf_counter() - t0
             cutoff = datetime.now(UTC)
             writer = Writer(url, total=50_000_000)
@@ -181,6 +202,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=200_000, help="prediction rows of old jobs")
     ap.add_argument("--batch-rows", default="1000,5000,10000", help="comma list, one run each")
     ap.add_argument("--no-single", action="store_true", help="skip the one-transaction run")
+    ap.add_argument("--sqlite", action="store_true", help="a SQLite file instead of PostgreSQL")
     ap.add_argument(
         "--pg-admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
     )
@@ -191,7 +213,7 @@ def main() -> None:
         plan.append(None)
     runs = []
     for batch_rows in plan:
-        run = one_run(args.pg_admin_url, args.rows, batch_rows)
+        run = one_run(args.pg_admin_url, args.rows, batch_rows, args.sqlite)
         print(json.dumps(run), flush=True)
         runs.append(run)
     report = {
@@ -199,6 +221,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), shared with other work",
         "command": "python bench/purge.py " + " ".join(sys.argv[1:]),
         "rows": args.rows,
+        "database": "SQLite (WAL, one file)" if args.sqlite else "PostgreSQL on the same host",
         "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -211,7 +234,7 @@ def render(r: dict[str, Any]) -> str:
     lines = [
         f"# Retention: purging {r['rows']:,} prediction rows while a writer writes",
         "",
-        f"`{r['command']}` on {r['when']}, {r['machine']}, PostgreSQL on the same host. "
+        f"`{r['command']}` on {r['when']}, {r['machine']}, {r['database']}. "
         "Old finished jobs: half the rows in one job, a quarter in jobs of 2,500, a quarter in "
         "jobs of 50. A writer stores a running job's rows, 256 per transaction, throughout; "
         "its commit latency is shown before and during the purge.",
