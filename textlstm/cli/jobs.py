@@ -1,5 +1,6 @@
 """`textlstm-admin jobs`: list jobs, show one job's progress, model and timings, cancel a job,
-and recover stuck jobs (`requeue`, `reap`: textlstm/ops/recovery.py)."""
+recover stuck jobs (`requeue`, `reap`: textlstm/ops/recovery.py) and delete old finished ones
+(`purge`: textlstm/ops/retention.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import click
 
 from textlstm.cli.results import format_table
-from textlstm.store.models import JOB_STATUSES
+from textlstm.store.models import FINISHED_STATUSES, JOB_STATUSES
 
 
 def _fmt_time(value: object) -> str | None:
@@ -253,3 +254,51 @@ def reap(older_than: str, do_requeue: bool, as_json: bool) -> None:
         else:
             idle = f"idle since {_fmt_time(job.last_activity)} UTC"
             click.echo(_requeue_line(r) + f" [{idle}]" + ("" if do_requeue else " (report only)"))
+
+
+@jobs.command()
+@click.option(
+    "--older-than",
+    required=True,
+    help="Finished longer ago than this (30d, 12h, 90m), or before this date (2026-11-01, UTC).",
+)
+@click.option(
+    "--status",
+    "statuses",
+    default=None,
+    help="Only these final statuses, comma-separated (default: every final status: "
+    + ", ".join(FINISHED_STATUSES)
+    + ").",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option(
+    "--batch-rows",
+    type=click.IntRange(1, 1_000_000),
+    default=None,
+    help="Most prediction rows per transaction [default: TEXTLSTM_RETENTION_BATCH_ROWS, 5000].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def purge(
+    older_than: str, statuses: str | None, dry_run: bool, batch_rows: int | None, as_json: bool
+) -> None:
+    """Delete finished jobs older than --older-than, with their predictions.
+
+    Age counts from when a job finished. Queued and running jobs are never deleted. Rows go
+    in short transactions of at most --batch-rows predictions each, so workers keep writing
+    meanwhile; an interrupted purge is finished by the next one. Workers can do this
+    themselves: TEXTLSTM_RETENTION_PURGE_AFTER (docs/operations.md, Retention).
+    """
+    from datetime import UTC, datetime
+
+    from textlstm.ops.retention import parse_cutoff, parse_statuses, purge_database
+    from textlstm.settings import get_settings
+
+    cutoff = parse_cutoff(older_than, now=datetime.now(UTC))
+    report = purge_database(
+        get_settings(),
+        cutoff=cutoff,
+        statuses=parse_statuses(statuses),
+        batch_rows=batch_rows,
+        dry_run=dry_run,
+    )
+    click.echo(json.dumps(report.as_dict()) if as_json else report.line())

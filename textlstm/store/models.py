@@ -47,6 +47,8 @@ NAMING_CONVENTION = {
 }
 
 JOB_STATUSES = ("queued", "running", "done", "failed", "partial", "expired", "cancelled")
+#: Final statuses: a job in one of them is never written again. The one list that decides which
+#: jobs `jobs purge` (textlstm/ops/retention.py) may delete; a new final status goes here.
 FINISHED_STATUSES = ("done", "failed", "partial", "expired", "cancelled")
 #: `expired`: not started before the job's deadline (migration 0002); counted as an error.
 #: `cancelled`: not yet stored when the job was cancelled (migration 0003_cancelled); counted as
@@ -154,6 +156,8 @@ class Job(Base):
         ),
         Index("ix_jobs_status_submitted_at", "status", "submitted_at"),
         Index("ix_jobs_submitted_at", "submitted_at"),
+        # Retention (migration 0004_retention): old finished jobs, oldest first, no scan.
+        Index("ix_jobs_finished_at", "finished_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)

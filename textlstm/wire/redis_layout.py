@@ -43,6 +43,12 @@ def cancelled_key(queue: str) -> str:
     return f"{queue}.cancelled"
 
 
+def retention_lease_key(queue: str) -> str:
+    """The lease a worker takes before its periodic purge (textlstm/ops/retention.py): one
+    purge per interval across the fleet of this queue."""
+    return f"{queue}.retention-lease"
+
+
 def priority_lists(queue: str) -> list[str]:
     """Every Redis list that holds messages of `queue`."""
     return [queue + step for step in PRIORITY_STEPS]
