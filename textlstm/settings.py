@@ -13,6 +13,7 @@ choice, URL (textlstm.urlcheck: scheme, driver, port) or an unreadable `.env` ra
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +25,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.sources import ENV_FILE_SENTINEL
 
-from textlstm.errors import SettingsError
+from textlstm.durations import parse_duration
+from textlstm.errors import SettingsError, ValidationError
 from textlstm.gc_tuning import DEFAULT_THRESHOLD
 from textlstm.urlcheck import check_broker_url, check_database_url
 from textlstm.wire.limits import INT32_MAX, JOB_ITEMS_MAX
@@ -206,6 +208,15 @@ class Settings(BaseSettings):
     #: Testing only: a worker process that receives an item with exactly this text kills
     #: itself with SIGKILL before storing it, as the OOM killer would. Empty = off.
     worker_test_crash_text: str = ""
+    #: Redis: how often a worker re-reads the set of cancelled jobs (`<queue>.cancelled`,
+    #: one round trip), checked before each micro-batch: a cancel reaches every worker within
+    #: this, and at most one Redis read per interval is added to the work. 0 = before every
+    #: micro-batch.
+    worker_cancel_refresh_ms: int = Field(default=500, ge=0, le=1000)
+    #: Redis: seconds a cancelled job id stays in that set. Messages of a job cancelled
+    #: longer ago are classified again if they are still queued, but never stored (its items
+    #: already have their `cancelled` rows in SQL).
+    cancel_keep_s: int = Field(default=7 * 86400, ge=60)
     #: First and longest pause between retries while the database is unreachable.
     worker_db_retry_initial_s: float = Field(default=0.5, gt=0)
     worker_db_retry_max_s: float = Field(default=10.0, gt=0)
@@ -233,6 +244,18 @@ class Settings(BaseSettings):
     #: Prefix of each worker process's Celery node name (`<name><index>@<host>`): give
     #: workers sharing a host different names so `textlstm-admin status` tells them apart.
     worker_name: str = Field(default="textlstm", pattern=r"^[A-Za-z0-9_.-]+$")
+
+    # -- retention (docs/operations.md#retention) ---------------------------------------
+    #: Workers delete jobs finished longer ago than this (`30d`, `12h`), with their
+    #: predictions, as `textlstm-admin jobs purge --older-than` does, in every final status;
+    #: unset or empty = off (nothing is ever deleted).
+    retention_purge_after: timedelta | None = None
+    #: How often the fleet purges: one worker process at a time, about once per interval,
+    #: whatever the number of workers (a Redis lease; worker/retention.py).
+    retention_purge_interval_s: float = Field(default=3600.0, gt=0)
+    #: Most prediction rows deleted in one transaction (by the workers and by `jobs purge`):
+    #: each transaction stays short, so no lock is held for long (bench/results/purge.md).
+    retention_batch_rows: int = Field(default=5000, ge=1, le=1_000_000)
 
     @field_validator("database_url")
     @classmethod
@@ -298,6 +321,22 @@ class Settings(BaseSettings):
             except ValidationError as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("retention_purge_after", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        """`30d` as the CLI writes it (pydantic alone takes seconds or ISO 8601 `P30D`)."""
+        if value is None or isinstance(value, timedelta):
+            return value
+        if isinstance(value, str) and not value.strip():
+            return None  # `TEXTLSTM_RETENTION_PURGE_AFTER=` (empty) means off
+        try:
+            after = parse_duration(str(value))
+        except ValidationError as exc:
+            raise ValueError(str(exc)) from None
+        if after <= timedelta(0):
+            raise ValueError(f"must be more than 0 (unset it to turn purging off), got {value!r}")
+        return after
 
     @field_validator("worker_stats_dir", mode="before")
     @classmethod

@@ -15,6 +15,8 @@ opens no connection; the worker process reads them when it starts.
   a database outage can last longer, and then the redelivered copy is stored idempotently).
 - Queues are consumed in priority order (`queue_order_strategy: priority`); `worker.control`
   adds the `textlstm_info` inspect command that `textlstm-admin status` uses.
+- With TEXTLSTM_RETENTION_PURGE_AFTER set, a thread in each process purges old finished jobs,
+  one process of the fleet at a time (`worker.retention`).
 - Pool `solo`, one consumer per OS process: the strategy runs each micro-batch in the process
   that received its messages, so nothing is pickled between processes and each process owns one
   device; `textlstm-admin worker` starts one such process per core or GPU.
@@ -112,11 +114,13 @@ def create_app(settings: Settings | None = None) -> Celery:
     app = Celery("textlstm", set_as_current=False, include=["worker.tasks", "worker.control"])
     app.add_defaults(lambda: celery_config(settings or settings_or_exit()))
     from worker.guards import RefuseUnfitKombu, RefuseUnsafeContent
+    from worker.retention import PeriodicPurge
     from worker.strategy import FlushOnShutdown
 
     app.steps["consumer"].add(FlushOnShutdown)
     app.steps["worker"].add(RefuseUnfitKombu)
     app.steps["worker"].add(RefuseUnsafeContent)
+    app.steps["worker"].add(PeriodicPurge)  # TEXTLSTM_RETENTION_PURGE_AFTER (worker/retention.py)
     return app
 
 

@@ -38,4 +38,5 @@ def textlstm_info(state: Any, **kwargs: Any) -> dict[str, Any]:
         "batches": batching.batches if batching else 0,
         "items": batching.items if batching else 0,
         "buffered_messages": len(batching.batcher) if batching else 0,
+        "cancelled_items": batching.cancelled_items if batching else 0,
     }

@@ -10,6 +10,8 @@ items the batch write could not store. A version 2 envelope (parts of several jo
 `textlstm.wire.messages.parse_body`) enters the batcher as one entry per part that share one ack; a
 bad part is refused alone. A message delivered again after its worker died runs alone, after
 everything else held is committed (poison-message quarantine, worker/transport.py).
+Before a micro-batch runs, the items of jobs cancelled meanwhile are taken out and their
+messages acked unrun (textlstm/serving/cancel.py: the cancel stored their rows first).
 
 Everything runs in the consumer's own process and thread (pool `solo`), so a forward pass
 simply pauses consumption; prefetch keeps the next messages coming. On warm shutdown the
@@ -30,12 +32,14 @@ from celery import bootsteps
 
 from textlstm.errors import ValidationError
 from textlstm.gc_tuning import tune_gc
+from textlstm.serving.cancel import CancelledJobs, without_cancelled
 from textlstm.serving.metrics import get_metrics
 from textlstm.serving.microbatch import Batcher, MicroBatch
 from textlstm.serving.retry import ShutdownRequested
 from textlstm.serving.stages import BatchStats, StatsWriter
 from textlstm.wire.deadletters import DeadLetter
 from textlstm.wire.messages import ClassifyMessage, Limits, parse_body, parse_timestamp
+from textlstm.wire.redis_layout import cancelled_job_ids, is_redis_url, redis_client
 from textlstm.wire.salvage import salvage
 from worker import kombu_seam, transport
 from worker.transport import fetch_timer
@@ -132,6 +136,15 @@ def _reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
 
 
+def cancel_reader(settings: Any) -> Callable[[], list[str]]:
+    """How this worker reads the cancelled jobs of its queue: one Redis round trip (a short
+    timeout: it runs between micro-batches). Nothing to read on a broker that is not Redis."""
+    if not is_redis_url(settings.broker_url):
+        return list
+    client = redis_client(settings.broker_url, timeout=1)  # connects on first use
+    return lambda: cancelled_job_ids(client, settings.queue)
+
+
 def _job_of(part: Any) -> str | None:
     job = part.get("job_id") if isinstance(part, dict) else None
     return job[:64] if isinstance(job, str) else None
@@ -159,6 +172,11 @@ class MicroBatchConsumer:
         #: One JSON record per batch when Settings.worker_stats_dir is set (the numbers of the
         #: batch log line, for programs: textlstm.serving.stages); None costs nothing.
         self.stats = StatsWriter(s.worker_stats_dir) if s.worker_stats_dir else None
+        #: Jobs cancelled (textlstm-admin jobs cancel): their items are acked, not run.
+        self.cancelled = CancelledJobs(
+            cancel_reader(s), refresh_s=s.worker_cancel_refresh_ms / 1000
+        )
+        self.cancelled_items = 0
         #: Testing only (Settings.worker_test_crash_text): a text that kills the process.
         self.crash_text = s.worker_test_crash_text
 
@@ -319,7 +337,32 @@ class MicroBatchConsumer:
         finally:
             self._flushing = False
 
-    def _run(self, batch: MicroBatch) -> bool:
+    def _skip_cancelled(self, whole: MicroBatch) -> MicroBatch | None:
+        """The part of `whole` to classify: without the items of cancelled jobs, whose rows
+        the cancel already stored (textlstm.serving.cancel). None when nothing is left."""
+        cancelled = self.cancelled.get(time.monotonic())
+        batch, dropped = without_cancelled(whole, cancelled)
+        if dropped:
+            self.cancelled_items += dropped
+            try:
+                get_metrics().cancelled.inc(dropped)
+            except Exception:  # noqa: BLE001 - metrics must never stop the work
+                log.exception("could not record metrics")
+            jobs = sorted(
+                str(j) for j in {s.entry.message.job_id for s in whole.slices} & cancelled
+            )
+            log.info(
+                "%d item(s) of cancelled job(s) %s acked without classifying",
+                dropped,
+                ", ".join(jobs[:5]) + (" …" if len(jobs) > 5 else ""),
+            )
+        return batch
+
+    def _run(self, whole: MicroBatch) -> bool:
+        batch = self._skip_cancelled(whole)
+        if batch is None:  # every item is of a cancelled job: nothing to run or store
+            ack_all(finished(self.batcher.complete(whole)))
+            return True
         try:
             report = self.task.run_batch(batch)
         except ShutdownRequested as exc:
@@ -334,7 +377,7 @@ class MicroBatchConsumer:
                 log.exception("could not store the errors either; dead-lettering the items")
                 why = f"could not be stored: {_reason(exc)}"
                 self._dead_letter_slices(batch, lambda msg: why)
-                ack_all(finished(self.batcher.complete(batch)))
+                ack_all(finished(self.batcher.complete(whole)))
                 return True
         self.batches += 1
         self.items += report.items
@@ -369,7 +412,7 @@ class MicroBatchConsumer:
         self._decode_s = 0.0
         if report.unstored:
             self._dead_letter_slices(batch, report.unstored_reason)
-        ack_all(finished(self.batcher.complete(batch)))
+        ack_all(finished(self.batcher.complete(whole)))
         # After the commit and the acks: one pipelined PUBLISH for the jobs this batch finished;
         # webhooks are only a wake-up for the sender thread (textlstm/serving/webhooks.py).
         self.task.runtime.notify(report.finished)

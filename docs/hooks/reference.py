@@ -70,9 +70,13 @@ def _type_name(annotation: Any) -> str:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return " | ".join(_type_name(a) for a in args) + " (optional)"
     if isinstance(annotation, type):
-        return {"str": "string", "int": "integer", "float": "number", "Path": "path"}.get(
-            annotation.__name__, annotation.__name__
-        )
+        return {
+            "str": "string",
+            "int": "integer",
+            "float": "number",
+            "Path": "path",
+            "timedelta": "duration",
+        }.get(annotation.__name__, annotation.__name__)
     return str(annotation)
 
 

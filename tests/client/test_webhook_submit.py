@@ -70,3 +70,30 @@ def test_the_webhook_secret_is_never_shown() -> None:
         Settings(webhook_secret="short-secret", _env_file=None)  # type: ignore[call-arg]
     assert "TEXTLSTM_WEBHOOK_SECRET: must be at least 16 characters" in str(exc.value)
     assert "short-secret" not in str(exc.value)
+
+
+def test_a_cancel_publishes_the_final_event(
+    e2e_settings: Settings, session_factory: sessionmaker[Session], redis_client: Any
+) -> None:
+    """Client.cancel ends the job in SQL and publishes its final event on the job's channel:
+    a waiter is woken by it (the one event; a second cancel publishes nothing)."""
+    import uuid
+
+    from textlstm.store.jobs import ensure_job
+    from textlstm.wire.events import finished_channel
+
+    jid = uuid.uuid4()
+    with session_factory.begin() as s:
+        ensure_job(session=s, job_id=jid, model_ref="m", expected=2)
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(finished_channel(e2e_settings.queue, jid))
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+    client = Client(e2e_settings)
+    assert client.cancel(jid).status == "cancelled"
+    msg = pubsub.get_message(timeout=5)
+    assert json.loads(msg["data"]) == {"type": "job.finished", "job_id": str(jid),
+                                       "status": "cancelled"}  # fmt: skip
+    client.cancel(jid)
+    assert pubsub.get_message(timeout=0.5) is None
+    pubsub.close()
+    assert client.wait(jid, timeout=5).status == "cancelled"

@@ -77,6 +77,7 @@ def test_observe_batch_counts_ok_errors_expired_and_waits() -> None:
         load_seconds=Gauge("l", "", ["model"], registry=reg),
         loaded=Gauge("m", "", ["model"], registry=reg),
         processes=Gauge("x", "", ["device"], registry=reg),
+        cancelled=Counter("c", "", registry=reg),
     )
     report = SimpleNamespace(
         model="news@2",

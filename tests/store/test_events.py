@@ -174,3 +174,36 @@ def test_claim_and_record_attempts(session_factory: sessionmaker[Session]) -> No
         assert d is not None and (d.state, d.attempts, d.last_status_code) == ("delivered", 3, 200)
         assert d.delivered_at is not None and d.last_error is None
         assert delivery_counts(session=s) == {"pending": 0, "delivered": 1, "failed": 0}
+
+
+def test_a_cancel_claims_the_final_event_once(session_factory: sessionmaker[Session]) -> None:
+    from textlstm.store.jobs import cancel_job
+
+    jid = uuid.uuid4()
+    with session_factory.begin() as s:
+        ensure_job(session=s, job_id=jid, model_ref="m", expected=3, webhook_url="http://h/")
+        save_batch(session=s, jobs={jid: items(3, 0)})
+    with session_factory.begin() as s:
+        first = cancel_job(session=s, job_id=jid)
+    assert [(f.job_id, f.status, f.webhook) for f in first.finished] == [(jid, "cancelled", True)]
+    with session_factory.begin() as s:
+        assert cancel_job(session=s, job_id=jid).finished == ()  # idempotent: no second event
+        # a late batch of the job's items stores nothing and claims nothing
+        assert save_batch(session=s, jobs={jid: items(3, 1, 2)}).finished == ()
+    assert events(session_factory) == 1
+    with session_factory() as s:
+        assert get_delivery(session=s, job_id=jid).state == "pending"
+
+
+def test_a_purged_job_takes_its_webhook_delivery_with_it(
+    session_factory: sessionmaker[Session],
+) -> None:
+    from textlstm.ops.retention import purge
+
+    jid = uuid.uuid4()
+    with session_factory.begin() as s:
+        save_batch(session=s, jobs={jid: items(1, 0, webhook="https://h/x")})
+    report = purge(session_factory=session_factory, cutoff=datetime.now(UTC) + timedelta(seconds=5))
+    assert (report.jobs, report.predictions) == (1, 1)
+    with session_factory() as s:
+        assert get_delivery(session=s, job_id=jid) is None

@@ -82,6 +82,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "ops": (*TORCH, "textlstm.serving", "textlstm.cli"),
     "settings.py": (*TORCH, "sqlalchemy", "celery"),
     "bundle.py": ("torch", "textlstm.store", "textlstm.serving", "sqlalchemy"),
+    "durations.py": (*TORCH, "sqlalchemy", "celery", "textlstm.store"),
 }
 
 

@@ -1,5 +1,6 @@
-"""`textlstm-admin jobs`: list jobs, show one job's progress, model and timings, and recover
-stuck jobs (`requeue`, `reap`: textlstm/ops/recovery.py)."""
+"""`textlstm-admin jobs`: list jobs, show one job's progress, model and timings, cancel a job,
+recover stuck jobs (`requeue`, `reap`: textlstm/ops/recovery.py) and delete old finished ones
+(`purge`: textlstm/ops/retention.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import click
 
 from textlstm.cli.results import format_table
-from textlstm.store.models import JOB_STATUSES
+from textlstm.store.models import FINISHED_STATUSES, JOB_STATUSES
 
 
 def _fmt_time(value: object) -> str | None:
@@ -71,6 +72,7 @@ def _job_doc(job: Any) -> dict[str, Any]:
         "ok": job.ok_count,
         "errors": job.error_count,
         "expired": job.expired_count,
+        "cancelled": job.cancelled_count,
         "submitted_at": _iso(job.submitted_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
@@ -96,6 +98,7 @@ def show(job_id: str, as_json: bool) -> None:
             "ok": st.ok,
             "errors": st.errors,
             "expired": st.expired,
+            "cancelled": st.cancelled,
             "submitted_at": st.submitted_at.isoformat(),
             "started_at": st.started_at.isoformat() if st.started_at else None,
             "finished_at": st.finished_at.isoformat() if st.finished_at else None,
@@ -111,7 +114,8 @@ def show(job_id: str, as_json: bool) -> None:
         f"job        {st.job_id}",
         f"status     {st.status}",
         f"progress   {st.done}/{st.expected} items ({pct:.0f}%): {st.ok} ok, {st.errors} errors"
-        + (f" ({st.expired} expired: deadline passed)" if st.expired else ""),
+        + (f" ({st.expired} expired: deadline passed)" if st.expired else "")
+        + (f" ({st.cancelled} cancelled: never classified)" if st.cancelled else ""),
         f"model      {st.model_ref}" + (f" -> {st.model}" if st.model else ""),
         f"submitted  {_fmt_time(st.submitted_at)} UTC",
         f"started    {_fmt_time(st.started_at) or '-'}",
@@ -120,6 +124,31 @@ def show(job_id: str, as_json: bool) -> None:
     if st.metadata:
         lines.append(f"metadata   {json.dumps(st.metadata, ensure_ascii=False)}")
     click.echo("\n".join(lines))
+
+
+@jobs.command()
+@click.argument("job_id")
+def cancel(job_id: str) -> None:
+    """Cancel JOB_ID: its items not yet classified never will be.
+
+    They are stored as `cancelled`, the rows already stored stay, and the job ends
+    `cancelled`; workers ack its remaining messages without running the model (they learn of
+    it within TEXTLSTM_WORKER_CANCEL_REFRESH_MS). Safe to repeat: a job already final is left
+    as it is (exit status 0). Exit status 1 for an unknown job, or when the database was
+    updated but the broker could not be told (run it again).
+    """
+    from textlstm.client import Client
+
+    r = Client().cancel(job_id)
+    if r.changed:
+        click.echo(
+            f"job {r.job_id}: cancelled ({r.previous} before); {r.cancelled} of {r.expected} "
+            f"item(s) stored as cancelled, {r.ok} classified item(s) kept"
+        )
+    elif r.status == "cancelled":
+        click.echo(f"job {r.job_id}: already cancelled; nothing to do")
+    else:
+        click.echo(f"job {r.job_id}: already finished ({r.status}); nothing to cancel")
 
 
 def _requeue_line(r: object) -> str:
@@ -225,3 +254,51 @@ def reap(older_than: str, do_requeue: bool, as_json: bool) -> None:
         else:
             idle = f"idle since {_fmt_time(job.last_activity)} UTC"
             click.echo(_requeue_line(r) + f" [{idle}]" + ("" if do_requeue else " (report only)"))
+
+
+@jobs.command()
+@click.option(
+    "--older-than",
+    required=True,
+    help="Finished longer ago than this (30d, 12h, 90m), or before this date (2026-11-01, UTC).",
+)
+@click.option(
+    "--status",
+    "statuses",
+    default=None,
+    help="Only these final statuses, comma-separated (default: every final status: "
+    + ", ".join(FINISHED_STATUSES)
+    + ").",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option(
+    "--batch-rows",
+    type=click.IntRange(1, 1_000_000),
+    default=None,
+    help="Most prediction rows per transaction [default: TEXTLSTM_RETENTION_BATCH_ROWS, 5000].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def purge(
+    older_than: str, statuses: str | None, dry_run: bool, batch_rows: int | None, as_json: bool
+) -> None:
+    """Delete finished jobs older than --older-than, with their predictions.
+
+    Age counts from when a job finished. Queued and running jobs are never deleted. Rows go
+    in short transactions of at most --batch-rows predictions each, so workers keep writing
+    meanwhile; an interrupted purge is finished by the next one. Workers can do this
+    themselves: TEXTLSTM_RETENTION_PURGE_AFTER (docs/operations.md, Retention).
+    """
+    from datetime import UTC, datetime
+
+    from textlstm.ops.retention import parse_cutoff, parse_statuses, purge_database
+    from textlstm.settings import get_settings
+
+    cutoff = parse_cutoff(older_than, now=datetime.now(UTC))
+    report = purge_database(
+        get_settings(),
+        cutoff=cutoff,
+        statuses=parse_statuses(statuses),
+        batch_rows=batch_rows,
+        dry_run=dry_run,
+    )
+    click.echo(json.dumps(report.as_dict()) if as_json else report.line())

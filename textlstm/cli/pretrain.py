@@ -8,50 +8,18 @@ from typing import Any
 import click
 
 from textlstm.cli import options
+from textlstm.cli.progress import EpochProgress
 from textlstm.training.config import PretrainConfig, TokenizerOptions
 
 P, T = PretrainConfig, TokenizerOptions  # defaults live in training/config.py
 PATH = click.Path(path_type=Path)
 
 
-class _Progress:
-    """LM trainer callback (duck-typed, so this module imports no torch): a tqdm bar per epoch
-    counting windows, and one line per epoch with the validation perplexity."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar: Any = None
-        self.epochs = 0
-        self.windows = 0
-
-    def on_train_start(self, *, epochs: int, steps_per_epoch: int, examples: int) -> None:
-        self.epochs, self.windows = epochs, examples
-
-    def on_batch_end(self, *, epoch: int, step: int, loss: float, examples: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=self.windows, desc=f"epoch {epoch}/{self.epochs}", unit="win", leave=False
-            )
-        self.bar.update(examples)
-        self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-
-    def on_epoch_end(self, stats: Any) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        mark = " *" if stats.best else ""
-        click.echo(
-            f"epoch {stats.epoch:>2}  loss {stats.train_loss:.4f}  val_loss {stats.val_loss:.4f}  "
-            f"val_perplexity {stats.val_perplexity:,.1f}  {stats.tokens_per_s:,.0f} tokens/s{mark}",
-            err=True,
-        )
-
-    def on_train_end(self, metrics: Any) -> None:
-        pass
+def _epoch_line(stats: Any) -> str:
+    return (
+        f"epoch {stats.epoch:>2}  loss {stats.train_loss:.4f}  val_loss {stats.val_loss:.4f}  "
+        f"val_perplexity {stats.val_perplexity:,.1f}  {stats.tokens_per_s:,.0f} tokens/s"
+    )
 
 
 @click.command()
@@ -194,7 +162,7 @@ def pretrain(
         tokenizer_options=tokenizer_options,
         config=config,
         device=torch_device,
-        callbacks=[_Progress(progress)],
+        callbacks=[EpochProgress(enabled=progress, unit="win", summary=_epoch_line)],
         source=str(corpus),
     )
     digest = save_language_model(

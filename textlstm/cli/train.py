@@ -8,48 +8,16 @@ from typing import Any
 import click
 
 from textlstm.cli import options
+from textlstm.cli.progress import EpochProgress
 from textlstm.training.config import ModelOptions, TokenizerOptions, TrainConfig
 
 
-class _ProgressBar:
-    """Trainer callback (duck-typed, so this module imports no torch): a tqdm bar per epoch
-    counting examples, so its rate is examples/s, with the running loss."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar: Any = None
-        self.epochs = 0
-        self.examples = 0
-
-    def on_train_start(self, *, epochs: int, steps_per_epoch: int, examples: int) -> None:
-        self.epochs, self.examples = epochs, examples
-
-    def on_batch_end(self, *, epoch: int, step: int, loss: float, examples: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=self.examples, desc=f"epoch {epoch}/{self.epochs}", unit="ex", leave=False
-            )
-        self.bar.update(examples)
-        self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-
-    def on_epoch_end(self, stats: Any) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        mark = " *" if stats.best else ""
-        click.echo(
-            f"epoch {stats.epoch:>2}  loss {stats.train_loss:.4f}  val_loss {stats.val_loss:.4f}  "
-            f"val_acc {stats.val_accuracy:.4f}  val_macro_f1 {stats.val_macro_f1:.4f}  "
-            f"{stats.examples_per_s:,.0f} ex/s{mark}",
-            err=True,
-        )
-
-    def on_train_end(self, report: Any) -> None:
-        pass
+def _epoch_line(stats: Any) -> str:
+    return (
+        f"epoch {stats.epoch:>2}  loss {stats.train_loss:.4f}  val_loss {stats.val_loss:.4f}  "
+        f"val_acc {stats.val_accuracy:.4f}  val_macro_f1 {stats.val_macro_f1:.4f}  "
+        f"{stats.examples_per_s:,.0f} ex/s"
+    )
 
 
 M, T, C = ModelOptions, TokenizerOptions, TrainConfig  # defaults live in training/config.py
@@ -333,7 +301,7 @@ def train(
         train_config=train_config,
         device=torch_device,
         embeddings_path=embeddings_path,
-        callbacks=[_ProgressBar(progress)],
+        callbacks=[EpochProgress(enabled=progress, unit="ex", summary=_epoch_line)],
         lineage={"file": data.name, "fingerprint": dataset.fingerprint, "validation": val_source},
         init=init,
     )

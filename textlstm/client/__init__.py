@@ -7,6 +7,7 @@ reads results through `textlstm.store`.
     job_id = client.submit(["great film", "dull"], model="sentiment")
     client.wait(job_id, timeout=60)
     rows = client.results(job_id)
+    client.cancel(job_id)  # items not yet classified never will be; the job ends `cancelled`
 
 `Client` is the same with explicit settings; `Producer` coalesces many small jobs from a
 long-lived application into few broker messages.
@@ -14,9 +15,11 @@ long-lived application into few broker messages.
 
 from textlstm.client.jobs import (
     FINISHED,
+    CancelResult,
     Client,
     ItemResult,
     JobStatus,
+    cancel,
     prepare_job,
     republish,
     results,
@@ -28,10 +31,12 @@ from textlstm.client.producer import Producer
 
 __all__ = [
     "FINISHED",
+    "CancelResult",
     "Client",
     "ItemResult",
     "JobStatus",
     "Producer",
+    "cancel",
     "prepare_job",
     "republish",
     "results",

@@ -57,6 +57,7 @@ class JobStatus:
     finished_at: datetime | None
     metadata: dict[str, Any] | None
     expired: int = 0  # items not started before the job's deadline (counted in `errors` too)
+    cancelled: int = 0  # items never classified: the job was cancelled (in `errors` too)
 
     @property
     def finished(self) -> bool:
@@ -165,7 +166,26 @@ def _status_from(job: Any, model: str | None) -> JobStatus:
         finished_at=job.finished_at,
         metadata=job.meta,
         expired=job.expired_count,
+        cancelled=job.cancelled_count,
     )
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """What `Client.cancel` did: `cancelled` items stored as `cancelled` by this call (0 when
+    the job was already final), the job's status before (`previous`) and after (`status`)."""
+
+    job_id: uuid.UUID
+    previous: str
+    status: str
+    cancelled: int
+    ok: int
+    expected: int
+
+    @property
+    def changed(self) -> bool:
+        """True when this call cancelled the job; False when it was already final."""
+        return self.previous != self.status
 
 
 class Client:
@@ -256,6 +276,70 @@ class Client:
                 mv = get_model_version_by_id(session=session, model_version_id=job.model_version_id)
                 model = mv.ref if mv else None
             return _status_from(job, model)
+
+    def cancel(self, job_id: str | uuid.UUID) -> CancelResult:
+        """Cancel a job: its items without a row are stored as `cancelled` (never classified),
+        the rows already stored stay, and the job ends `cancelled`. Then the workers are told
+        (a Redis set they read at most every TEXTLSTM_WORKER_CANCEL_REFRESH_MS, 500 ms by
+        default) and ack the job's remaining messages without running the model.
+
+        Idempotent: a job already final (`done`, `cancelled`, …) is left as it is and the
+        result says so (`changed` is False). NotFoundError if SQL holds no such job; a
+        BrokerError when SQL was updated but Redis could not be told: the job is cancelled
+        regardless (workers then classify its remaining items and store nothing), and calling
+        cancel again tells them.
+        """
+        from textlstm.store.db import session_scope
+        from textlstm.store.jobs import cancel_job
+
+        jid = parse_job_id(job_id)
+        with session_scope(self.settings.database_url) as session:
+            out = cancel_job(session=session, job_id=jid)
+        if out.finished:  # this cancel ended the job: its one final event, after the commit
+            self._publish_final([(f.job_id, f.status) for f in out.finished])
+        if out.status == "cancelled":  # also when it already was: finishes a cancel cut short
+            self._tell_workers(jid)
+        return CancelResult(jid, out.previous, out.status, out.cancelled, out.ok, out.expected)
+
+    def _publish_final(self, events: list[tuple[uuid.UUID, str]]) -> None:
+        """Best effort: a waiter that misses the event re-reads SQL within 2 s (RECHECK_S)."""
+        from textlstm.wire.events import publish_finished
+
+        try:
+            client = redis_client(self.settings.broker_url)
+            try:
+                publish_finished(client, self.settings.queue, events)
+            finally:
+                client.close()
+        except Exception:  # noqa: BLE001, S110 - the job is cancelled in SQL regardless
+            pass
+
+    def _tell_workers(self, job_id: uuid.UUID) -> None:
+        from textlstm.errors import BrokerError
+        from textlstm.settings import mask_url
+        from textlstm.wire.redis_layout import is_redis_url, mark_cancelled, redis_client
+
+        if not is_redis_url(self.settings.broker_url):
+            return  # workers on another broker cannot read the set either
+        try:
+            client = redis_client(self.settings.broker_url)
+            try:
+                mark_cancelled(
+                    client,
+                    self.settings.queue,
+                    str(job_id),
+                    now=time.time(),
+                    keep_s=self.settings.cancel_keep_s,
+                )
+            finally:
+                client.close()
+        except Exception as exc:  # noqa: BLE001 - reported as one line
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BrokerError(
+                f"job {job_id} is cancelled in the database, but the workers could not be "
+                f"told through {mask_url(self.settings.broker_url)} ({first}); run the cancel "
+                "again"
+            ) from exc
 
     def iter_results(self, job_id: str | uuid.UUID) -> Iterator[ItemResult]:
         """Stream a job's stored predictions in item order (may be partial while running)."""
@@ -471,6 +555,10 @@ def submit(
 
 def status(job_id: str | uuid.UUID) -> JobStatus:
     return Client().status(job_id)
+
+
+def cancel(job_id: str | uuid.UUID) -> CancelResult:
+    return Client().cancel(job_id)
 
 
 def results(job_id: str | uuid.UUID) -> list[ItemResult]:

@@ -14,6 +14,7 @@ creating one writes a file.
 |---|---|---|
 | textlstm_items_processed_total | counter | model: items stored with a prediction |
 | textlstm_items_failed_total | counter | model, reason (error, expired, unavailable) |
+| textlstm_items_cancelled_total | counter | items of cancelled jobs acked without running |
 | textlstm_batch_size | histogram | items per micro-batch |
 | textlstm_queue_wait_seconds | histogram | per item: submitted → its batch started |
 | textlstm_inference_seconds | histogram | forward pass per micro-batch |
@@ -49,6 +50,7 @@ class WorkerMetrics:
     load_seconds: Any
     loaded: Any
     processes: Any
+    cancelled: Any
 
     def observe_batch(self, report: Any) -> None:
         """Record one committed micro-batch (a `service.BatchReport`)."""
@@ -137,6 +139,11 @@ def get_metrics() -> WorkerMetrics:
             "Live worker processes per device.",
             ["device"],
             multiprocess_mode="livesum",
+        ),
+        cancelled=Counter(
+            "textlstm_items_cancelled_total",
+            "Items of cancelled jobs acked without running the model (their rows were stored "
+            "as cancelled by the cancel).",
         ),
     )
 

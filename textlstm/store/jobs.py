@@ -12,12 +12,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Integer, Table, Uuid, bindparam, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from textlstm.errors import NotFoundError, ValidationError
 from textlstm.store.bulk_insert import dialect_insert, insert_ignore
-from textlstm.store.models import JOB_STATUSES, Job, Prediction, utcnow
+from textlstm.store.events import Finished, claim_final
+from textlstm.store.models import (
+    FINISHED_STATUSES,
+    JOB_STATUSES,
+    Job,
+    Prediction,
+    UTCDateTime,
+    utcnow,
+)
 
 
 def reused_job_id(
@@ -197,4 +205,97 @@ def unfinished_jobs(*, session: Session) -> list[uuid.UUID]:
                 (Job.status != "done") | (Job.ok_count + Job.error_count != Job.expected_count)
             )
         )
+    )
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """What `cancel_job` did. `cancelled` is the number of items it stored as `cancelled`
+    (0 when the job was already final); `status` is the job's status afterwards and
+    `previous` its status before."""
+
+    job_id: uuid.UUID
+    previous: str
+    status: str
+    cancelled: int
+    ok: int
+    expected: int
+    #: The job's final event when this cancel ended it (publish it after the commit).
+    finished: tuple[Finished, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        """True when this call cancelled the job (False: it was already final)."""
+        return self.previous != self.status
+
+
+def cancel_job(
+    *, session: Session, job_id: uuid.UUID, now: datetime | None = None
+) -> CancelOutcome:
+    """Cancel a job in SQL: every item that has no row yet gets a `cancelled` row (counted in
+    error_count and cancelled_count) and the job ends `cancelled`, in the caller's transaction.
+    Rows already stored stay. A job already final is left as it is (idempotent: a second
+    cancel changes nothing); NotFoundError if the job is unknown.
+
+    The missing rows are one INSERT … SELECT over the item indexes (a recursive CTE, on both
+    databases) with ON CONFLICT DO NOTHING, in ascending index order like every other writer:
+    a worker storing items of the job at the same moment either commits first (its rows stay
+    and are counted by it) or finds the `cancelled` row and inserts nothing, so each item is
+    stored once and the counters add up. Then one UPDATE, only while the job is queued or
+    running, sets the status: on PostgreSQL it re-reads a row a worker changed meanwhile.
+    After the commit no item of the job can be stored again, so the job's final status is
+    reached exactly once, whether or not a worker ever sees its remaining messages.
+    """
+    row = session.execute(
+        select(Job.status, Job.expected_count, Job.ok_count).where(Job.id == job_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"job {job_id} not found")
+    if row.status in FINISHED_STATUSES:
+        return CancelOutcome(job_id, row.status, row.status, 0, row.ok_count, row.expected_count)
+    now = now or utcnow()
+    preds: Table = Prediction.__table__  # type: ignore[assignment]
+    seq = select(literal(0, Integer).label("i")).cte("item_indexes", recursive=True)
+    seq = seq.union_all(select(seq.c.i + 1).where(seq.c.i < row.expected_count - 1))
+    source = (
+        select(
+            bindparam("c_job", job_id, type_=Uuid),
+            seq.c.i,
+            literal("cancelled"),
+            literal(f"cancelled at {now.isoformat(timespec='seconds')}"),
+            bindparam("c_now", now, type_=UTCDateTime),
+        )
+        .where(seq.c.i >= 0)  # SQLite: an upsert's SELECT needs a WHERE (parsing ambiguity)
+        .order_by(seq.c.i)
+    )
+    insert = (
+        dialect_insert(session, preds)
+        .from_select(["job_id", "item_index", "status", "error", "created_at"], source)
+        .on_conflict_do_nothing(index_elements=["job_id", "item_index"])
+    )
+    session.execute(insert)
+    # Every index now has a row, and every other writer's rows are committed with their
+    # counts, so the items not counted yet are exactly the ones just stored as cancelled (the
+    # INSERT's rowcount is not reported through a WITH on SQLite). SET reads the old values.
+    jobs: Table = Job.__table__  # type: ignore[assignment]
+    uncounted = jobs.c.expected_count - jobs.c.ok_count - jobs.c.error_count
+    done = session.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status.in_(("queued", "running")))
+        .values(
+            status="cancelled",
+            error_count=jobs.c.expected_count - jobs.c.ok_count,
+            cancelled_count=jobs.c.cancelled_count + uncounted,
+            finished_at=func.coalesce(jobs.c.finished_at, now),
+        )
+        .returning(jobs.c.cancelled_count)
+    ).first()
+    job = get_job(session=session, job_id=job_id)  # fresh: the UPDATE changed it in SQL
+    if done is None:  # the last items were stored meanwhile: it ended on its own
+        return CancelOutcome(job_id, row.status, job.status, 0, job.ok_count, job.expected_count)
+    added = done.cancelled_count  # 0 before: only a cancel writes it, once
+    # The job's one final event (and its webhook delivery record), claimed in this transaction.
+    finished = tuple(claim_final(session=session, job_ids=[job_id]))
+    return CancelOutcome(
+        job_id, row.status, "cancelled", added, job.ok_count, job.expected_count, finished
     )

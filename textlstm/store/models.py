@@ -50,11 +50,16 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-JOB_STATUSES = ("queued", "running", "done", "failed", "partial", "expired")
-FINISHED_STATUSES = FINAL_STATUSES  # one list, textlstm/wire/events.py
+JOB_STATUSES = ("queued", "running", "done", "failed", "partial", "expired", "cancelled")
+#: Final statuses: a job in one of them is never written again. The one list (it lives in
+#: textlstm/wire/events.py, which producers import too) that decides which jobs `jobs purge`
+#: (textlstm/ops/retention.py) may delete and which publish a final event; a new one goes there.
+FINISHED_STATUSES = FINAL_STATUSES
 WEBHOOK_STATES = ("pending", "delivered", "failed")
 #: `expired`: not started before the job's deadline (migration 0002); counted as an error.
-ITEM_STATUSES = ("ok", "error", "expired")
+#: `cancelled`: not yet stored when the job was cancelled (migration 0003_cancelled); counted as
+#: an error too, and never classified.
+ITEM_STATUSES = ("ok", "error", "expired", "cancelled")
 
 # JSONB on PostgreSQL (indexable, operators for analysts), JSON text elsewhere. none_as_null so a
 # Python None is SQL NULL, not the JSON literal null.
@@ -142,7 +147,7 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('queued', 'running', 'done', 'failed', 'partial', 'expired')",
+            "status IN ('queued', 'running', 'done', 'failed', 'partial', 'expired', 'cancelled')",
             name="status",
         ),
         CheckConstraint(
@@ -151,8 +156,14 @@ class Job(Base):
             name="counts",
         ),
         CheckConstraint("expired_count >= 0 AND expired_count <= error_count", name="expired"),
+        CheckConstraint(
+            "cancelled_count >= 0 AND expired_count + cancelled_count <= error_count",
+            name="cancelled",
+        ),
         Index("ix_jobs_status_submitted_at", "status", "submitted_at"),
         Index("ix_jobs_submitted_at", "submitted_at"),
+        # Retention (migration 0004_retention): old finished jobs, oldest first, no scan.
+        Index("ix_jobs_finished_at", "finished_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -166,6 +177,8 @@ class Job(Base):
     error_count: Mapped[int] = mapped_column(Integer, default=0)
     #: Items stored as `expired` (a subset of error_count): the job's deadline passed first.
     expired_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    #: Items stored as `cancelled` (a subset of error_count): the job was cancelled first.
+    cancelled_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -185,7 +198,7 @@ class Job(Base):
 class Prediction(Base):
     __tablename__ = "predictions"
     __table_args__ = (
-        CheckConstraint("status IN ('ok', 'error', 'expired')", name="status"),
+        CheckConstraint("status IN ('ok', 'error', 'expired', 'cancelled')", name="status"),
         CheckConstraint("item_index >= 0", name="item_index_nonnegative"),
         Index("ix_predictions_job_id_external_id", "job_id", "external_id"),
         Index("ix_predictions_model_version_id_label", "model_version_id", "label"),
@@ -198,7 +211,7 @@ class Prediction(Base):
     )
     item_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     external_id: Mapped[str | None] = mapped_column(String(256))
-    status: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
     label: Mapped[str | None] = mapped_column(String(200))
     score: Mapped[float | None] = mapped_column(Float)
     probabilities: Mapped[dict[str, float] | None] = mapped_column(JSONDoc)

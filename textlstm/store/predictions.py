@@ -34,7 +34,11 @@ from textlstm.errors import NotFoundError, ValidationError
 from textlstm.store.bulk_insert import insert_ignore
 from textlstm.store.events import Finished, finished_events, new_token
 from textlstm.store.jobs import get_job, job_row, reused_job_id
-from textlstm.store.models import ITEM_STATUSES, Job, Prediction, utcnow
+from textlstm.store.models import Job, Prediction, utcnow
+
+#: What the save paths store; `cancelled` rows are written only by store.jobs.cancel_job,
+#: which keeps jobs.cancelled_count.
+SAVED_STATUSES = ("ok", "error", "expired")
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class SaveOutcome:
 def _check_records(records: Sequence[PredictionRecord], expected: int, job_id: uuid.UUID) -> None:
     seen: set[int] = set()
     for rec in records:
-        if rec.status not in ITEM_STATUSES:
+        if rec.status not in SAVED_STATUSES:
             raise ValidationError(f"job {job_id} item {rec.item_index}: bad status {rec.status!r}")
         if rec.status == "ok" and rec.label is None:
             raise ValidationError(f"job {job_id} item {rec.item_index}: an ok item needs a label")
@@ -121,7 +125,8 @@ def save_predictions(
     added to ok/error counts, in one UPDATE whose arithmetic runs in SQL (concurrent workers
     cannot lose increments, and counts never pass the total). Status moves queued → running →
     done (no errors) / expired (every item expired) / failed (no ok items) / partial once
-    every item is in; `expired` items count as errors and in expired_count. The job must exist
+    every item is in; `expired` items count as errors and in expired_count. A `cancelled` job
+    stays `cancelled` (textlstm.store.jobs.cancel_job). The job must exist
     (see `ensure_job`, which can run in the same transaction). The caller commits.
     """
     expected = session.scalar(select(Job.expected_count).where(Job.id == job_id))
@@ -197,6 +202,8 @@ def _advance(
         "error_count": new_err,
         "expired_count": new_exp,
         "status": case(
+            # A cancelled job keeps its final status (cancel_job stored its missing items).
+            (jobs.c.status == "cancelled", "cancelled"),
             (~finished, "running"),
             (new_err == 0, "done"),
             (new_exp >= jobs.c.expected_count, "expired"),

@@ -30,7 +30,7 @@ from textlstm.errors import ValidationError
 
 #: The statuses a job never leaves: reaching one of them publishes the job's one final event.
 #: The one list of them (store/models.py and the client read it from here).
-FINAL_STATUSES: tuple[str, ...] = ("done", "failed", "partial", "expired")
+FINAL_STATUSES: tuple[str, ...] = ("done", "failed", "partial", "expired", "cancelled")
 
 #: Longest webhook URL accepted at submit (and the jobs.webhook_url column's size).
 WEBHOOK_URL_CHARS = 2048

@@ -11,9 +11,10 @@ name their keys through it. The layout belongs to kombu's Redis transport (5.7):
 - a stored message is a JSON object whose `body` is the Celery protocol-2 body
   `[args, kwargs, embed]`, base64-encoded when `properties.body_encoding` says so.
 
-Ours, next to kombu's: the per-message delivery counts (`DELIVERIES_KEY`) and the dead-letter
-list of each queue (`dead_letter_key`). Only the functions that take a Redis client do I/O, and
-payloads are decoded as JSON only, never unpickled.
+Ours, next to kombu's: the per-message delivery counts (`DELIVERIES_KEY`), the dead-letter
+list of each queue (`dead_letter_key`) and the set of cancelled jobs of each queue
+(`cancelled_key`). Only the functions that take a Redis client do I/O, and payloads are decoded
+as JSON only, never unpickled.
 """
 
 from __future__ import annotations
@@ -34,6 +35,18 @@ DELIVERIES_KEY = "unacked_deliveries"
 def dead_letter_key(queue: str) -> str:
     """The Redis list holding the dead letters of `queue` and its priority queues."""
     return f"{queue}.dead-letters"
+
+
+def cancelled_key(queue: str) -> str:
+    """The Redis sorted set of cancelled job ids (member: the id, score: when it was cancelled,
+    Unix seconds) for the workers of `queue` and its priority queues."""
+    return f"{queue}.cancelled"
+
+
+def retention_lease_key(queue: str) -> str:
+    """The lease a worker takes before its periodic purge (textlstm/ops/retention.py): one
+    purge per interval across the fleet of this queue."""
+    return f"{queue}.retention-lease"
 
 
 def priority_lists(queue: str) -> list[str]:
@@ -65,11 +78,16 @@ def loads(raw: bytes | str | None) -> Any:
 # -- Redis I/O (status probes, recovery, dead-letter admin) -----------------------------------
 
 
-def redis_client(broker_url: str):  # type: ignore[no-untyped-def]
+def redis_client(broker_url: str, timeout: float = 5):  # type: ignore[no-untyped-def]
     """A short-timeout redis-py client for the broker (a status probe must not hang)."""
     import redis
 
-    return redis.Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=5)
+    return redis.Redis.from_url(broker_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def is_redis_url(url: str) -> bool:
+    """Whether `redis_client` can open `url` (what the worker's cancel check needs)."""
+    return url.startswith(("redis://", "rediss://", "unix://"))
 
 
 def queue_depths(client: Any, names: Iterable[str]) -> dict[str, int]:
@@ -89,3 +107,22 @@ def unacked_count(client: Any) -> int:
     """Messages delivered to some worker and not yet acked: buffered or in a batch being
     committed."""
     return int(client.hlen(UNACKED_KEY))
+
+
+def mark_cancelled(client: Any, queue: str, job_id: str, *, now: float, keep_s: float) -> None:
+    """Tell the workers of `queue` that `job_id` is cancelled (idempotent), and forget ids
+    cancelled more than `keep_s` ago, in one round trip."""
+    key = cancelled_key(queue)
+    pipe = client.pipeline(transaction=True)
+    pipe.zadd(key, {job_id: now})
+    pipe.zremrangebyscore(key, "-inf", now - keep_s)
+    pipe.execute()
+
+
+def cancelled_job_ids(client: Any, queue: str) -> list[str]:
+    """Every job id the set of `queue` holds (one round trip; the set is trimmed at each
+    cancel, so it holds the cancellations of the last `cancel_keep_s`)."""
+    return [
+        m.decode() if isinstance(m, bytes) else m
+        for m in client.zrange(cancelled_key(queue), 0, -1)
+    ]

@@ -6,8 +6,8 @@ one final event (textlstm/store/events.py). `webhook_deliveries` is the delivery
 attempts, next attempt, last status code or error, timestamps (never the signing secret).
 The jobs status check constraints are not touched.
 
-Revision ID: 0003_webhooks
-Revises: 0002
+Revision ID: 0005_webhooks
+Revises: 0004_retention
 Create Date: 2026-12-06
 """
 
@@ -16,12 +16,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_webhooks"
-down_revision: str | Sequence[str] | None = "0002"
+revision: str = "0005_webhooks"
+down_revision: str | Sequence[str] | None = "0004_retention"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Same text as 0001 and 0002: SQLite's batch mode rebuilds `jobs` on downgrade, which the view
+# Same text as 0001 to 0003_cancelled: SQLite's batch mode rebuilds `jobs` on downgrade, which the view
 # reads, so it is dropped and recreated around that.
 PREDICTION_RESULTS_VIEW = """
 CREATE VIEW prediction_results AS
