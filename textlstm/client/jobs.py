@@ -436,8 +436,8 @@ class Client:
     def wait(
         self, job_id: str | uuid.UUID, *, timeout: float = 60.0, poll_interval: float = 0.5
     ) -> JobStatus:
-        """Wait until the job is final (done/partial/failed/expired/cancelled); raise TimeoutError after
-        `timeout` s.
+        """Wait until the job is final (done/partial/failed/expired/cancelled); raise
+        TimeoutError after `timeout` s.
 
         Woken by the job's final event: it subscribes to the job's Redis channel *before* it
         reads the job from SQL, so an event published meanwhile is not missed, then sleeps on
