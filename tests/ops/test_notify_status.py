@@ -41,3 +41,33 @@ def test_status_shows_webhook_failures(
     assert "webhooks: 1 pending, 1 failed" in text
     assert f"webhook failed: job {claims[0].job_id} -> https://hooks.example:8443/… after 1" in text
     assert "t0ken" not in text and "secret-ish" not in text
+
+
+def test_jobs_show_tells_the_webhook_delivery(
+    settings_env: str, session_factory: sessionmaker[Session]
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from textlstm.cli import cli
+
+    jid = uuid.uuid4()
+    with session_factory.begin() as s:
+        recs = [PredictionRecord(0, "ok", "pos")]
+        save_batch(
+            session=s, jobs={jid: JobItems("m", 1, recs, webhook_url="https://h.example/t0k")}
+        )
+    text = CliRunner().invoke(cli, ["jobs", "show", str(jid)])
+    assert text.exit_code == 0, text.output
+    assert (
+        "webhook    pending after 0 attempt(s) -> https://h.example/…, next attempt" in text.output
+    )
+    assert "t0k" not in text.output
+    doc = json.loads(CliRunner().invoke(cli, ["jobs", "show", str(jid), "--json"]).output)
+    assert doc["webhook"]["state"] == "pending" and doc["webhook"]["url"] == "https://h.example/…"
+    plain = uuid.uuid4()
+    with session_factory.begin() as s:
+        save_batch(session=s, jobs={plain: JobItems("m", 1, [PredictionRecord(0, "ok", "pos")])})
+    out = CliRunner().invoke(cli, ["jobs", "show", str(plain)]).output
+    assert "webhook" not in out

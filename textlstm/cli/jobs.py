@@ -87,7 +87,9 @@ def show(job_id: str, as_json: bool) -> None:
     """Progress counts, model version and timings of JOB_ID."""
     from textlstm.client import Client
 
-    st = Client().status(job_id)
+    client = Client()
+    st = client.status(job_id)
+    hook = client.webhook(job_id)
     if as_json:
         doc = {
             "job_id": str(st.job_id),
@@ -103,6 +105,7 @@ def show(job_id: str, as_json: bool) -> None:
             "started_at": st.started_at.isoformat() if st.started_at else None,
             "finished_at": st.finished_at.isoformat() if st.finished_at else None,
             "metadata": st.metadata,
+            "webhook": hook.to_json() if hook is not None else None,
         }
         click.echo(json.dumps(doc, indent=2))
         return
@@ -123,6 +126,12 @@ def show(job_id: str, as_json: bool) -> None:
     ]
     if st.metadata:
         lines.append(f"metadata   {json.dumps(st.metadata, ensure_ascii=False)}")
+    if hook is not None:
+        why = f": {hook.last_error}" if hook.last_error else ""
+        retry = f", next attempt {_fmt_time(hook.next_attempt_at)}" if hook.next_attempt_at else ""
+        lines.append(
+            f"webhook    {hook.state} after {hook.attempts} attempt(s) -> {hook.url}{why}{retry}"
+        )
     click.echo("\n".join(lines))
 
 

@@ -171,6 +171,30 @@ def _status_from(job: Any, model: str | None) -> JobStatus:
 
 
 @dataclass(frozen=True)
+class WebhookStatus:
+    """A job's webhook delivery as recorded in SQL (`url` shown as its origin only)."""
+
+    url: str
+    state: str  # pending | delivered | failed
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "state": self.state,
+            "attempts": self.attempts,
+            "last_status_code": self.last_status_code,
+            "last_error": self.last_error,
+            "next_attempt_at": self.next_attempt_at.isoformat() if self.next_attempt_at else None,
+            "delivered_at": self.delivered_at.isoformat() if self.delivered_at else None,
+        }
+
+
+@dataclass(frozen=True)
 class CancelResult:
     """What `Client.cancel` did: `cancelled` items stored as `cancelled` by this call (0 when
     the job was already final), the job's status before (`previous`) and after (`status`)."""
@@ -276,6 +300,26 @@ class Client:
                 mv = get_model_version_by_id(session=session, model_version_id=job.model_version_id)
                 model = mv.ref if mv else None
             return _status_from(job, model)
+
+    def webhook(self, job_id: str | uuid.UUID) -> WebhookStatus | None:
+        """The job's webhook delivery, or None (no webhook, or the job is not final yet)."""
+        from textlstm.store.db import session_scope
+        from textlstm.store.events import get_delivery
+        from textlstm.wire.events import url_origin
+
+        with session_scope(self.settings.database_url) as session:
+            d = get_delivery(session=session, job_id=parse_job_id(job_id))
+            if d is None:
+                return None
+            return WebhookStatus(
+                url_origin(d.url),
+                d.state,
+                d.attempts,
+                d.last_status_code,
+                d.last_error,
+                d.next_attempt_at if d.state == "pending" else None,
+                d.delivered_at,
+            )
 
     def cancel(self, job_id: str | uuid.UUID) -> CancelResult:
         """Cancel a job: its items without a row are stored as `cancelled` (never classified),
