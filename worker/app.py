@@ -35,7 +35,9 @@ from textlstm.wire.redis_layout import dead_letter_key
 
 
 def broker_transport(broker_url: str) -> dict[str, Any]:
-    """On Redis, our transport whose pop cannot lose a message (`worker.transport`).
+    """On Redis and Redis Sentinel, our transport whose pop cannot lose a message
+    (`worker.transport`; its Sentinel variant asks the Sentinels for the master, as kombu's
+    `sentinel://` transport does, and so follows a failover).
 
     Naming the transport class stops kombu from reading the URL's scheme, so the one thing
     the scheme decides, TLS for `rediss://`, is said here: certificates are verified against
@@ -43,6 +45,8 @@ def broker_transport(broker_url: str) -> dict[str, Any]:
     default for a bare `rediss://` is not to verify).
     """
     scheme = urlsplit(broker_url).scheme
+    if scheme == "sentinel":
+        return {"broker_transport": "worker.transport:SentinelTransport"}
     if scheme not in ("redis", "rediss"):
         return {}
     extra: dict[str, Any] = {"broker_transport": "worker.transport:Transport"}
@@ -73,6 +77,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "max_deliveries": settings.worker_max_deliveries,
             "dead_letter_key": dead_letter_key(settings.queue),
             "dead_letter_max": settings.dead_letter_max,
+            # TEXTLSTM_BROKER_TRANSPORT_OPTIONS last: the operator's word wins (master_name
+            # and sentinel_kwargs for sentinel://; checked in textlstm.broker_options).
+            **settings.broker_transport_options,
         },
         "result_backend": None,
         "task_ignore_result": True,

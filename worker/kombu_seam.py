@@ -33,6 +33,12 @@ kombu 5.7.x (`kombu.transport.redis`, `.virtual`, `kombu.message`):
 - virtual.Message._raw: set by virtual.Message.__init__; the payload as it came off Redis.
 - Message._state: set by kombu.message.Message.__init__; "ACK" once acked (acks done here, in
   bulk, rather than by Message.ack).
+- redis.SentinelChannel._get_pool(asynchronous), redis.SentinelChannel._sentinel_managed_pool
+  (asynchronous), redis.SentinelChannel.connection_class: not called here, but
+  `worker.transport.SentinelChannel` puts our channel before kombu's Sentinel channel in its
+  bases and relies on these to be what builds its connection pool (sentinel-managed
+  connections that ask the Sentinels for the master on every connect, so a failover is
+  followed). `SENTINEL_OPTIONS` (master_name, sentinel_kwargs, ...) is read from that class.
 
 Celery 5.x:
 - Task.start_strategy(app, consumer, **kwargs): calls `Task.Strategy(task, app, consumer)`. The
@@ -127,6 +133,16 @@ class PopChannel(kombu_redis.Channel):
     def deliver(self, payload: dict[str, Any], queue: str) -> None:
         """Hand a payload taken from `queue` to its consumer (kombu builds the Message)."""
         self.connection._deliver(payload, queue)
+
+
+#: kombu's Redis Sentinel channel and transport, the bases of `worker.transport`'s Sentinel
+#: variants, and the transport options only that channel reads.
+SentinelChannel = kombu_redis.SentinelChannel
+SentinelTransport = kombu_redis.SentinelTransport
+SENTINEL_OPTIONS: tuple[str, ...] = tuple(
+    o for o in kombu_redis.SentinelChannel.from_transport_options
+    if o not in kombu_redis.Channel.from_transport_options
+)  # fmt: skip
 
 
 # -- kombu: acks and bookkeeping -----------------------------------------------------------
@@ -239,6 +255,9 @@ NEEDS: tuple[Need, ...] = (
     Need("kombu", "virtual.Transport", "_deliver", ("message", "queue")),
     Need("kombu", "virtual.Message", "_raw", set_by="__init__"),
     Need("kombu", "Message", "_state", set_by="__init__"),
+    Need("kombu", "redis.SentinelChannel", "_get_pool", ("asynchronous",)),
+    Need("kombu", "redis.SentinelChannel", "_sentinel_managed_pool", ("asynchronous",)),
+    Need("kombu", "redis.SentinelChannel", "connection_class"),
     Need("celery", "Task", "start_strategy", ("app", "consumer", "**kwargs")),
     Need("celery", "Consumer", "timer", set_by="__init__"),
     Need("celery", "consumer.Tasks", "task_consumer", set_by="start"),
@@ -262,6 +281,7 @@ def installed() -> tuple[dict[str, Any], dict[str, str]]:
     owners = {
         "redis.Channel": kombu_redis.Channel,
         "redis.QoS": kombu_redis.QoS,
+        "redis.SentinelChannel": kombu_redis.SentinelChannel,
         "virtual.QoS": virtual.QoS,
         "virtual.Transport": virtual.Transport,
         "virtual.Message": virtual.Message,

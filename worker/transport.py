@@ -488,3 +488,19 @@ def _job_id(message: Any) -> str | None:
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SentinelChannel(Channel, kombu_seam.SentinelChannel):
+    """The same pop on a Redis Sentinel deployment: kombu's Sentinel channel finds the master
+    (its connection pool asks the Sentinels on every new connection), and everything that
+    runs on that connection is this module's, so the pop and its unacked record stay one
+    atomic script on whichever node is master. After a failover the consumer reconnects
+    (Celery's broker reconnection) and the pool finds the promoted replica."""
+
+    from_transport_options = tuple(
+        dict.fromkeys(Channel.from_transport_options + kombu_seam.SENTINEL_OPTIONS)
+    )
+
+
+class SentinelTransport(kombu_seam.SentinelTransport):
+    Channel = SentinelChannel

@@ -23,7 +23,8 @@ def _client_and_key() -> tuple[Any, str, Any]:
     from textlstm.wire.redis_layout import dead_letter_key, redis_client
 
     settings = get_settings()
-    return redis_client(settings.broker_url), dead_letter_key(settings.queue), settings
+    client = redis_client(settings.broker_url, settings.broker_transport_options)
+    return client, dead_letter_key(settings.queue), settings
 
 
 def _broker_error(exc: Exception, settings: Any) -> BrokerError:

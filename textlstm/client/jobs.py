@@ -88,13 +88,15 @@ def _gate(settings: Settings, queue: str, policy: str | None, timeout: float | N
     def depth() -> int:
         from textlstm.wire.redis_layout import queue_depths, redis_client
 
-        client = redis_client(settings.broker_url)
+        client = redis_client(settings.broker_url, settings.broker_transport_options)
         try:
             return queue_depths(client, [queue])[queue]
         finally:
             client.close()
 
-    if limit and not settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
+    if limit and not settings.broker_url.startswith(
+        ("redis://", "rediss://", "unix://", "sentinel://")
+    ):
         raise ConfigError("TEXTLSTM_QUEUE_MAX_PENDING needs a Redis broker (it reads LLEN)")
     return Gate(
         queue=queue,

@@ -68,7 +68,7 @@ def _why(exc: BaseException) -> str:
 
 def _queues(settings: Settings, st: FleetStatus) -> None:
     try:
-        client = redis_client(settings.broker_url)
+        client = redis_client(settings.broker_url, settings.broker_transport_options)
         try:
             st.queues = queue_depths(client, consume_order(settings.queue))
             st.unacked = unacked_count(client)

@@ -127,7 +127,7 @@ def requeue_job(
     from textlstm.client.publisher import broker_error, publish_messages
 
     try:
-        client = redis_client(settings.broker_url)
+        client = redis_client(settings.broker_url, settings.broker_transport_options)
         try:
             copies = list(
                 broker_copies(client, job_id, queues=consume_order(settings.queue), limits=limits)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from textlstm.broker_options import is_sentinel, sentinel_target
 
 #: kombu's hash of delivered, unacked messages, shared by every queue of the database.
 UNACKED_KEY = "unacked"
@@ -65,11 +67,32 @@ def loads(raw: bytes | str | None) -> Any:
 # -- Redis I/O (status probes, recovery, dead-letter admin) -----------------------------------
 
 
-def redis_client(broker_url: str):  # type: ignore[no-untyped-def]
-    """A short-timeout redis-py client for the broker (a status probe must not hang)."""
+def redis_client(broker_url: str, transport_options: Mapping[str, Any] | None = None):  # type: ignore[no-untyped-def]
+    """A short-timeout redis-py client for the broker (a status probe must not hang).
+
+    The one way the project opens a raw connection to the broker (status depths, `jobs
+    requeue`, backpressure, the dead-letter commands), so that all of them understand a
+    `sentinel://` URL as kombu does: the client asks the Sentinels for the current master on
+    every new connection (redis-py's `Sentinel.master_for`), and so follows a failover like
+    the workers and producers do. `transport_options` are the settings' (master_name,
+    sentinel_kwargs, min_other_sentinels).
+    """
     import redis
 
-    return redis.Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=5)
+    timeouts = {"socket_timeout": 5, "socket_connect_timeout": 5}
+    if not is_sentinel(broker_url):
+        return redis.Redis.from_url(broker_url, **timeouts)
+    from redis.sentinel import Sentinel
+
+    options = dict(transport_options or {})
+    hosts, master = sentinel_target(broker_url)
+    sentinel = Sentinel(
+        hosts,
+        min_other_sentinels=int(options.get("min_other_sentinels") or 0),
+        sentinel_kwargs={**timeouts, **dict(options.get("sentinel_kwargs") or {})},
+        **timeouts,
+    )
+    return sentinel.master_for(str(options.get("master_name")), **master, **timeouts)
 
 
 def queue_depths(client: Any, names: Iterable[str]) -> dict[str, int]:
