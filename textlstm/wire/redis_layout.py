@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from textlstm.broker_options import is_sentinel, sentinel_target
+from textlstm.broker_options import is_sentinel, probe_sentinels, sentinel_target
 
 #: kombu's hash of delivered, unacked messages, shared by every queue of the database.
 UNACKED_KEY = "unacked"
@@ -85,6 +85,9 @@ def redis_client(broker_url: str, transport_options: Mapping[str, Any] | None = 
     from redis.sentinel import Sentinel
 
     options = dict(transport_options or {})
+    # A Sentinel set that does not answer is one line (ConnectionError, an OSError) rather
+    # than redis-py's MasterNotFoundError, which holds the repr of every Sentinel client.
+    probe_sentinels(broker_url, options)
     hosts, master = sentinel_target(broker_url)
     sentinel = Sentinel(
         hosts,
