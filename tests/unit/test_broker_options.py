@@ -52,9 +52,7 @@ def one_line(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
         ('{"global_keyprefix": "a:"}', "option 'global_keyprefix' is not supported"),
     ],
 )
-def test_each_mistake_is_one_line(
-    monkeypatch: pytest.MonkeyPatch, raw: str, expected: str
-) -> None:
+def test_each_mistake_is_one_line(monkeypatch: pytest.MonkeyPatch, raw: str, expected: str) -> None:
     assert expected in one_line(monkeypatch, BROKER_TRANSPORT_OPTIONS=raw)
 
 
