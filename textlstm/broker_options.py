@@ -156,6 +156,64 @@ def masked_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: mask(v) for k, v in options.items()}
 
 
+# -- TLS to the Redis master of a Sentinel set ---------------------------------------------
+
+#: `TEXTLSTM_BROKER_USE_SSL` keys (Celery's `broker_use_ssl` for Redis) and their JSON types.
+SSL_KEYS: dict[str, tuple[type, ...]] = {
+    "ssl_cert_reqs": (str,),
+    "ssl_ca_certs": (str,),
+    "ssl_certfile": (str,),
+    "ssl_keyfile": (str,),
+    "ssl_check_hostname": (bool,),
+}
+CERT_REQS = ("required", "optional", "none")
+
+
+def parse_use_ssl(raw: Any) -> dict[str, Any]:
+    """`TEXTLSTM_BROKER_USE_SSL` as a checked dict; ValueError with one line on a mistake.
+    Empty = no TLS. `ssl_cert_reqs` defaults to `required` (kombu's default for a bare
+    `rediss://` is not to verify; textlstm never makes that choice silently)."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return {}
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); give "
+                'a JSON object such as {"ssl_ca_certs": "/etc/ssl/redis-ca.pem"}'
+            ) from None
+    else:
+        value = raw
+    if not isinstance(value, Mapping):
+        raise ValueError(f"must be a JSON object of ssl_* options, got {_json_type(value)}")
+    if not value:
+        return {}
+    out: dict[str, Any] = {}
+    for name, option in value.items():
+        if name not in SSL_KEYS:
+            raise ValueError(
+                f"unknown option {str(name)[:40]!r} (known: {', '.join(sorted(SSL_KEYS))})"
+            )
+        if not _fits(option, SSL_KEYS[name]):
+            raise ValueError(
+                f"option {name!r} must be {_describe(SSL_KEYS[name])}, got {_json_type(option)}"
+            )
+        out[name] = option
+    reqs = out.setdefault("ssl_cert_reqs", "required")
+    if reqs not in CERT_REQS:
+        raise ValueError(f"option 'ssl_cert_reqs' must be one of {', '.join(CERT_REQS)}")
+    return out
+
+
+def ssl_context_options(use_ssl: Mapping[str, Any]) -> dict[str, Any]:
+    """`use_ssl` as kombu and redis-py take it (`ssl_cert_reqs` as an `ssl` constant)."""
+    import ssl
+
+    reqs = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+    return {**use_ssl, "ssl_cert_reqs": reqs[str(use_ssl.get("ssl_cert_reqs", "required"))]}
+
+
 # -- Sentinel URLs -----------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from textlstm.broker_options import (
     is_sentinel,
     masked_options,
     parse_transport_options,
+    parse_use_ssl,
     sentinel_problem,
 )
 from textlstm.errors import SettingsError
@@ -113,6 +114,11 @@ class Settings(BaseSettings):
     broker_transport_options: Annotated[dict[str, Any], NoDecode] = Field(
         default_factory=dict, repr=False
     )
+    #: `sentinel://` only: TLS to the Redis master, as a JSON object like Celery's
+    #: `broker_use_ssl` (`ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile`, `ssl_cert_reqs`
+    #: (default required), `ssl_check_hostname`); empty = plain TCP. TLS to the Sentinels
+    #: themselves goes in `sentinel_kwargs`. A `rediss://` URL says TLS in its own query.
+    broker_use_ssl: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
     #: Replicas that must confirm a producer's messages (Redis `WAIT`) before a job is reported
     #: accepted; unset = 1 on a `sentinel://` broker, 0 (no wait) otherwise. Redis replication
     #: is asynchronous: without it, a failover can drop the last messages the old master
@@ -268,6 +274,11 @@ class Settings(BaseSettings):
     def _transport_options(cls, value: Any) -> dict[str, Any]:
         return parse_transport_options(value)
 
+    @field_validator("broker_use_ssl", mode="before")
+    @classmethod
+    def _use_ssl(cls, value: Any) -> dict[str, Any]:
+        return parse_use_ssl(value)
+
     @model_validator(mode="after")
     def _sentinel_needs(self) -> Settings:
         """A sentinel:// URL without a master name would fail in kombu at the first
@@ -276,6 +287,11 @@ class Settings(BaseSettings):
         problem = sentinel_problem(self.broker_url, self.broker_transport_options)
         if problem:
             raise ValueError(problem)
+        if self.broker_use_ssl and not is_sentinel(self.broker_url):
+            raise ValueError(
+                "TEXTLSTM_BROKER_USE_SSL: is for a sentinel:// TEXTLSTM_BROKER_URL; a "
+                "rediss:// URL takes its TLS options in its query (?ssl_ca_certs=...)"
+            )
         return self
 
     @property

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 
+from textlstm.broker_options import ssl_context_options
 from textlstm.errors import EX_CONFIG, TextlstmError
 from textlstm.settings import Settings, get_settings
 from textlstm.wire.redis_layout import dead_letter_key
@@ -56,8 +57,12 @@ def broker_transport(broker_url: str) -> dict[str, Any]:
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
+    tls = {}
+    if settings.broker_use_ssl:  # sentinel:// only (checked in textlstm.settings)
+        tls = {"broker_use_ssl": ssl_context_options(settings.broker_use_ssl)}
     return {
         **broker_transport(settings.broker_url),
+        **tls,
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {

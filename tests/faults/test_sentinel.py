@@ -260,3 +260,56 @@ def test_failover_without_wait_is_measured_and_requeue_recovers_it(
         assert_exactly_once(session_factory, dict.fromkeys(run.jobs, ITEMS))
     finally:
         fleet.close()
+
+
+def test_a_lagging_replica_loses_unwaited_messages_and_wait_refuses_them(
+    sentinel_set: OwnSentinelSet, e2e_settings: Settings, queue_name: str
+) -> None:
+    """The window WAIT closes, made wide and certain: the replication link is cut (the
+    replica stopped, the master dropping its connection) while a producer sends; then the
+    master dies and the replica is promoted. Without WAIT the job was reported accepted and
+    every one of its messages is gone; with WAIT 1 the job was refused (BrokerError), so the
+    producer knew to send it again, and sent again after the failover it is on the new master."""
+    from textlstm.client import Client
+
+    settings = e2e_settings.model_copy(
+        update={
+            "broker_url": sentinel_set.url,
+            "broker_transport_options": sentinel_set.transport_options,
+            "queue": queue_name,
+            "message_max_items": PER_MESSAGE,
+            "broker_wait_timeout_ms": 300,
+        }
+    )
+    unwaited = settings.model_copy(update={"broker_wait_replicas": 0})
+    waited = settings.model_copy(update={"broker_wait_replicas": 1})
+    replica, master = sentinel_set.replica, sentinel_set.master
+    old = master.port
+    replica.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+    try:
+        master.client().client_kill_filter(_type="replica")
+        accepted = Client(unwaited).submit(texts(40), model="topics", record_job=False)
+        refused = uuid.uuid4()
+        with pytest.raises(BrokerError, match="only 0 of 1 replica"):
+            Client(waited).submit(texts(40), model="topics", job_id=refused, record_job=False)
+        master.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+        master.proc.wait(10)  # type: ignore[union-attr]
+    finally:
+        replica.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+    failover_s = sentinel_set.wait_failover(old)
+    new = sentinel_set.client()
+    lost = 10 - int(new.llen(queue_name))  # 40 items, 4 a message: 10 messages each
+    assert lost == 10, f"{lost} of job {accepted}'s 10 messages lost"
+
+    master.start()  # rejoins as a replica: WAIT 1 can be met again
+    sentinel_set.wait(lambda: new.info("replication").get("connected_slaves"), 60,
+                      "the old master to rejoin")  # fmt: skip
+    Client(waited).submit(texts(40), model="topics", job_id=refused, record_job=False)
+    assert new.llen(queue_name) == 10  # the refused job, sent again: all there
+    path = os.environ.get("SENTINEL_FAILOVER_RECORD")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            record = {"scenario": "lag", "unwaited_lost": lost, "waited_lost": 0,
+                      "failover_s": round(failover_s, 2)}  # fmt: skip
+            f.write(json.dumps(record) + "\n")
+    new.close()

@@ -108,3 +108,30 @@ def test_sentinel_target_reads_the_masters_credentials_from_the_first_url() -> N
     assert is_sentinel(SENTINELS) and not is_sentinel("redis://a:6379/0")
     assert sentinel_problem("redis://a:6379/0", {}) is None
     assert sentinel_problem(SENTINELS, {"master_name": "m"}) is None
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"BROKER_USE_SSL": "{"}, "TEXTLSTM_BROKER_USE_SSL: is not valid JSON"),
+        ({"BROKER_USE_SSL": "[]"}, "TEXTLSTM_BROKER_USE_SSL: must be a JSON object of ssl_*"),
+        ({"BROKER_USE_SSL": '{"ca": "x"}'}, "TEXTLSTM_BROKER_USE_SSL: unknown option 'ca'"),
+        ({"BROKER_USE_SSL": '{"ssl_cert_reqs": "maybe"}'}, "must be one of required, optional"),
+        ({"BROKER_USE_SSL": '{"ssl_ca_certs": 1}'}, "'ssl_ca_certs' must be a string"),
+        (
+            {"BROKER_USE_SSL": '{"ssl_ca_certs": "/ca.pem"}'},
+            "TEXTLSTM_BROKER_USE_SSL: is for a sentinel:// TEXTLSTM_BROKER_URL",
+        ),
+    ],
+)
+def test_tls_mistakes_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    assert expected in one_line(monkeypatch, **env)
+
+
+def test_tls_to_the_master_is_verified_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEXTLSTM_BROKER_URL", SENTINELS)
+    monkeypatch.setenv("TEXTLSTM_BROKER_TRANSPORT_OPTIONS", '{"master_name": "m"}')
+    monkeypatch.setenv("TEXTLSTM_BROKER_USE_SSL", '{"ssl_ca_certs": "/ca.pem"}')
+    assert settings().broker_use_ssl == {"ssl_ca_certs": "/ca.pem", "ssl_cert_reqs": "required"}

@@ -26,3 +26,27 @@ def test_app_registers_the_task_lazily_from_settings() -> None:
     assert TASK_NAME in app.tasks
     assert app.conf.broker_url == "redis://h:1/3"
     assert "FlushOnShutdown" in {s.__name__ for s in app.steps["consumer"]}
+
+
+def test_sentinel_gets_our_transport_the_operators_options_and_tls() -> None:
+    """sentinel:// runs on worker.transport's Sentinel variant (the atomic pop), with
+    TEXTLSTM_BROKER_TRANSPORT_OPTIONS merged over the project's (the operator's word wins) and
+    TEXTLSTM_BROKER_USE_SSL as Celery's broker_use_ssl, verifying certificates by default."""
+    import ssl
+
+    s = Settings(
+        broker_url="sentinel://s1:26379;sentinel://s2:26379",
+        broker_transport_options={"master_name": "m", "visibility_timeout": 30},
+        broker_use_ssl={"ssl_ca_certs": "/etc/ca.pem"},
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    conf = celery_config(s)
+    assert conf["broker_transport"] == "worker.transport:SentinelTransport"
+    options = conf["broker_transport_options"]
+    assert options["master_name"] == "m" and options["visibility_timeout"] == 30
+    assert options["max_deliveries"] == s.worker_max_deliveries  # the project's own stay
+    assert conf["broker_use_ssl"] == {
+        "ssl_ca_certs": "/etc/ca.pem",
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
+    }
+    assert "broker_use_ssl" not in celery_config(s.model_copy(update={"broker_use_ssl": {}}))

@@ -23,7 +23,9 @@ def _client_and_key() -> tuple[Any, str, Any]:
     from textlstm.wire.redis_layout import dead_letter_key, redis_client
 
     settings = get_settings()
-    client = redis_client(settings.broker_url, settings.broker_transport_options)
+    client = redis_client(
+        settings.broker_url, settings.broker_transport_options, settings.broker_use_ssl
+    )
     return client, dead_letter_key(settings.queue), settings
 
 

@@ -62,27 +62,32 @@ def client_app(settings: Settings) -> Celery:
     Never close it (`app.close()`): it is shared by every producer on that broker in this
     process. Only the broker URL shapes it, so two Settings on one broker share one app.
     """
-    options = settings.broker_transport_options
-    key = (os.getpid(), settings.broker_url, json.dumps(options, sort_keys=True))
+    options, tls = settings.broker_transport_options, settings.broker_use_ssl
+    key = (os.getpid(), settings.broker_url, json.dumps([options, tls], sort_keys=True))
     app = _apps.get(key)
     if app is not None:
         return app
     with _lock:
         app = _apps.get(key)
         if app is None:
-            app = _build(settings.broker_url, options)
+            app = _build(settings.broker_url, options, tls)
             _apps[key] = app
     return app
 
 
-def _build(broker_url: str, transport_options: dict[str, Any]) -> Celery:
+def _build(broker_url: str, transport_options: dict[str, Any], tls: dict[str, Any]) -> Celery:
     from celery import Celery
+
+    from textlstm.broker_options import ssl_context_options
 
     app = Celery(APP_NAME, broker=broker_url, set_as_current=False)
     app.conf.update(client_config())
-    # TEXTLSTM_BROKER_TRANSPORT_OPTIONS, as the workers get them: master_name and the
-    # Sentinels' password for sentinel://, so producers and `status` find the same master.
+    # TEXTLSTM_BROKER_TRANSPORT_OPTIONS and TEXTLSTM_BROKER_USE_SSL, as the workers get them:
+    # master_name, the Sentinels' password and TLS for sentinel://, so producers and `status`
+    # find the same master the same way.
     app.conf.broker_transport_options = dict(transport_options)
+    if tls:
+        app.conf.broker_use_ssl = ssl_context_options(tls)
     # Finalize the configuration and look the producer pool up now, once, rather than from
     # whichever threads publish first (no connection is opened here).
     app.producer_pool  # noqa: B018 - evaluated for its side effect

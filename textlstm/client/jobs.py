@@ -88,7 +88,9 @@ def _gate(settings: Settings, queue: str, policy: str | None, timeout: float | N
     def depth() -> int:
         from textlstm.wire.redis_layout import queue_depths, redis_client
 
-        client = redis_client(settings.broker_url, settings.broker_transport_options)
+        client = redis_client(
+            settings.broker_url, settings.broker_transport_options, settings.broker_use_ssl
+        )
         try:
             return queue_depths(client, [queue])[queue]
         finally:

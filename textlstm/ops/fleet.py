@@ -84,7 +84,9 @@ def _sentinels_answer(settings: Settings, st: FleetStatus) -> bool:
 
 def _queues(settings: Settings, st: FleetStatus) -> None:
     try:
-        client = redis_client(settings.broker_url, settings.broker_transport_options)
+        client = redis_client(
+            settings.broker_url, settings.broker_transport_options, settings.broker_use_ssl
+        )
         try:
             st.queues = queue_depths(client, consume_order(settings.queue))
             st.unacked = unacked_count(client)

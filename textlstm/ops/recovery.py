@@ -127,7 +127,9 @@ def requeue_job(
     from textlstm.client.publisher import broker_error, publish_messages
 
     try:
-        client = redis_client(settings.broker_url, settings.broker_transport_options)
+        client = redis_client(
+            settings.broker_url, settings.broker_transport_options, settings.broker_use_ssl
+        )
         try:
             copies = list(
                 broker_copies(client, job_id, queues=consume_order(settings.queue), limits=limits)

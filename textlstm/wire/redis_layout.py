@@ -23,7 +23,12 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from textlstm.broker_options import is_sentinel, probe_sentinels, sentinel_target
+from textlstm.broker_options import (
+    is_sentinel,
+    probe_sentinels,
+    sentinel_target,
+    ssl_context_options,
+)
 
 #: kombu's hash of delivered, unacked messages, shared by every queue of the database.
 UNACKED_KEY = "unacked"
@@ -67,7 +72,11 @@ def loads(raw: bytes | str | None) -> Any:
 # -- Redis I/O (status probes, recovery, dead-letter admin) -----------------------------------
 
 
-def redis_client(broker_url: str, transport_options: Mapping[str, Any] | None = None):  # type: ignore[no-untyped-def]
+def redis_client(  # type: ignore[no-untyped-def]
+    broker_url: str,
+    transport_options: Mapping[str, Any] | None = None,
+    use_ssl: Mapping[str, Any] | None = None,
+):
     """A short-timeout redis-py client for the broker (a status probe must not hang).
 
     The one way the project opens a raw connection to the broker (status depths, `jobs
@@ -75,7 +84,7 @@ def redis_client(broker_url: str, transport_options: Mapping[str, Any] | None = 
     `sentinel://` URL as kombu does: the client asks the Sentinels for the current master on
     every new connection (redis-py's `Sentinel.master_for`), and so follows a failover like
     the workers and producers do. `transport_options` are the settings' (master_name,
-    sentinel_kwargs, min_other_sentinels).
+    sentinel_kwargs, min_other_sentinels); `use_ssl` is `broker_use_ssl` (TLS to the master).
     """
     import redis
 
@@ -95,7 +104,8 @@ def redis_client(broker_url: str, transport_options: Mapping[str, Any] | None = 
         sentinel_kwargs={**timeouts, **dict(options.get("sentinel_kwargs") or {})},
         **timeouts,
     )
-    return sentinel.master_for(str(options.get("master_name")), **master, **timeouts)
+    tls = {"ssl": True, **ssl_context_options(use_ssl)} if use_ssl else {}
+    return sentinel.master_for(str(options.get("master_name")), **master, **timeouts, **tls)
 
 
 def queue_depths(client: Any, names: Iterable[str]) -> dict[str, int]:
