@@ -143,6 +143,8 @@ def failover_run(
             "broker_transport_options": options,
             "broker_wait_replicas": wait_replicas,
             "broker_wait_timeout_ms": 1000,
+            # Backpressure on: every submit reads the queue's depth through the Sentinels.
+            "queue_max_pending": 100_000,
         }
     )
     env = {
@@ -151,7 +153,7 @@ def failover_run(
         "TEXTLSTM_BROKER_TRANSPORT_OPTIONS": json.dumps(options),
     }
     fleet = Fleet(env, tmp_path)
-    live = [fleet.start("--batch-max-items", "32"), fleet.start("--batch-max-items", "32")]
+    live = [fleet.start("--batch-max-items", "32", "--name", n) for n in ("sa", "sb")]
     run = Run(wait_replicas)
     producer = ProducerThread(settings, run)
     producer.start()
@@ -178,6 +180,13 @@ def failover_run(
         producer.join(120)
     _wait_rows(session_factory, run)
     assert all(w.alive() for w in live), fleet.logs()[-3000:]
+    # `status` reaches the promoted replica too: queue depths, and both workers answering
+    # Celery's broadcast on it.
+    from textlstm.ops.fleet import collect
+
+    st = collect(settings, timeout=5)
+    assert not st.errors and len(st.workers) == 2, (st.errors, st.workers)
+    assert set(st.queues) >= {settings.queue}
     return run, settings, fleet
 
 

@@ -86,6 +86,16 @@ def _gate(settings: Settings, queue: str, policy: str | None, timeout: float | N
     limit = settings.queue_max_pending
 
     def depth() -> int:
+        from redis.exceptions import RedisError
+
+        from textlstm.client.publisher import broker_error
+
+        try:
+            return _depth()
+        except (RedisError, OSError) as exc:  # one line, as when the send itself fails
+            raise broker_error(settings, f"read the depth of queue {queue!r}", exc) from None
+
+    def _depth() -> int:
         from textlstm.wire.redis_layout import queue_depths, redis_client
 
         client = redis_client(
