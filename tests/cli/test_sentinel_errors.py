@@ -116,3 +116,9 @@ def test_jobs_requeue_says_it(tmp_path: Path) -> None:
     assert the_line(out, NOBODY).startswith(
         f"Error: could not read the broker's copies of job {job}"
     )
+
+
+def test_dead_letters_says_it(tmp_path: Path) -> None:
+    code, out = admin(["dead-letters", "list"], tmp_path, sentinel_env(tmp_path))
+    assert code == 1
+    the_line(out, NOBODY)

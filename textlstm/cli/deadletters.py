@@ -23,9 +23,12 @@ def _client_and_key() -> tuple[Any, str, Any]:
     from textlstm.wire.redis_layout import dead_letter_key, redis_client
 
     settings = get_settings()
-    client = redis_client(
-        settings.broker_url, settings.broker_transport_options, settings.broker_use_ssl
-    )
+    try:  # on sentinel://, the Sentinels are asked for the master here
+        client = redis_client(
+            settings.broker_url, settings.broker_transport_options, settings.broker_use_ssl
+        )
+    except RedisError as exc:
+        raise _broker_error(exc, settings) from None
     return client, dead_letter_key(settings.queue), settings
 
 

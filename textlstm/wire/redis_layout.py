@@ -96,7 +96,10 @@ def redis_client(  # type: ignore[no-untyped-def]
     options = dict(transport_options or {})
     # A Sentinel set that does not answer is one line (ConnectionError, an OSError) rather
     # than redis-py's MasterNotFoundError, which holds the repr of every Sentinel client.
-    probe_sentinels(broker_url, options)
+    try:
+        probe_sentinels(broker_url, options)
+    except ConnectionError as exc:  # as redis-py's own error: callers handle RedisError
+        raise redis.exceptions.ConnectionError(str(exc)) from None
     hosts, master = sentinel_target(broker_url)
     sentinel = Sentinel(
         hosts,
