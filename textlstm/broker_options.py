@@ -266,12 +266,13 @@ def sentinel_problem(broker_url: str, options: Mapping[str, Any]) -> str | None:
 
 
 def probe_sentinels(broker_url: str, options: Mapping[str, Any], timeout: float = 3.0) -> str:
-    """Ask the Sentinels for the master's address; return it as `host:port`. ConnectionError
-    with one line (naming the settings, no password) when no Sentinel answers or none knows
-    the master: a configuration mistake or a Sentinel set that is down, not a failover (the
-    Sentinels keep answering while they promote a replica)."""
+    """Ask the Sentinels where the master named `master_name` is; return it as `host:port`.
+    ConnectionError with one line (naming the settings, no password) when no Sentinel answers,
+    or none of those that answer monitors that name: a configuration mistake or a Sentinel set
+    that is down. A failover in progress passes: the Sentinels still know the name (and give
+    the old address until the promotion), and clients retry until the new master answers."""
     from redis.exceptions import RedisError
-    from redis.sentinel import MasterNotFoundError, Sentinel
+    from redis.sentinel import Sentinel
 
     hosts, _ = sentinel_target(broker_url)
     kwargs = {
@@ -279,44 +280,31 @@ def probe_sentinels(broker_url: str, options: Mapping[str, Any], timeout: float 
         "socket_connect_timeout": timeout,
         **dict(options.get("sentinel_kwargs") or {}),
     }
-    others = int(options.get("min_other_sentinels") or 0)
-    sentinel = Sentinel(hosts, sentinel_kwargs=kwargs, min_other_sentinels=others)
+    sentinel = Sentinel(hosts, sentinel_kwargs=kwargs)
     name = str(options.get("master_name"))
     where = ", ".join(f"{h}:{p}" for h, p in hosts)
+    answered, problems = 0, []
     try:
-        host, port = sentinel.discover_master(name)
-    except MasterNotFoundError:
-        answered = _answering(sentinel)
-        why = (
-            f"none of the Sentinels ({where}) answered"
-            if not answered
-            else f"{answered} of {len(hosts)} Sentinel(s) answered but none knows a master "
-            f"named {name!r}"
-        )
-        raise ConnectionError(
-            f"cannot reach the Redis master through Sentinel: {why} (check TEXTLSTM_BROKER_URL "
-            "and master_name / sentinel_kwargs in TEXTLSTM_BROKER_TRANSPORT_OPTIONS)"
-        ) from None
-    except RedisError as exc:  # e.g. an authentication error from a Sentinel
-        cause = " ".join(str(exc).split())[:200]
-        raise ConnectionError(
-            f"cannot ask the Sentinels ({where}) for the master: {cause} (check "
-            "sentinel_kwargs in TEXTLSTM_BROKER_TRANSPORT_OPTIONS)"
-        ) from None
+        for node in sentinel.sentinels:
+            try:
+                addr = node.sentinel_get_master_addr_by_name(name)
+            except (RedisError, OSError) as exc:
+                problems.append(" ".join(str(exc).split())[:160])
+                continue
+            answered += 1
+            if addr:
+                host = addr[0].decode() if isinstance(addr[0], bytes) else addr[0]
+                return f"{host}:{addr[1]}"
     finally:
-        for s in sentinel.sentinels:
-            s.close()
-    return f"{host}:{port}"
-
-
-def _answering(sentinel: Any) -> int:
-    from redis.exceptions import RedisError
-
-    n = 0
-    for s in sentinel.sentinels:
-        try:
-            s.ping()
-            n += 1
-        except (RedisError, OSError):
-            pass
-    return n
+        for node in sentinel.sentinels:
+            node.close()
+    if answered:
+        why = f"{answered} of {len(hosts)} Sentinel(s) answered but none monitors {name!r}"
+    else:
+        why = (
+            f"none of the Sentinels ({where}) answered ({problems[0] if problems else 'no reply'})"
+        )
+    raise ConnectionError(
+        f"cannot reach the Redis master through Sentinel: {why} (check TEXTLSTM_BROKER_URL and "
+        "master_name / sentinel_kwargs in TEXTLSTM_BROKER_TRANSPORT_OPTIONS)"
+    )

@@ -27,7 +27,7 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from celery import Celery
+from celery import Celery, bootsteps
 
 from textlstm.broker_options import ssl_context_options
 from textlstm.errors import EX_CONFIG, TextlstmError
@@ -105,6 +105,24 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+class KeepOurTransport(bootsteps.Step):
+    """Worker bootstep: a broker URL list (`sentinel://a;sentinel://b`, or Celery's
+    `redis://a;redis://b` failover list) makes Celery switch URLs when it reconnects, and
+    kombu then takes the transport from the URL's scheme, not from `broker_transport`: after
+    the first reconnection the worker would run kombu's BRPOP transport, without the atomic
+    pop or the dead-letter list (seen in the Sentinel fault test as acks failing after a
+    failover). In the worker process only, the scheme is pointed at our transport."""
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        from worker import kombu_seam
+
+        ours = worker.app.conf.broker_transport
+        scheme = urlsplit(str(worker.app.conf.broker_url or "")).scheme
+        if isinstance(ours, str) and ours.startswith("worker.transport:") and scheme:
+            kombu_seam.keep_transport_on_switch(scheme, ours)
+        super().__init__(worker, **kwargs)
+
+
 def settings_or_exit() -> Settings:
     """The process's settings; on a settings mistake, its line(s) on stderr and exit EX_CONFIG.
 
@@ -130,6 +148,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     app.steps["worker"].add(RefuseUnfitKombu)
     app.steps["worker"].add(RefuseUnsafeContent)
     app.steps["worker"].add(RefuseUnreachableSentinels)
+    app.steps["worker"].add(KeepOurTransport)
     return app
 
 

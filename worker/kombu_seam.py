@@ -33,6 +33,12 @@ kombu 5.7.x (`kombu.transport.redis`, `.virtual`, `kombu.message`):
 - virtual.Message._raw: set by virtual.Message.__init__; the payload as it came off Redis.
 - Message._state: set by kombu.message.Message.__init__; "ACK" once acked (acks done here, in
   bulk, rather than by Message.ack).
+- transport.TRANSPORT_ALIASES: kombu's scheme -> transport table. `Connection.switch(conn_str)`
+  (Celery's move to the next URL of a `;` failover list, i.e. every reconnection on a
+  `sentinel://` list) re-reads the transport from the URL's scheme and drops the one the
+  configuration named: the worker would go on with kombu's own BRPOP transport. In a worker
+  process `keep_transport_on_switch` points the scheme at ours, and forgets the class
+  transport._transport_cache may already hold for it.
 - redis.SentinelChannel._get_pool(asynchronous), redis.SentinelChannel._sentinel_managed_pool
   (asynchronous), redis.SentinelChannel.connection_class: not called here, but
   `worker.transport.SentinelChannel` puts our channel before kombu's Sentinel channel in its
@@ -145,6 +151,15 @@ SENTINEL_OPTIONS: tuple[str, ...] = tuple(
 )  # fmt: skip
 
 
+def keep_transport_on_switch(scheme: str, transport: str) -> None:
+    """Make `scheme` resolve to `transport` in this process, so that a failover switch to
+    another URL of the broker list keeps the worker on our transport (see the docstring)."""
+    from kombu import transport as kombu_transport
+
+    kombu_transport.TRANSPORT_ALIASES[scheme] = transport
+    kombu_transport._transport_cache.pop(scheme, None)  # resolved once, cached for ever
+
+
 # -- kombu: acks and bookkeeping -----------------------------------------------------------
 
 
@@ -255,6 +270,9 @@ NEEDS: tuple[Need, ...] = (
     Need("kombu", "virtual.Transport", "_deliver", ("message", "queue")),
     Need("kombu", "virtual.Message", "_raw", set_by="__init__"),
     Need("kombu", "Message", "_state", set_by="__init__"),
+    Need("kombu", "transport", "TRANSPORT_ALIASES"),
+    Need("kombu", "transport", "_transport_cache"),
+    Need("kombu", "Connection", "switch", ("conn_str",)),
     Need("kombu", "redis.SentinelChannel", "_get_pool", ("asynchronous",)),
     Need("kombu", "redis.SentinelChannel", "_sentinel_managed_pool", ("asynchronous",)),
     Need("kombu", "redis.SentinelChannel", "connection_class"),
@@ -275,6 +293,8 @@ def installed() -> tuple[dict[str, Any], dict[str, str]]:
     from celery.app.task import Task
     from celery.worker import state
     from celery.worker.consumer import consumer, tasks
+    from kombu import Connection
+    from kombu import transport as kombu_transport
     from kombu.message import Message
     from kombu.transport import virtual
 
@@ -282,6 +302,8 @@ def installed() -> tuple[dict[str, Any], dict[str, str]]:
         "redis.Channel": kombu_redis.Channel,
         "redis.QoS": kombu_redis.QoS,
         "redis.SentinelChannel": kombu_redis.SentinelChannel,
+        "transport": kombu_transport,
+        "Connection": Connection,
         "virtual.QoS": virtual.QoS,
         "virtual.Transport": virtual.Transport,
         "virtual.Message": virtual.Message,

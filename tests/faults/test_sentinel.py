@@ -180,6 +180,12 @@ def failover_run(
         producer.join(120)
     _wait_rows(session_factory, run)
     assert all(w.alive() for w in live), fleet.logs()[-3000:]
+    # No worker process died and was restarted, and none fell back to kombu's own transport
+    # when Celery switched to another Sentinel's URL to reconnect (its acks would fail).
+    for w in live:
+        log = w.log()
+        assert "exited with" not in log, log[-3000:]
+        assert "could not ack" not in _after_reconnect(log), log[-3000:]
     # `status` reaches the promoted replica too: queue depths, and both workers answering
     # Celery's broadcast on it.
     from textlstm.ops.fleet import collect
@@ -188,6 +194,13 @@ def failover_run(
     assert not st.errors and len(st.workers) == 2, (st.errors, st.workers)
     assert set(st.queues) >= {settings.queue}
     return run, settings, fleet
+
+
+def _after_reconnect(log: str) -> str:
+    """A worker's log after it reconnected following the last lost connection."""
+    lost = log.rfind("Connection to broker lost")
+    back = log.find("Connected to", lost)
+    return log[back:] if lost >= 0 and back >= 0 else ""
 
 
 def _wait_rows(session_factory: sessionmaker[Session], run: Run, stall_s: float = 20.0) -> None:
