@@ -67,9 +67,9 @@ def render(result: dict[str, Any]) -> str:
         "# Redis Sentinel failover: messages lost, with and without WAIT",
         "",
         f"Written by `bench/sentinel_failover.py` on {result['when']} ({result['machine']}). "
-        "One master, one replica, three Sentinels (down-after-milliseconds 1000, "
-        "failover-timeout 3000) on loopback; two workers and a producer thread; the master "
-        "SIGKILLed mid-run, restarted once the replica is promoted (it rejoins as a replica).",
+        "One master, one replica, three Sentinels (down-after-milliseconds 2000, "
+        "failover-timeout 4000) on loopback; two workers and a producer thread; the master "
+        "SIGKILLed mid-run, restarted as a replica of the promoted one.",
         "",
         "| producer waits for | runs | messages accepted | lost messages (items) | "
         "producer retries | failover s (min-max) | old master rejoins s |",

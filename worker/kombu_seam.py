@@ -31,6 +31,9 @@ kombu 5.7.x (`kombu.transport.redis`, `.virtual`, `kombu.message`):
   QoS to do kombu's local bookkeeping (prefetch) without the Redis round trip.
 - virtual.Transport._deliver(message, queue): hands a payload to the queue's consumer.
 - virtual.Message._raw: set by virtual.Message.__init__; the payload as it came off Redis.
+- virtual.QoS._delivered: set by virtual.QoS.__init__; the deliveries held locally
+  (`drop_held`, when the connection to restore them on is gone).
+- redis.QoS.restore_unacked(client): overridden (skipped when the connection is gone).
 - Message._state: set by kombu.message.Message.__init__; "ACK" once acked (acks done here, in
   bulk, rather than by Message.ack).
 - transport.TRANSPORT_ALIASES: kombu's scheme -> transport table. `Connection.switch(conn_str)`
@@ -181,6 +184,15 @@ def release_locally(qos: Any, delivery_tag: str) -> None:
     VirtualQoS.ack(qos, delivery_tag)
 
 
+def drop_held(qos: Any) -> int:
+    """Forget every delivery a QoS holds locally, without restoring any (they stay in the
+    unacked hash for the visibility-timeout sweep); how many there were."""
+    held: Any = qos._delivered
+    n = len(held)
+    held.clear()
+    return n
+
+
 def mark_acked(message: Any) -> None:
     """Make a kombu Message read as acked (`message.acknowledged`), for acks done in bulk or
     by dead-lettering rather than by `Message.ack`, so nothing acks it a second time."""
@@ -268,6 +280,8 @@ NEEDS: tuple[Need, ...] = (
     Need("kombu", "virtual.QoS", "append", ("message", "delivery_tag")),
     Need("kombu", "virtual.QoS", "ack", ("delivery_tag",)),
     Need("kombu", "virtual.Transport", "_deliver", ("message", "queue")),
+    Need("kombu", "virtual.QoS", "_delivered", set_by="__init__"),
+    Need("kombu", "redis.QoS", "restore_unacked", ("client",)),
     Need("kombu", "virtual.Message", "_raw", set_by="__init__"),
     Need("kombu", "Message", "_state", set_by="__init__"),
     Need("kombu", "transport", "TRANSPORT_ALIASES"),

@@ -207,6 +207,22 @@ class QoS(kombu_redis.QoS):
             .hdel(self.channel.deliveries_key, delivery_tag).execute()  # fmt: skip
         kombu_seam.release_locally(self, delivery_tag)
 
+    def restore_unacked(self, client: Any = None) -> Any:
+        """kombu's restore of what this channel holds (at close), unless the connection is
+        already gone: kombu's Sentinel channel drops its pools before the close restores, and
+        rebuilding one then fails on the missing connection (an AttributeError that Celery
+        reports as unrecoverable and the worker process exits, seen when a Sentinel failover
+        broke the fanout connection). Those messages stay in the unacked hash, recorded by the
+        pop, and come back after the visibility timeout."""
+        if client is None and self.channel.connection.client is None:
+            log.warning(
+                "could not restore %d unacked message(s) now (the broker connection is gone); "
+                "they come back after the visibility timeout",
+                kombu_seam.drop_held(self),
+            )
+            return None
+        return super().restore_unacked(client)
+
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if requeue:
             super().reject(delivery_tag, requeue=True)  # the count stays: it comes back

@@ -167,8 +167,13 @@ def failover_run(
         sentinel_set.master.proc.wait(10)  # type: ignore[union-attr]
         run.failover_s = round(sentinel_set.wait_failover(old), 2)
         t0 = time.monotonic()
-        sentinel_set.master.start()  # its supervisor restarts it: it rejoins as a replica
+        # Its supervisor restarts it as a replica of the promoted one. Never as an empty
+        # master: the Sentinels could promote it back and the other node would resync from it
+        # and drop everything (seen here with `down-after` too short for a loaded machine).
         new = sentinel_set.node_at(sentinel_set.master_port() or 0)
+        sentinel_set.master.extra_args = (*sentinel_set.master.extra_args, "--replicaof",
+                                          "127.0.0.1", str(new.port))  # fmt: skip
+        sentinel_set.master.start()
         sentinel_set.wait(lambda: new.client().info("replication").get("connected_slaves"),
                           60, "the old master to rejoin as a replica")  # fmt: skip
         run.rejoin_s = round(time.monotonic() - t0, 2)
@@ -323,6 +328,8 @@ def test_a_lagging_replica_loses_unwaited_messages_and_wait_refuses_them(
     lost = 10 - int(new.llen(queue_name))  # 40 items, 4 a message: 10 messages each
     assert lost == 10, f"{lost} of job {accepted}'s 10 messages lost"
 
+    promoted = sentinel_set.node_at(sentinel_set.master_port() or 0)
+    master.extra_args = (*master.extra_args, "--replicaof", "127.0.0.1", str(promoted.port))
     master.start()  # rejoins as a replica: WAIT 1 can be met again
     sentinel_set.wait(lambda: new.info("replication").get("connected_slaves"), 60,
                       "the old master to rejoin")  # fmt: skip

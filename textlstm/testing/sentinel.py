@@ -2,9 +2,11 @@
 process of its own on a free loopback port in one directory (the Sentinel fault test and
 `bench/sentinel_failover.py`; never the machine's shared Redis).
 
-Failover is fast on purpose: a master is judged down after `down_after_ms` (default 1 s) by
+Failover is fast on purpose: a master is judged down after `down_after_ms` (default 2 s) by
 a quorum of two Sentinels, and promoting the replica then takes a second or two, so a test sees
-the whole failover in a few seconds. Redis nodes keep no file (`appendonly no`, no snapshot):
+the whole failover in a few seconds. (1 s proved too short on a loaded two-core machine: a
+freshly promoted master that missed its pings was failed over again.) Redis nodes keep no
+file (`appendonly no`, no snapshot):
 what survives the master's death is what reached the replica, which is what a Sentinel
 deployment promises.
 """
@@ -57,8 +59,8 @@ class OwnSentinelSet:
     """Master, replica and three Sentinels. `url` and `transport_options` are what workers and
     producers are given (`TEXTLSTM_BROKER_URL`, `TEXTLSTM_BROKER_TRANSPORT_OPTIONS`)."""
 
-    def __init__(self, workdir: Path, *, down_after_ms: int = 1000,
-                 failover_timeout_ms: int = 3000) -> None:  # fmt: skip
+    def __init__(self, workdir: Path, *, down_after_ms: int = 2000,
+                 failover_timeout_ms: int = 4000) -> None:  # fmt: skip
         node = ("--appendonly", "no", "--save", "")
         self.master = OwnRedis(workdir / "master", appendonly=False, extra_args=node[2:])
         self.replica = OwnRedis(
