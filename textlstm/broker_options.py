@@ -16,7 +16,10 @@ read, against the table below, and a mistake is one line naming the variable:
 commands read kombu's keys unprefixed (`textlstm.wire.redis_layout`); give each deployment its
 own Redis database number instead.
 
-The second half is the Sentinel URL: `sentinel://[:password@]host:port[/db];sentinel://…`, one
+`TEXTLSTM_BROKER_USE_SSL` (`parse_use_ssl`) is TLS to a Sentinel set's master, as Celery's
+`broker_use_ssl`, checked the same way; certificates are verified unless it says otherwise.
+
+The last part is the Sentinel URL: `sentinel://[:password@]host:port[/db];sentinel://…`, one
 URL per Sentinel. As in kombu, the password and database of the URLs are the *Redis* master's;
 the Sentinels' own password goes in `sentinel_kwargs`. Pure apart from `probe_sentinels`, which
 asks the Sentinels (never the master) who the master is.
