@@ -16,15 +16,22 @@ import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pydantic
 import pydantic_settings
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.sources import ENV_FILE_SENTINEL
 
+from textlstm.broker_options import (
+    is_sentinel,
+    masked_options,
+    parse_transport_options,
+    parse_use_ssl,
+    sentinel_problem,
+)
 from textlstm.durations import parse_duration
 from textlstm.errors import SettingsError, ValidationError
 from textlstm.gc_tuning import DEFAULT_THRESHOLD
@@ -38,8 +45,17 @@ def mask_url(url: str) -> str:
     """Return `url` with any password (in the netloc or the query string) replaced by ``***``.
 
     Use this wherever a database or broker URL is printed, logged or put in an error message.
-    Anything that does not parse as a URL is hidden entirely rather than risk leaking it.
+    Anything that does not parse as a URL is hidden entirely rather than risk leaking it. A
+    broker setting may list several URLs separated by `;` (Celery's failover list, the
+    Sentinels of `sentinel://`): each is masked on its own, since `urlsplit` would read the
+    second one's password as part of the first one's path.
     """
+    if ";" in url and "://" in url:
+        return ";".join(_mask_one(u) for u in url.split(";"))
+    return _mask_one(url)
+
+
+def _mask_one(url: str) -> str:
     try:
         parts = urlsplit(url)
         netloc = parts.netloc
@@ -93,6 +109,29 @@ class Settings(BaseSettings):
     #: Celery broker URL; the producer needs nothing else. Redis (`redis://`, `rediss://`) is
     #: the supported broker; the other schemes textlstm.urlcheck accepts lack its features.
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
+    #: kombu transport options (Celery's `broker_transport_options`) as a JSON object, merged
+    #: over the project's own: for `sentinel://`, `{"master_name": "mymaster"}` and, when the
+    #: Sentinels need one, `"sentinel_kwargs": {"password": "..."}` (textlstm/broker_options.py
+    #: lists the options accepted; docs/operations.md, "Redis Sentinel").
+    broker_transport_options: Annotated[dict[str, Any], NoDecode] = Field(
+        default_factory=dict, repr=False
+    )
+    #: `sentinel://` only: TLS to the Redis master, as a JSON object like Celery's
+    #: `broker_use_ssl` (`ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile`, `ssl_cert_reqs`
+    #: (default required), `ssl_check_hostname`); empty = plain TCP. TLS to the Sentinels
+    #: themselves goes in `sentinel_kwargs`. A `rediss://` URL says TLS in its own query.
+    broker_use_ssl: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
+    #: Replicas that must confirm a producer's messages (Redis `WAIT`) before a job is reported
+    #: accepted; unset = 1 on a `sentinel://` broker, 0 (no wait) otherwise. Redis replication
+    #: is asynchronous: without it, a failover can drop the last messages the old master
+    #: acknowledged. A send not confirmed in time is one BrokerError (send it again: items are
+    #: stored once).
+    broker_wait_replicas: int | None = Field(default=None, ge=0, le=16)
+    #: How long a producer waits for `broker_wait_replicas` confirmations.
+    broker_wait_timeout_ms: int = Field(default=2000, ge=1, le=600_000)
+    #: `sentinel://` only: how long a producer keeps retrying a send while the Sentinels
+    #: promote a replica (their down-after-milliseconds plus the failover), before BrokerError.
+    broker_failover_timeout_s: float = Field(default=30.0, ge=0)
     #: Celery queue (and routing key) that classify messages are sent to. Priorities use
     #: `<queue>.high` and `<queue>.bulk` next to it (normal keeps this name).
     queue: str = Field(default="textlstm", min_length=1)
@@ -289,6 +328,38 @@ class Settings(BaseSettings):
         parse_allow_list(value)  # ValueError names the entry
         return value
 
+    @field_validator("broker_transport_options", mode="before")
+    @classmethod
+    def _transport_options(cls, value: Any) -> dict[str, Any]:
+        return parse_transport_options(value)
+
+    @field_validator("broker_use_ssl", mode="before")
+    @classmethod
+    def _use_ssl(cls, value: Any) -> dict[str, Any]:
+        return parse_use_ssl(value)
+
+    @model_validator(mode="after")
+    def _sentinel_needs(self) -> Settings:
+        """A sentinel:// URL without a master name would fail in kombu at the first
+        connection, in every process, with "'master_name' transport option must be
+        specified"; said here instead, once, naming the settings."""
+        problem = sentinel_problem(self.broker_url, self.broker_transport_options)
+        if problem:
+            raise ValueError(problem)
+        if self.broker_use_ssl and not is_sentinel(self.broker_url):
+            raise ValueError(
+                "TEXTLSTM_BROKER_USE_SSL: is for a sentinel:// TEXTLSTM_BROKER_URL; a "
+                "rediss:// URL takes its TLS options in its query (?ssl_ca_certs=...)"
+            )
+        return self
+
+    @property
+    def wait_replicas(self) -> int:
+        """Replicas a producer waits for (`broker_wait_replicas`, resolved)."""
+        if self.broker_wait_replicas is not None:
+            return self.broker_wait_replicas
+        return 1 if is_sentinel(self.broker_url) else 0
+
     @field_validator("worker_device")
     @classmethod
     def _device_spec(cls, value: str) -> str:
@@ -361,11 +432,14 @@ class Settings(BaseSettings):
     def __repr_args__(self) -> Any:
         yield "database_url", mask_url(self.database_url)
         yield "broker_url", mask_url(self.broker_url)
+        yield "broker_transport_options", masked_options(self.broker_transport_options)
         yield from super().__repr_args__()
 
 
 #: Settings whose values are secrets (URLs with passwords): echoed masked, or not at all.
-_SECRET_FIELDS = frozenset({"database_url", "broker_url", "webhook_secret"})
+_SECRET_FIELDS = frozenset(
+    {"database_url", "broker_url", "broker_transport_options", "webhook_secret"}
+)
 
 
 def _check_env_files(env_file: Any, encoding: str | None) -> None:
@@ -415,7 +489,8 @@ def _describe(exc: pydantic.ValidationError) -> list[str]:
         if err["type"] == "value_error" and isinstance(ctx.get("error"), ValueError):
             # Raised by this module's validators (URL checks included): already worded and
             # masked, and it names the bad value where that is safe.
-            lines.append(f"{name}: {ctx['error']}")
+            # A check of several settings (a model validator) names them itself.
+            lines.append(f"{name}: {ctx['error']}" if field else str(ctx["error"]))
             continue
         kind = err["type"]
         if kind in ("int_parsing", "int_from_float", "int_type"):

@@ -19,7 +19,9 @@ import importlib.util
 from urllib.parse import urlsplit
 
 DATABASE_HINT = "use sqlite:///path or postgresql+psycopg://user:password@host:5432/db"
-BROKER_HINT = "use redis://host:6379/0 or rediss://host:6380/0"
+BROKER_HINT = (
+    "use redis://host:6379/0, rediss://host:6380/0 or sentinel://host:26379;sentinel://host2:26379"
+)
 ENCODE_HINT = "a password holding / # ? @ or : must be percent-encoded"
 
 #: Broker schemes accepted, with the module each needs. Redis (`redis`, `rediss`) is the
@@ -38,7 +40,7 @@ BROKER_SCHEMES: dict[str, str | None] = {
     "pyamqp": "amqp",
     "memory": None,
 }
-_REDIS_LIKE = {"redis", "rediss"}
+_REDIS_LIKE = {"redis", "rediss", "sentinel"}
 
 #: Database backend -> (the one driver textlstm runs on, the module that provides it).
 #: PostgreSQL writes use psycopg 3's binary parameters (`%(name)b` in store/bulk_insert.py), so

@@ -29,15 +29,18 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from celery import Celery
+from celery import Celery, bootsteps
 
+from textlstm.broker_options import ssl_context_options
 from textlstm.errors import EX_CONFIG, TextlstmError
 from textlstm.settings import Settings, get_settings
 from textlstm.wire.redis_layout import dead_letter_key
 
 
 def broker_transport(broker_url: str) -> dict[str, Any]:
-    """On Redis, our transport whose pop cannot lose a message (`worker.transport`).
+    """On Redis and Redis Sentinel, our transport whose pop cannot lose a message
+    (`worker.transport`; its Sentinel variant asks the Sentinels for the master, as kombu's
+    `sentinel://` transport does, and so follows a failover).
 
     Naming the transport class stops kombu from reading the URL's scheme, so the one thing
     the scheme decides, TLS for `rediss://`, is said here: certificates are verified against
@@ -45,6 +48,8 @@ def broker_transport(broker_url: str) -> dict[str, Any]:
     default for a bare `rediss://` is not to verify).
     """
     scheme = urlsplit(broker_url).scheme
+    if scheme == "sentinel":
+        return {"broker_transport": "worker.transport:SentinelTransport"}
     if scheme not in ("redis", "rediss"):
         return {}
     extra: dict[str, Any] = {"broker_transport": "worker.transport:Transport"}
@@ -54,8 +59,12 @@ def broker_transport(broker_url: str) -> dict[str, Any]:
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
+    tls = {}
+    if settings.broker_use_ssl:  # sentinel:// only (checked in textlstm.settings)
+        tls = {"broker_use_ssl": ssl_context_options(settings.broker_use_ssl)}
     return {
         **broker_transport(settings.broker_url),
+        **tls,
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
@@ -75,6 +84,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "max_deliveries": settings.worker_max_deliveries,
             "dead_letter_key": dead_letter_key(settings.queue),
             "dead_letter_max": settings.dead_letter_max,
+            # TEXTLSTM_BROKER_TRANSPORT_OPTIONS last: the operator's word wins (master_name
+            # and sentinel_kwargs for sentinel://; checked in textlstm.broker_options).
+            **settings.broker_transport_options,
         },
         "result_backend": None,
         "task_ignore_result": True,
@@ -95,6 +107,24 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+class KeepOurTransport(bootsteps.Step):
+    """Worker bootstep: a broker URL list (`sentinel://a;sentinel://b`, or Celery's
+    `redis://a;redis://b` failover list) makes Celery switch URLs when it reconnects, and
+    kombu then takes the transport from the URL's scheme, not from `broker_transport`: after
+    the first reconnection the worker would run kombu's BRPOP transport, without the atomic
+    pop or the dead-letter list (seen in the Sentinel fault test as acks failing after a
+    failover). In the worker process only, the scheme is pointed at our transport."""
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        from worker import kombu_seam
+
+        ours = worker.app.conf.broker_transport
+        scheme = urlsplit(str(worker.app.conf.broker_url or "")).scheme
+        if isinstance(ours, str) and ours.startswith("worker.transport:") and scheme:
+            kombu_seam.keep_transport_on_switch(scheme, ours)
+        super().__init__(worker, **kwargs)
+
+
 def settings_or_exit() -> Settings:
     """The process's settings; on a settings mistake, its line(s) on stderr and exit EX_CONFIG.
 
@@ -113,13 +143,15 @@ def settings_or_exit() -> Settings:
 def create_app(settings: Settings | None = None) -> Celery:
     app = Celery("textlstm", set_as_current=False, include=["worker.tasks", "worker.control"])
     app.add_defaults(lambda: celery_config(settings or settings_or_exit()))
-    from worker.guards import RefuseUnfitKombu, RefuseUnsafeContent
+    from worker.guards import RefuseUnfitKombu, RefuseUnreachableSentinels, RefuseUnsafeContent
     from worker.retention import PeriodicPurge
     from worker.strategy import FlushOnShutdown
 
     app.steps["consumer"].add(FlushOnShutdown)
     app.steps["worker"].add(RefuseUnfitKombu)
     app.steps["worker"].add(RefuseUnsafeContent)
+    app.steps["worker"].add(RefuseUnreachableSentinels)
+    app.steps["worker"].add(KeepOurTransport)
     app.steps["worker"].add(PeriodicPurge)  # TEXTLSTM_RETENTION_PURGE_AFTER (worker/retention.py)
     return app
 

@@ -66,3 +66,23 @@ class RefuseUnfitKombu(bootsteps.Step):
         if problems:
             refuse(kombu_seam.refusal(problems))
         super().__init__(worker, **kwargs)
+
+
+class RefuseUnreachableSentinels(bootsteps.Step):
+    """Worker bootstep: on a `sentinel://` broker, exits with one line before consuming when
+    no Sentinel answers or none knows `master_name` (a hand-started `celery` worker would
+    otherwise retry the connection for ever, logging kombu's error each time). A failover in
+    progress passes: the Sentinels answer while they promote a replica."""
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        from textlstm.broker_options import is_sentinel, probe_sentinels
+        from textlstm.settings import mask_url
+
+        conf = worker.app.conf
+        url = str(conf.broker_url or "")
+        if is_sentinel(url):
+            try:
+                probe_sentinels(url, conf.broker_transport_options or {})
+            except ConnectionError as exc:
+                refuse(f"textlstm worker: broker {mask_url(url)}: {exc}")
+        super().__init__(worker, **kwargs)

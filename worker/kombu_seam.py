@@ -31,8 +31,23 @@ kombu 5.7.x (`kombu.transport.redis`, `.virtual`, `kombu.message`):
   QoS to do kombu's local bookkeeping (prefetch) without the Redis round trip.
 - virtual.Transport._deliver(message, queue): hands a payload to the queue's consumer.
 - virtual.Message._raw: set by virtual.Message.__init__; the payload as it came off Redis.
+- virtual.QoS._delivered: set by virtual.QoS.__init__; the deliveries held locally
+  (`drop_held`, when the connection to restore them on is gone).
+- redis.QoS.restore_unacked(client): overridden (skipped when the connection is gone).
 - Message._state: set by kombu.message.Message.__init__; "ACK" once acked (acks done here, in
   bulk, rather than by Message.ack).
+- transport.TRANSPORT_ALIASES: kombu's scheme -> transport table. `Connection.switch(conn_str)`
+  (Celery's move to the next URL of a `;` failover list, i.e. every reconnection on a
+  `sentinel://` list) re-reads the transport from the URL's scheme and drops the one the
+  configuration named: the worker would go on with kombu's own BRPOP transport. In a worker
+  process `keep_transport_on_switch` points the scheme at ours, and forgets the class
+  transport._transport_cache may already hold for it.
+- redis.SentinelChannel._get_pool(asynchronous), redis.SentinelChannel._sentinel_managed_pool
+  (asynchronous), redis.SentinelChannel.connection_class: not called here, but
+  `worker.transport.SentinelChannel` puts our channel before kombu's Sentinel channel in its
+  bases and relies on these to be what builds its connection pool (sentinel-managed
+  connections that ask the Sentinels for the master on every connect, so a failover is
+  followed). `SENTINEL_OPTIONS` (master_name, sentinel_kwargs, ...) is read from that class.
 
 Celery 5.x:
 - Task.start_strategy(app, consumer, **kwargs): calls `Task.Strategy(task, app, consumer)`. The
@@ -129,6 +144,25 @@ class PopChannel(kombu_redis.Channel):
         self.connection._deliver(payload, queue)
 
 
+#: kombu's Redis Sentinel channel and transport, the bases of `worker.transport`'s Sentinel
+#: variants, and the transport options only that channel reads.
+SentinelChannel = kombu_redis.SentinelChannel
+SentinelTransport = kombu_redis.SentinelTransport
+SENTINEL_OPTIONS: tuple[str, ...] = tuple(
+    o for o in kombu_redis.SentinelChannel.from_transport_options
+    if o not in kombu_redis.Channel.from_transport_options
+)  # fmt: skip
+
+
+def keep_transport_on_switch(scheme: str, transport: str) -> None:
+    """Make `scheme` resolve to `transport` in this process, so that a failover switch to
+    another URL of the broker list keeps the worker on our transport (see the docstring)."""
+    from kombu import transport as kombu_transport
+
+    kombu_transport.TRANSPORT_ALIASES[scheme] = transport
+    kombu_transport._transport_cache.pop(scheme, None)  # resolved once, cached for ever
+
+
 # -- kombu: acks and bookkeeping -----------------------------------------------------------
 
 
@@ -148,6 +182,15 @@ def release_locally(qos: Any, delivery_tag: str) -> None:
     """Forget a delivery in kombu's local bookkeeping (prefetch credit comes back), without
     touching Redis: for deliveries whose Redis records were removed some other way."""
     VirtualQoS.ack(qos, delivery_tag)
+
+
+def drop_held(qos: Any) -> int:
+    """Forget every delivery a QoS holds locally, without restoring any (they stay in the
+    unacked hash for the visibility-timeout sweep); how many there were."""
+    held: Any = qos._delivered
+    n = len(held)
+    held.clear()
+    return n
 
 
 def mark_acked(message: Any) -> None:
@@ -237,8 +280,16 @@ NEEDS: tuple[Need, ...] = (
     Need("kombu", "virtual.QoS", "append", ("message", "delivery_tag")),
     Need("kombu", "virtual.QoS", "ack", ("delivery_tag",)),
     Need("kombu", "virtual.Transport", "_deliver", ("message", "queue")),
+    Need("kombu", "virtual.QoS", "_delivered", set_by="__init__"),
+    Need("kombu", "redis.QoS", "restore_unacked", ("client",)),
     Need("kombu", "virtual.Message", "_raw", set_by="__init__"),
     Need("kombu", "Message", "_state", set_by="__init__"),
+    Need("kombu", "transport", "TRANSPORT_ALIASES"),
+    Need("kombu", "transport", "_transport_cache"),
+    Need("kombu", "Connection", "switch", ("conn_str",)),
+    Need("kombu", "redis.SentinelChannel", "_get_pool", ("asynchronous",)),
+    Need("kombu", "redis.SentinelChannel", "_sentinel_managed_pool", ("asynchronous",)),
+    Need("kombu", "redis.SentinelChannel", "connection_class"),
     Need("celery", "Task", "start_strategy", ("app", "consumer", "**kwargs")),
     Need("celery", "Consumer", "timer", set_by="__init__"),
     Need("celery", "consumer.Tasks", "task_consumer", set_by="start"),
@@ -256,12 +307,17 @@ def installed() -> tuple[dict[str, Any], dict[str, str]]:
     from celery.app.task import Task
     from celery.worker import state
     from celery.worker.consumer import consumer, tasks
+    from kombu import Connection
+    from kombu import transport as kombu_transport
     from kombu.message import Message
     from kombu.transport import virtual
 
     owners = {
         "redis.Channel": kombu_redis.Channel,
         "redis.QoS": kombu_redis.QoS,
+        "redis.SentinelChannel": kombu_redis.SentinelChannel,
+        "transport": kombu_transport,
+        "Connection": Connection,
         "virtual.QoS": virtual.QoS,
         "virtual.Transport": virtual.Transport,
         "virtual.Message": virtual.Message,

@@ -104,11 +104,11 @@ class Runtime:
         )
         from textlstm.serving.notify import Notifier
         from textlstm.serving.webhooks import WebhookSender
-        from textlstm.wire.redis_layout import redis_client
+        from textlstm.wire.redis_layout import broker_client
 
         sender = WebhookSender.from_settings(factory, settings)
         sender.start()  # a daemon thread in this (already forked) process
-        notifier = Notifier(redis_client(settings.broker_url), settings.queue, sender)
+        notifier = Notifier(broker_client(settings), settings.queue, sender)
         return cls(settings, device, threads, engine, factory, models, retry, notifier)
 
     def warm_up(self, ref: str) -> None:

@@ -39,7 +39,7 @@ from textlstm.serving.retry import ShutdownRequested
 from textlstm.serving.stages import BatchStats, StatsWriter
 from textlstm.wire.deadletters import DeadLetter
 from textlstm.wire.messages import ClassifyMessage, Limits, parse_body, parse_timestamp
-from textlstm.wire.redis_layout import cancelled_job_ids, is_redis_url, redis_client
+from textlstm.wire.redis_layout import broker_client, cancelled_job_ids, is_redis_url
 from textlstm.wire.salvage import salvage
 from worker import kombu_seam, transport
 from worker.transport import fetch_timer
@@ -141,7 +141,7 @@ def cancel_reader(settings: Any) -> Callable[[], list[str]]:
     timeout: it runs between micro-batches). Nothing to read on a broker that is not Redis."""
     if not is_redis_url(settings.broker_url):
         return list
-    client = redis_client(settings.broker_url, timeout=1)  # connects on first use
+    client = broker_client(settings, timeout=1)  # connects on first use
     return lambda: cancelled_job_ids(client, settings.queue)
 
 

@@ -207,6 +207,22 @@ class QoS(kombu_redis.QoS):
             .hdel(self.channel.deliveries_key, delivery_tag).execute()  # fmt: skip
         kombu_seam.release_locally(self, delivery_tag)
 
+    def restore_unacked(self, client: Any = None) -> Any:
+        """kombu's restore of what this channel holds (at close), unless the connection is
+        already gone: kombu's Sentinel channel drops its pools before the close restores, and
+        rebuilding one then fails on the missing connection (an AttributeError that Celery
+        reports as unrecoverable and the worker process exits, seen when a Sentinel failover
+        broke the fanout connection). Those messages stay in the unacked hash, recorded by the
+        pop, and come back after the visibility timeout."""
+        if client is None and self.channel.connection.client is None:
+            log.warning(
+                "could not restore %d unacked message(s) now (the broker connection is gone); "
+                "they come back after the visibility timeout",
+                kombu_seam.drop_held(self),
+            )
+            return None
+        return super().restore_unacked(client)
+
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if requeue:
             super().reject(delivery_tag, requeue=True)  # the count stays: it comes back
@@ -488,3 +504,19 @@ def _job_id(message: Any) -> str | None:
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SentinelChannel(Channel, kombu_seam.SentinelChannel):
+    """The same pop on a Redis Sentinel deployment: kombu's Sentinel channel finds the master
+    (its connection pool asks the Sentinels on every new connection), and everything that
+    runs on that connection is this module's, so the pop and its unacked record stay one
+    atomic script on whichever node is master. After a failover the consumer reconnects
+    (Celery's broker reconnection) and the pool finds the promoted replica."""
+
+    from_transport_options = tuple(
+        dict.fromkeys(Channel.from_transport_options + kombu_seam.SENTINEL_OPTIONS)
+    )
+
+
+class SentinelTransport(kombu_seam.SentinelTransport):
+    Channel = SentinelChannel

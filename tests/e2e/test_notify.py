@@ -26,6 +26,7 @@ from tests.fixtures.jobs import texts
 from tests.fixtures.receiver import Receiver
 from tests.fixtures.workers import WorkerProc
 from textlstm.client import Client
+from textlstm.client import jobs as client_jobs
 from textlstm.settings import Settings
 from textlstm.store.events import get_delivery
 from textlstm.wire.events import finished_channel, verify_signature
@@ -75,9 +76,13 @@ def test_wait_is_woken_by_the_event(
     e2e_settings: Settings,
     session_factory: sessionmaker[Session],
     record_property: Callable[[str, object], None],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Two waiters on each job: one subscribed (the default), one on a broker that is down,
-    which falls back to polling every 0.5 s. Latency = return time - the job's finished_at."""
+    which falls back to polling every 0.5 s. The subscribed waiter's SQL re-check is pushed
+    past the test's horizon, so it can only return in time because the event woke it.
+    Latency = return time - the job's finished_at, recorded (as a property), not asserted."""
+    monkeypatch.setattr(client_jobs, "RECHECK_S", 300.0)
     workers()
     no_redis = e2e_settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
     lat: dict[str, list[float]] = {"event": [], "poll": []}
@@ -97,6 +102,7 @@ def test_wait_is_woken_by_the_event(
         submit(e2e_settings, 20, job_id=jid)
         for t in threads:
             t.join(60)
+        assert set(done) == {"event", "poll"}, f"trial {trial}: a waiter did not return"
         st = Client(e2e_settings).status(jid)
         assert st.finished and st.finished_at is not None
         for kind in lat:
@@ -109,8 +115,6 @@ def test_wait_is_woken_by_the_event(
         f"(max {max(lat['poll']) * 1000:.0f})"
     )
     record_property("wait_latency", summary)  # in the JUnit report (pytest --junitxml)
-    assert max(lat["event"]) < 0.25, summary
-    assert event_ms < poll_ms, summary
 
 
 @PG
@@ -151,27 +155,30 @@ def test_a_slow_receiver_never_slows_the_batches(
     receiver: Receiver,
     record_property: Callable[[str, object], None],
 ) -> None:
-    """The receiver takes 2 s per request (under the 5 s timeout); 5 jobs, each waited for
-    before the next: each finishes in well under a second, while the webhooks arrive one by
-    one over ~10 s afterwards."""
-    receiver.replies = [(200, 2.0, {})]
-    w = workers(env=HOOK_ENV)
+    """The receiver answers nothing until the test releases it: 5 jobs, each waited for
+    before the next, all finish while the first webhook is still held by the receiver, so no
+    micro-batch waited for a delivery. Released, every webhook arrives. Timings are recorded
+    (as a property), not asserted."""
+    receiver.hold.clear()
+    w = workers(env={**HOOK_ENV, "TEXTLSTM_WEBHOOK_TIMEOUT_S": "60"})
     client = Client(e2e_settings)
     took = []
-    for _ in range(5):
-        started = time.monotonic()
-        job = submit(e2e_settings, 50, webhook=receiver.url)
-        assert client.wait(job, timeout=30).status == "done"
-        took.append(time.monotonic() - started)
-    assert len(receiver.requests) < 5  # the webhooks are still on their way
-    assert len(receiver.wait_for(5, timeout=30)) == 5
+    try:
+        for _ in range(5):
+            started = time.monotonic()
+            job = submit(e2e_settings, 50, webhook=receiver.url)
+            assert client.wait(job, timeout=30).status == "done"
+            took.append(time.monotonic() - started)
+        assert receiver.answered == 0  # every job ended while its webhook could not be answered
+    finally:
+        receiver.hold.set()
+    assert len(receiver.wait_for(5, timeout=60)) == 5
     db_ms = [b.db_ms for b in w.batches()]
-    summary = (
-        f"slow receiver (2 s): job submit->wait {statistics.mean(took) * 1000:.0f} ms "
-        f"mean, max {max(took) * 1000:.0f} ms; batch db_ms max {max(db_ms):.1f}"
+    record_property(
+        "slow_receiver",
+        f"held receiver: job submit->wait {statistics.mean(took) * 1000:.0f} ms mean, "
+        f"max {max(took) * 1000:.0f} ms; batch db_ms max {max(db_ms):.1f}",
     )
-    record_property("slow_receiver", summary)
-    assert max(took) < 1.5, summary
 
 
 @PG

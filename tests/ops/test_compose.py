@@ -55,6 +55,8 @@ def test_docker_compose_config_validates(tmp_path: Path) -> None:
             "monitoring",
             "--profile",
             "tools",
+            "--profile",
+            "sentinel",
             "config",
             "-q",
         ],
@@ -100,6 +102,36 @@ def test_services_dependencies_and_health_checks(compose: dict[str, Any]) -> Non
     assert "whl/cu" in s["worker-gpu"]["build"]["args"]["TORCH_INDEX"]
     assert s["flower"]["profiles"] == ["monitoring"]
     assert "profiles" not in s["worker"] and "profiles" not in s["migrate"]
+
+
+def test_sentinel_profile_one_replica_three_sentinels_and_workers_on_them(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Profile `sentinel`: `redis` (the first master), one replica, three Sentinels watching it
+    under the name the workers' transport options give, and workers whose settings parse."""
+    from textlstm.settings import Settings
+
+    s = compose["services"]
+    sentinels = [f"sentinel-{i}" for i in (1, 2, 3)]
+    for name in ["redis-replica", *sentinels, "worker-sentinel"]:
+        assert s[name]["profiles"] == ["sentinel"], name
+    replica = s["redis-replica"]["command"]
+    assert replica[replica.index("--replicaof") + 1 :][:2] == ["redis", "6379"]
+    assert "--masterauth" in replica and "--masterauth" in s["redis"]["command"]
+    for name in sentinels:
+        script = " ".join(s[name]["command"])
+        assert "sentinel monitor textlstm redis 6379 2" in script and "--sentinel" in script
+        assert any(v.endswith(":/data") for v in s[name]["volumes"]), "its config must persist"
+        assert s[name]["healthcheck"]["test"][-3:] == ["-p", "26379", "ping"]
+    env = s["worker-sentinel"]["environment"]
+    assert set(sentinels) <= set(s["worker-sentinel"]["depends_on"])
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value).replace("${REDIS_PASSWORD:?set REDIS_PASSWORD}", "pw"))
+    monkeypatch.setenv("TEXTLSTM_WORKER_CONCURRENCY", "0")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.broker_url.count("sentinel://") == 3
+    assert settings.broker_transport_options["master_name"] == "textlstm"
+    assert settings.wait_replicas == 1
 
 
 def test_no_secret_is_baked_in(compose: dict[str, Any]) -> None:

@@ -2,12 +2,14 @@
 
 It writes each message's id to a file *before* acking it, so after any kill every id is in the
 file, in the queue or in the `unacked` hash (the invariant the test checks). Usage:
-python -m tests.worker.killable_consumer URL QUEUE OUTFILE [TRANSPORT]
-(the unacked hash and index are named after QUEUE: tests/fixtures/transport.py).
+python -m tests.worker.killable_consumer URL QUEUE OUTFILE [TRANSPORT [OPTIONS_JSON]]
+(the unacked hash and index are named after QUEUE: tests/fixtures/transport.py; OPTIONS_JSON,
+more transport options, e.g. a Sentinel set's master_name).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -17,9 +19,10 @@ from kombu import Consumer, Queue
 def main() -> None:
     url, queue, outfile = sys.argv[1:4]
     transport = sys.argv[4] if len(sys.argv) > 4 else "worker.transport:Transport"
+    options = json.loads(sys.argv[5]) if len(sys.argv) > 5 else None
     from tests.fixtures.transport import connect
 
-    with open(outfile, "a", buffering=1) as out, connect(url, queue, transport) as conn:
+    with open(outfile, "a", buffering=1) as out, connect(url, queue, transport, options) as conn:
         channel = conn.channel()
         channel.basic_qos(0, 64, False)
 

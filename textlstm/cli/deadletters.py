@@ -20,10 +20,14 @@ def _when(at: float) -> str:
 
 def _client_and_key() -> tuple[Any, str, Any]:
     from textlstm.settings import get_settings
-    from textlstm.wire.redis_layout import dead_letter_key, redis_client
+    from textlstm.wire.redis_layout import broker_client, dead_letter_key
 
     settings = get_settings()
-    return redis_client(settings.broker_url), dead_letter_key(settings.queue), settings
+    try:  # on sentinel://, the Sentinels are asked for the master here
+        client = broker_client(settings)
+    except RedisError as exc:
+        raise _broker_error(exc, settings) from None
+    return client, dead_letter_key(settings.queue), settings
 
 
 def _broker_error(exc: Exception, settings: Any) -> BrokerError:

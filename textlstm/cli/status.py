@@ -7,6 +7,7 @@ a health check can tell "down" from "idle".
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -21,44 +22,50 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def _queue_lines(st: Any) -> list[str]:
+    if "queues" in st.errors:
+        return [f"queues: unavailable ({st.errors['queues']})"]
+    rows = [(name, n) for name, n in st.queues.items()]
+    return [
+        format_table(("queue", "waiting"), rows),
+        f"delivered, not yet acked: {st.unacked}",
+        f"dead letters: {st.dead_letters}"
+        + ("  (textlstm-admin dead-letters list)" if st.dead_letters else ""),
+    ]
+
+
+def _worker_lines(st: Any) -> list[str]:
+    if "workers" in st.errors:
+        return [f"workers: unavailable ({st.errors['workers']})"]
+    if not st.workers:
+        return ["workers: none answered (none running, or all busy past the timeout)"]
+    rows = [
+        (
+            w.node,
+            w.device or "-",
+            ", ".join(w.models) or "-",
+            ",".join(w.queues),
+            w.items,
+            w.buffered_messages,
+        )
+        for w in st.workers
+    ]
+    return [
+        f"workers online: {len(st.workers)}",
+        format_table(("worker", "device", "models", "queues", "items", "buffered"), rows),
+    ]
+
+
 def render(st: object) -> str:
     """The human-readable report of a `textlstm.ops.fleet.FleetStatus` (pure)."""
     from textlstm.ops.fleet import FleetStatus
 
     assert isinstance(st, FleetStatus)
     lines = [f"broker    {st.broker}", f"database  {st.database}", ""]
-    if "queues" in st.errors:
-        lines.append(f"queues: unavailable ({st.errors['queues']})")
+    if "broker" in st.errors:  # the Sentinels did not answer: neither queues nor workers
+        lines += [f"queues, workers: unavailable ({st.errors['broker']})", ""]
     else:
-        rows = [(name, n) for name, n in st.queues.items()]
-        lines.append(format_table(("queue", "waiting"), rows))
-        lines.append(f"delivered, not yet acked: {st.unacked}")
-        lines.append(
-            f"dead letters: {st.dead_letters}"
-            + ("  (textlstm-admin dead-letters list)" if st.dead_letters else "")
-        )
-    lines.append("")
-    if "workers" in st.errors:
-        lines.append(f"workers: unavailable ({st.errors['workers']})")
-    elif not st.workers:
-        lines.append("workers: none answered (none running, or all busy past the timeout)")
-    else:
-        rows = [
-            (
-                w.node,
-                w.device or "-",
-                ", ".join(w.models) or "-",
-                ",".join(w.queues),
-                w.items,
-                w.buffered_messages,
-            )
-            for w in st.workers
-        ]
-        lines.append(f"workers online: {len(st.workers)}")
-        lines.append(
-            format_table(("worker", "device", "models", "queues", "items", "buffered"), rows)
-        )
-    lines.append("")
+        lines += [*_queue_lines(st), "", *_worker_lines(st), ""]
     if "database" in st.errors:
         lines.append(f"jobs: unavailable ({st.errors['database']})")
     else:

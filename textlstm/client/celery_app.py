@@ -14,8 +14,8 @@ task, since messages are sent by task *name*, and has no result backend (results
   publishes says how often it retries (`textlstm.client.publisher`), so an outage is one
   BrokerError within about a second, not a hang.
 
-One app per broker URL and process, built once and kept: building one costs about a
-millisecond (configuration, the AMQP helper, the producer pool's lookup), which
+One app per broker URL (and transport options) and process, built once and kept: building one
+costs about a millisecond (configuration, the AMQP helper, the producer pool's lookup), which
 `Client.submit` used to pay on every call. Sharing it is safe: its configuration is only read
 after it is built, and the broker connections it sends on come from kombu's process-wide
 producer pool, keyed by the connection's parameters, which every app on the same broker
@@ -27,9 +27,10 @@ the key: a forked child builds its own app rather than reuse its parent's.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textlstm.settings import Settings
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:  # Celery is imported when the first app is built: `import tex
 #: The app's main name: it appears in Celery's own log lines and reprs, never on the wire.
 APP_NAME = "textlstm-client"
 
-_apps: dict[tuple[int, str], Celery] = {}
+_apps: dict[tuple[int, str, str], Celery] = {}
 _lock = threading.Lock()
 
 
@@ -61,23 +62,32 @@ def client_app(settings: Settings) -> Celery:
     Never close it (`app.close()`): it is shared by every producer on that broker in this
     process. Only the broker URL shapes it, so two Settings on one broker share one app.
     """
-    key = (os.getpid(), settings.broker_url)
+    options, tls = settings.broker_transport_options, settings.broker_use_ssl
+    key = (os.getpid(), settings.broker_url, json.dumps([options, tls], sort_keys=True))
     app = _apps.get(key)
     if app is not None:
         return app
     with _lock:
         app = _apps.get(key)
         if app is None:
-            app = _build(settings.broker_url)
+            app = _build(settings.broker_url, options, tls)
             _apps[key] = app
     return app
 
 
-def _build(broker_url: str) -> Celery:
+def _build(broker_url: str, transport_options: dict[str, Any], tls: dict[str, Any]) -> Celery:
     from celery import Celery
+
+    from textlstm.broker_options import ssl_context_options
 
     app = Celery(APP_NAME, broker=broker_url, set_as_current=False)
     app.conf.update(client_config())
+    # TEXTLSTM_BROKER_TRANSPORT_OPTIONS and TEXTLSTM_BROKER_USE_SSL, as the workers get them:
+    # master_name, the Sentinels' password and TLS for sentinel://, so producers and `status`
+    # find the same master the same way.
+    app.conf.broker_transport_options = dict(transport_options)
+    if tls:
+        app.conf.broker_use_ssl = ssl_context_options(tls)
     # Finalize the configuration and look the producer pool up now, once, rather than from
     # whichever threads publish first (no connection is opened here).
     app.producer_pool  # noqa: B018 - evaluated for its side effect

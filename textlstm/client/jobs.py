@@ -36,7 +36,7 @@ from textlstm.wire.messages import (
     parse_message,
 )
 from textlstm.wire.queues import queue_for
-from textlstm.wire.redis_layout import redis_client
+from textlstm.wire.redis_layout import broker_client, is_redis_url
 
 FINISHED = frozenset(FINAL_STATUSES)
 
@@ -89,15 +89,25 @@ def _gate(settings: Settings, queue: str, policy: str | None, timeout: float | N
     limit = settings.queue_max_pending
 
     def depth() -> int:
-        from textlstm.wire.redis_layout import queue_depths, redis_client
+        from redis.exceptions import RedisError
 
-        client = redis_client(settings.broker_url)
+        from textlstm.client.publisher import broker_error
+
+        try:
+            return _depth()
+        except (RedisError, OSError) as exc:  # one line, as when the send itself fails
+            raise broker_error(settings, f"read the depth of queue {queue!r}", exc) from None
+
+    def _depth() -> int:
+        from textlstm.wire.redis_layout import queue_depths
+
+        client = broker_client(settings)
         try:
             return queue_depths(client, [queue])[queue]
         finally:
             client.close()
 
-    if limit and not settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
+    if limit and not is_redis_url(settings.broker_url):
         raise ConfigError("TEXTLSTM_QUEUE_MAX_PENDING needs a Redis broker (it reads LLEN)")
     return Gate(
         queue=queue,
@@ -350,7 +360,7 @@ class Client:
         from textlstm.wire.events import publish_finished
 
         try:
-            client = redis_client(self.settings.broker_url)
+            client = broker_client(self.settings)
             try:
                 publish_finished(client, self.settings.queue, events)
             finally:
@@ -361,12 +371,12 @@ class Client:
     def _tell_workers(self, job_id: uuid.UUID) -> None:
         from textlstm.errors import BrokerError
         from textlstm.settings import mask_url
-        from textlstm.wire.redis_layout import is_redis_url, mark_cancelled, redis_client
+        from textlstm.wire.redis_layout import mark_cancelled
 
         if not is_redis_url(self.settings.broker_url):
             return  # workers on another broker cannot read the set either
         try:
-            client = redis_client(self.settings.broker_url)
+            client = broker_client(self.settings)
             try:
                 mark_cancelled(
                     client,
@@ -524,7 +534,7 @@ class FinishWatch:
 
     def __init__(self, settings: Settings, job_id: uuid.UUID) -> None:
         self.channel = finished_channel(settings.queue, job_id)
-        self.broker_url = settings.broker_url
+        self.settings = settings
         self._pubsub: Any = None
         self.events = 0
 
@@ -534,7 +544,7 @@ class FinishWatch:
 
     def __enter__(self) -> FinishWatch:
         try:
-            client = redis_client(self.broker_url)
+            client = broker_client(self.settings)
             pubsub = client.pubsub()
             pubsub.subscribe(self.channel)
             confirm = pubsub.get_message(timeout=5.0)  # the subscribe confirmation

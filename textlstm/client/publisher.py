@@ -15,6 +15,13 @@ once:
   id; an envelope's is random (its parts are identified inside it);
 - every message of a call on one producer from the pool (`producer_or_acquire`), each send
   retried twice within about a second, as fast as the backpressure `Gate` admits them;
+- on Redis Sentinel (`sentinel://`): the Sentinels are asked once per process who the master
+  is before the first send (`sentinels_answer`), so a wrong or dead Sentinel set is one
+  BrokerError at once rather than after the failover retries; each send is retried for up to
+  `broker_failover_timeout_s` (a failover takes the Sentinels' down-after-milliseconds plus the
+  promotion), and a call returns only once `broker_wait_replicas` replicas hold what it sent
+  (`confirm_replicated`, Redis `WAIT`): Redis replicates asynchronously, so without it the last
+  messages a killed master acknowledged may never reach the replica that replaces it;
 - a broker that cannot be reached is one BrokerError naming the broker with its password
   masked (`mask_url`), never a traceback from kombu (`broker_error`, which recovery also uses
   when it cannot read the broker's copies).
@@ -25,11 +32,14 @@ module only sends.
 
 from __future__ import annotations
 
+import math
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from textlstm.broker_options import is_sentinel, probe_sentinels
 from textlstm.client.backpressure import Gate
 from textlstm.client.celery_app import client_app
 from textlstm.errors import BrokerError
@@ -39,6 +49,55 @@ from textlstm.wire.queues import queue_for
 
 #: How each message's send is retried while the broker connection is re-established.
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+#: (process id, broker URL) whose Sentinels answered: asked once per process.
+_sentinels_checked: set[tuple[int, str]] = set()
+
+
+def retry_policy(settings: Settings) -> dict[str, float]:
+    """RETRY_POLICY, stretched on Sentinel to cover a failover (about one retry a second for
+    `broker_failover_timeout_s`)."""
+    if not is_sentinel(settings.broker_url):
+        return RETRY_POLICY
+    return {**RETRY_POLICY, "max_retries": max(2, math.ceil(settings.broker_failover_timeout_s))}
+
+
+def sentinels_answer(settings: Settings) -> None:
+    """On `sentinel://`, ask the Sentinels for the master once per process; BrokerError (one
+    line, naming the settings) when none answers or none knows `master_name`."""
+    if not is_sentinel(settings.broker_url):
+        return
+    key = (os.getpid(), settings.broker_url)
+    if key in _sentinels_checked:
+        return
+    try:
+        probe_sentinels(settings.broker_url, settings.broker_transport_options)
+    except ConnectionError as exc:
+        raise BrokerError(f"broker {mask_url(settings.broker_url)}: {exc}") from None
+    _sentinels_checked.add(key)
+
+
+def confirm_replicated(settings: Settings, producer: Any, what: str) -> None:
+    """Block until `settings.wait_replicas` replicas hold every write this producer's channel
+    made (Redis `WAIT`), or raise BrokerError after `broker_wait_timeout_ms`.
+
+    `WAIT` counts the writes of the connection it is sent on. kombu's Redis channel sends
+    each LPUSH on a connection of its own pool and puts it back; redis-py's pool hands out
+    the connection put back last, and this producer is held by one thread, so the WAIT goes
+    out on the connection that sent the last message, and Redis replicates in order, so the
+    earlier ones are covered too (the Sentinel fault test checks it: nothing lost)."""
+    wanted = settings.wait_replicas
+    if wanted <= 0:
+        return
+    with producer.channel.conn_or_acquire() as client:
+        acked = int(client.execute_command("WAIT", wanted, settings.broker_wait_timeout_ms))
+    if acked < wanted:
+        raise BrokerError(
+            f"{what} was sent to broker {mask_url(settings.broker_url)} but only {acked} of "
+            f"{wanted} replica(s) confirmed it within {settings.broker_wait_timeout_ms} ms "
+            "(TEXTLSTM_BROKER_WAIT_REPLICAS): a failover now could lose it. Send the same job "
+            "id again once the replicas are back (items are stored once)"
+        )
 
 
 @dataclass(frozen=True)
@@ -113,8 +172,11 @@ def publish(
     if gate is not None and gate.queue != queue:
         raise ValueError(f"the gate of queue {gate.queue!r} admits to {queue!r}")
     from kombu.exceptions import KombuError, OperationalError
+    from redis.exceptions import RedisError
 
     total = len(outgoing)
+    policy = retry_policy(settings)
+    sentinels_answer(settings)
     try:
         app = client_app(settings)  # in the try: building it looks the broker's pool up
         with app.producer_or_acquire() as producer:
@@ -131,12 +193,13 @@ def publish(
                         serializer="json",
                         producer=producer,
                         retry=True,
-                        retry_policy=RETRY_POLICY,
+                        retry_policy=policy,
                     )
                     if on_sent is not None:
                         on_sent(out)
                 sent += n
-    except (OperationalError, KombuError, OSError) as exc:
+            confirm_replicated(settings, producer, what)
+    except (OperationalError, KombuError, OSError, RedisError) as exc:
         raise broker_error(settings, f"enqueue {what}", exc) from None
 
 

@@ -13,11 +13,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from textlstm.broker_options import is_sentinel, probe_sentinels
 from textlstm.ops import deadletters
 from textlstm.settings import Settings, mask_url
 from textlstm.wire.events import url_origin
 from textlstm.wire.queues import consume_order
-from textlstm.wire.redis_layout import queue_depths, redis_client, unacked_count
+from textlstm.wire.redis_layout import broker_client, queue_depths, unacked_count
 
 INFO_COMMAND = "textlstm_info"  # worker/control.py
 
@@ -59,8 +60,9 @@ def collect(
 ) -> FleetStatus:
     """Ask Redis, the workers (waiting up to `timeout` s for replies) and the database."""
     st = FleetStatus(broker=mask_url(settings.broker_url), database=mask_url(settings.database_url))
-    _queues(settings, st)
-    _workers(settings, st, timeout)
+    if _sentinels_answer(settings, st):
+        _queues(settings, st)
+        _workers(settings, st, timeout)
     _database(settings, st, now or datetime.now(UTC))
     return st
 
@@ -70,9 +72,23 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
+def _sentinels_answer(settings: Settings, st: FleetStatus) -> bool:
+    """On `sentinel://`, ask the Sentinels for the master first: when none answers, that one
+    line is the broker's error (queues and workers would each report redis-py's long
+    MasterNotFoundError, after Celery's connection retries)."""
+    if not is_sentinel(settings.broker_url):
+        return True
+    try:
+        probe_sentinels(settings.broker_url, settings.broker_transport_options)
+    except ConnectionError as exc:
+        st.errors["broker"] = str(exc)
+        return False
+    return True
+
+
 def _queues(settings: Settings, st: FleetStatus) -> None:
     try:
-        client = redis_client(settings.broker_url)
+        client = broker_client(settings)
         try:
             st.queues = queue_depths(client, consume_order(settings.queue))
             st.unacked = unacked_count(client)

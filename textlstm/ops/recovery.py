@@ -34,9 +34,9 @@ from textlstm.wire.messages import ClassifyMessage, Item, Limits, parse_message,
 from textlstm.wire.queues import consume_order
 from textlstm.wire.redis_layout import (
     UNACKED_KEY,
+    broker_client,
     loads,
     priority_lists,
-    redis_client,
     task_argument,
 )
 
@@ -127,7 +127,7 @@ def requeue_job(
     from textlstm.client.publisher import broker_error, publish_messages
 
     try:
-        client = redis_client(settings.broker_url)
+        client = broker_client(settings)
         try:
             copies = list(
                 broker_copies(client, job_id, queues=consume_order(settings.queue), limits=limits)

@@ -45,7 +45,7 @@ from textlstm.store.retention import (
     purge_candidates,
     purge_totals,
 )
-from textlstm.wire.redis_layout import redis_client, retention_lease_key
+from textlstm.wire.redis_layout import broker_client, retention_lease_key
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ def purge_if_due(
     after = settings.retention_purge_after
     if after is None:
         return None
-    client = redis_client(settings.broker_url)
+    client = broker_client(settings)
     try:
         token = secrets.token_hex(8)
         ttl_ms = max(1, int(settings.retention_purge_interval_s * 1000))

@@ -47,6 +47,7 @@ class OwnRedis:
         password: str | None = None,
         acl_user: tuple[str, str] | None = None,
         tls: dict[str, Path] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -56,6 +57,7 @@ class OwnRedis:
         self.password = password
         self.acl_user = acl_user
         self.tls = tls
+        self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -91,7 +93,7 @@ class OwnRedis:
             argv += ["--tls-auth-clients", "no"]
         else:
             argv += ["--port", str(self.port)]
-        return argv
+        return argv + list(self.extra_args)
 
     def start(self, timeout: float = 15.0) -> OwnRedis:
         import redis

@@ -21,8 +21,15 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from textlstm.broker_options import (
+    is_sentinel,
+    probe_sentinels,
+    sentinel_target,
+    ssl_context_options,
+)
 
 #: kombu's hash of delivered, unacked messages, shared by every queue of the database.
 UNACKED_KEY = "unacked"
@@ -78,16 +85,62 @@ def loads(raw: bytes | str | None) -> Any:
 # -- Redis I/O (status probes, recovery, dead-letter admin) -----------------------------------
 
 
-def redis_client(broker_url: str, timeout: float = 5):  # type: ignore[no-untyped-def]
-    """A short-timeout redis-py client for the broker (a status probe must not hang)."""
+def redis_client(  # type: ignore[no-untyped-def]
+    broker_url: str,
+    transport_options: Mapping[str, Any] | None = None,
+    use_ssl: Mapping[str, Any] | None = None,
+    *,
+    timeout: float = 5,
+):
+    """A short-timeout redis-py client for the broker (a status probe must not hang).
+
+    The one way the project opens a raw connection to the broker (status depths, `jobs
+    requeue`, backpressure, the dead-letter commands), so that all of them understand a
+    `sentinel://` URL as kombu does: the client asks the Sentinels for the current master on
+    every new connection (redis-py's `Sentinel.master_for`), and so follows a failover like
+    the workers and producers do. `transport_options` are the settings' (master_name,
+    sentinel_kwargs, min_other_sentinels); `use_ssl` is `broker_use_ssl` (TLS to the master).
+    """
     import redis
 
-    return redis.Redis.from_url(broker_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    timeouts = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if not is_sentinel(broker_url):
+        return redis.Redis.from_url(broker_url, **timeouts)
+    from redis.sentinel import Sentinel
+
+    options = dict(transport_options or {})
+    # A Sentinel set that does not answer is one line (ConnectionError, an OSError) rather
+    # than redis-py's MasterNotFoundError, which holds the repr of every Sentinel client.
+    try:
+        probe_sentinels(broker_url, options)
+    except ConnectionError as exc:  # as redis-py's own error: callers handle RedisError
+        raise redis.exceptions.ConnectionError(str(exc)) from None
+    hosts, master = sentinel_target(broker_url)
+    sentinel = Sentinel(
+        hosts,
+        min_other_sentinels=int(options.get("min_other_sentinels") or 0),
+        sentinel_kwargs={**timeouts, **dict(options.get("sentinel_kwargs") or {})},
+        **timeouts,
+    )
+    tls = {"ssl": True, **ssl_context_options(use_ssl)} if use_ssl else {}
+    return sentinel.master_for(str(options.get("master_name")), **master, **timeouts, **tls)
+
+
+def broker_client(settings: Any, *, timeout: float = 5):  # type: ignore[no-untyped-def]
+    """`redis_client` for the broker of `settings` (textlstm.settings.Settings), with its
+    transport options and TLS, so a caller cannot forget them on a `sentinel://` broker."""
+    return redis_client(
+        settings.broker_url,
+        settings.broker_transport_options,
+        settings.broker_use_ssl,
+        timeout=timeout,
+    )
 
 
 def is_redis_url(url: str) -> bool:
-    """Whether `redis_client` can open `url` (what the worker's cancel check needs)."""
-    return url.startswith(("redis://", "rediss://", "unix://"))
+    """Whether `redis_client` can open `url` (what the worker's cancel check and the final
+    events need): Redis, over TCP, TLS, a Unix socket or a Sentinel set."""
+    return url.startswith(("redis://", "rediss://", "unix://", "sentinel://"))
 
 
 def queue_depths(client: Any, names: Iterable[str]) -> dict[str, int]:

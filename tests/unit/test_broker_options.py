@@ -1,0 +1,137 @@
+"""TEXTLSTM_BROKER_TRANSPORT_OPTIONS and sentinel:// settings: every mistake is one line naming
+the variable, no secret is ever shown, and a multi-URL Sentinel setting is masked URL by URL.
+Pure: no Sentinel is asked (tests/cli/test_sentinel_errors.py asks unreachable ones)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from textlstm.broker_options import (
+    is_sentinel,
+    masked_options,
+    parse_transport_options,
+    sentinel_problem,
+    sentinel_target,
+)
+from textlstm.errors import SettingsError
+from textlstm.settings import Settings, mask_url
+
+PW = "pa55-Secret-9"
+SENTINELS = f"sentinel://:{PW}@s1:26379/2;sentinel://u:{PW}@s2:26380;sentinel://s3"
+
+
+def settings(**env: object) -> Settings:
+    return Settings(_env_file=None, **env)  # type: ignore[arg-type]
+
+
+def one_line(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    for key, value in env.items():
+        monkeypatch.setenv(f"TEXTLSTM_{key}", value)
+    with pytest.raises(SettingsError) as err:
+        settings()
+    text = str(err.value)
+    assert len(text.splitlines()) == 1 and PW not in text, text
+    return text
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ('{"master_name": ', "TEXTLSTM_BROKER_TRANSPORT_OPTIONS: is not valid JSON (Expecting"),
+        ("master_name=m", "is not valid JSON"),
+        ('["master_name"]', "must be a JSON object of kombu transport options, got a JSON array"),
+        ('"m"', "must be a JSON object of kombu transport options, got a string"),
+        ('{"master_name": 1}', "option 'master_name' must be a string, got a whole number"),
+        ('{"visibility_timeout": "10"}', "option 'visibility_timeout' must be a number"),
+        ('{"visibility_timeout": true}', "must be a number, got true/false"),
+        ('{"sentinel_kwargs": "pw"}', "option 'sentinel_kwargs' must be a JSON object"),
+        ('{"max_pop": 1.5}', "option 'max_pop' must be a whole number, got a number"),
+        ('{"mastername": "m"}', "unknown option 'mastername' (known: brpop_timeout,"),
+        ('{"global_keyprefix": "a:"}', "option 'global_keyprefix' is not supported"),
+    ],
+)
+def test_each_mistake_is_one_line(monkeypatch: pytest.MonkeyPatch, raw: str, expected: str) -> None:
+    assert expected in one_line(monkeypatch, BROKER_TRANSPORT_OPTIONS=raw)
+
+
+def test_a_secret_in_a_wrong_option_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    line = one_line(monkeypatch, BROKER_TRANSPORT_OPTIONS=f'{{"sentinel_kwargs": "{PW}"}}')
+    assert "sentinel_kwargs" in line
+
+
+def test_options_parse_and_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    options = {"master_name": "mymaster", "sentinel_kwargs": {"password": PW}, "max_pop": 8}
+    monkeypatch.setenv("TEXTLSTM_BROKER_TRANSPORT_OPTIONS", json.dumps(options))
+    monkeypatch.setenv("TEXTLSTM_BROKER_URL", SENTINELS)
+    s = settings()
+    assert s.broker_transport_options == options
+    assert s.wait_replicas == 1  # the Sentinel default: a job is accepted once replicated
+    assert PW not in repr(s) and "'password': '***'" in repr(s)
+    assert settings().model_copy(update={"broker_wait_replicas": 0}).wait_replicas == 0
+    monkeypatch.delenv("TEXTLSTM_BROKER_URL")
+    assert settings().wait_replicas == 0  # plain Redis: no wait unless asked
+    assert parse_transport_options("") == {} and parse_transport_options(None) == {}
+
+
+def test_a_sentinel_url_without_master_name_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    line = one_line(monkeypatch, BROKER_URL=SENTINELS)
+    assert line.startswith("TEXTLSTM_BROKER_TRANSPORT_OPTIONS: a sentinel:// broker")
+    assert '{"master_name": "mymaster"}' in line
+    line = one_line(
+        monkeypatch,
+        BROKER_URL=f"sentinel://:{PW}@s1:26379;redis://s2:6379/0",
+        BROKER_TRANSPORT_OPTIONS='{"master_name": "m"}',
+    )
+    assert line.startswith("TEXTLSTM_BROKER_URL: a sentinel:// broker lists only sentinel://")
+    line = one_line(
+        monkeypatch, BROKER_URL=f"sentinel://:{PW}@s1:port", BROKER_TRANSPORT_OPTIONS="{}"
+    )
+    assert line.startswith("TEXTLSTM_BROKER_URL: bad host or port")
+
+
+def test_sentinel_urls_are_masked_one_by_one() -> None:
+    masked = mask_url(SENTINELS)
+    assert PW not in masked
+    assert masked == "sentinel://:***@s1:26379/2;sentinel://u:***@s2:26380;sentinel://s3"
+    assert mask_url(f"redis://:{PW}@a:6379/0;redis://:{PW}@b:6379/0").count("***") == 2
+    assert masked_options({"sentinel_kwargs": {"password": PW, "ssl": True}}) == {
+        "sentinel_kwargs": {"password": "***", "ssl": True}
+    }
+
+
+def test_sentinel_target_reads_the_masters_credentials_from_the_first_url() -> None:
+    hosts, master = sentinel_target(SENTINELS)
+    assert hosts == [("s1", 26379), ("s2", 26380), ("s3", 26379)]
+    assert master == {"db": 2, "password": PW}
+    assert is_sentinel(SENTINELS) and not is_sentinel("redis://a:6379/0")
+    assert sentinel_problem("redis://a:6379/0", {}) is None
+    assert sentinel_problem(SENTINELS, {"master_name": "m"}) is None
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"BROKER_USE_SSL": "{"}, "TEXTLSTM_BROKER_USE_SSL: is not valid JSON"),
+        ({"BROKER_USE_SSL": "[]"}, "TEXTLSTM_BROKER_USE_SSL: must be a JSON object of ssl_*"),
+        ({"BROKER_USE_SSL": '{"ca": "x"}'}, "TEXTLSTM_BROKER_USE_SSL: unknown option 'ca'"),
+        ({"BROKER_USE_SSL": '{"ssl_cert_reqs": "maybe"}'}, "must be one of required, optional"),
+        ({"BROKER_USE_SSL": '{"ssl_ca_certs": 1}'}, "'ssl_ca_certs' must be a string"),
+        (
+            {"BROKER_USE_SSL": '{"ssl_ca_certs": "/ca.pem"}'},
+            "TEXTLSTM_BROKER_USE_SSL: is for a sentinel:// TEXTLSTM_BROKER_URL",
+        ),
+    ],
+)
+def test_tls_mistakes_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    assert expected in one_line(monkeypatch, **env)
+
+
+def test_tls_to_the_master_is_verified_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEXTLSTM_BROKER_URL", SENTINELS)
+    monkeypatch.setenv("TEXTLSTM_BROKER_TRANSPORT_OPTIONS", '{"master_name": "m"}')
+    monkeypatch.setenv("TEXTLSTM_BROKER_USE_SSL", '{"ssl_ca_certs": "/ca.pem"}')
+    assert settings().broker_use_ssl == {"ssl_ca_certs": "/ca.pem", "ssl_cert_reqs": "required"}

@@ -1,0 +1,313 @@
+"""`TEXTLSTM_BROKER_TRANSPORT_OPTIONS` and what a `sentinel://` broker URL needs.
+
+The transport options are a JSON object handed to kombu as Celery's `broker_transport_options`,
+merged over the project's own (`worker.app`), so that a broker kombu supports but the project
+cannot configure alone (Redis Sentinel: the master's name, the Sentinels' password) is reachable
+by setting, not by editing code. kombu ignores an option it does not know and fails late, deep
+in a connection, on one of the wrong type; so each option is checked here, when the settings are
+read, against the table below, and a mistake is one line naming the variable:
+
+- not JSON, or JSON but not an object;
+- an option name nobody reads (a typo such as `mastername` would otherwise leave the worker
+  failing with kombu's "'master_name' transport option must be specified");
+- a value of a type the option cannot take (`"master_name": 1`).
+
+`global_keyprefix` is refused: `status`, `jobs requeue`, backpressure and the dead-letter
+commands read kombu's keys unprefixed (`textlstm.wire.redis_layout`); give each deployment its
+own Redis database number instead.
+
+`TEXTLSTM_BROKER_USE_SSL` (`parse_use_ssl`) is TLS to a Sentinel set's master, as Celery's
+`broker_use_ssl`, checked the same way; certificates are verified unless it says otherwise.
+
+The last part is the Sentinel URL: `sentinel://[:password@]host:port[/db];sentinel://…`, one
+URL per Sentinel. As in kombu, the password and database of the URLs are the *Redis* master's;
+the Sentinels' own password goes in `sentinel_kwargs`. Pure apart from `probe_sentinels`, which
+asks the Sentinels (never the master) who the master is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+NUMBER = (int, float)
+
+#: Options a textlstm deployment may set, with the JSON types each accepts (bool is refused
+#: where a number is wanted, although Python counts it as an int). kombu's Redis and Sentinel
+#: channels read them (kombu.transport.redis.Channel.from_transport_options); the last group is
+#: the worker's own transport (worker/transport.py).
+KNOWN: dict[str, tuple[type, ...]] = {
+    # Sentinel (kombu.transport.redis.SentinelChannel)
+    "master_name": (str,),
+    "sentinel_kwargs": (dict,),
+    "min_other_sentinels": (int,),
+    "sentinel_fanout_compat": (bool,),
+    # kombu's Redis channel
+    "visibility_timeout": NUMBER,
+    "unacked_restore_interval": NUMBER,
+    "unacked_restore_throttle": NUMBER,
+    "unacked_mutex_expire": NUMBER,
+    "queue_order_strategy": (str,),
+    "polling_interval": NUMBER,
+    "socket_timeout": NUMBER,
+    "socket_connect_timeout": NUMBER,
+    "socket_keepalive": (bool,),
+    "socket_keepalive_options": (dict,),
+    "health_check_interval": (int,),
+    "retry_on_timeout": (bool,),
+    "max_connections": (int,),
+    "client_name": (str,),
+    "fanout_prefix": (bool, str),
+    "fanout_patterns": (bool,),
+    "priority_steps": (list,),
+    "sep": (str,),
+    "brpop_timeout": NUMBER,
+    # the worker's transport (worker/transport.py)
+    "idle_poll_interval": NUMBER,
+    "max_pop": (int,),
+    "max_pop_bytes": (int,),
+    "max_deliveries": (int,),
+    "dead_letter_max": (int,),
+}
+#: Options refused with the reason.
+REFUSED = {
+    "global_keyprefix": "is not supported: status, jobs requeue and backpressure read kombu's "
+    "keys unprefixed; give the deployment its own Redis database (sentinel://…/1) instead",
+    "dead_letter_key": "is the queue's (TEXTLSTM_QUEUE): set that instead",
+    "deliveries_key": "is the project's own bookkeeping key and cannot be changed",
+}
+#: Keys inside an option's object whose values are secrets (never printed).
+SECRET_KEYS = frozenset({"password", "ssl_password", "ssl_keyfile_password"})
+
+_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
+               dict: "a JSON object", list: "a JSON array"}  # fmt: skip
+
+
+def _describe(types: tuple[type, ...]) -> str:
+    names: list[str] = []
+    for t in types:
+        name = "a number" if t in NUMBER and float in types else _TYPE_NAMES[t]
+        if name not in names:
+            names.append(name)
+    return " or ".join(names)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    for t, name in _TYPE_NAMES.items():
+        if isinstance(value, t):
+            return name
+    return type(value).__name__
+
+
+def _fits(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types)
+
+
+def parse_transport_options(raw: Any) -> dict[str, Any]:
+    """`raw` (the variable's text, or an already decoded mapping) as a checked dict of kombu
+    transport options. ValueError with one line, never echoing a value, on any mistake."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return {}
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                'give a JSON object such as {"master_name": "mymaster"}'
+            ) from None
+    else:
+        value = raw
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"must be a JSON object of kombu transport options, got {_json_type(value)} "
+            '(e.g. {"master_name": "mymaster"})'
+        )
+    out: dict[str, Any] = {}
+    for name, option in value.items():
+        if name in REFUSED:
+            raise ValueError(f"option {name!r} {REFUSED[name]}")
+        if name not in KNOWN:
+            raise ValueError(
+                f"unknown option {str(name)[:40]!r} (known: {', '.join(sorted(KNOWN))})"
+            )
+        if not _fits(option, KNOWN[name]):
+            raise ValueError(
+                f"option {name!r} must be {_describe(KNOWN[name])}, got {_json_type(option)}"
+            )
+        out[name] = option
+    return out
+
+
+def masked_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options with every secret (a password inside `sentinel_kwargs` or
+    `socket_keepalive_options`) replaced by `***`, for logs, errors and `repr`."""
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: "***" if k in SECRET_KEYS else mask(v) for k, v in value.items()}
+        return value
+
+    return {k: mask(v) for k, v in options.items()}
+
+
+# -- TLS to the Redis master of a Sentinel set ---------------------------------------------
+
+#: `TEXTLSTM_BROKER_USE_SSL` keys (Celery's `broker_use_ssl` for Redis) and their JSON types.
+SSL_KEYS: dict[str, tuple[type, ...]] = {
+    "ssl_cert_reqs": (str,),
+    "ssl_ca_certs": (str,),
+    "ssl_certfile": (str,),
+    "ssl_keyfile": (str,),
+    "ssl_check_hostname": (bool,),
+}
+CERT_REQS = ("required", "optional", "none")
+
+
+def parse_use_ssl(raw: Any) -> dict[str, Any]:
+    """`TEXTLSTM_BROKER_USE_SSL` as a checked dict; ValueError with one line on a mistake.
+    Empty = no TLS. `ssl_cert_reqs` defaults to `required` (kombu's default for a bare
+    `rediss://` is not to verify; textlstm never makes that choice silently)."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return {}
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); give "
+                'a JSON object such as {"ssl_ca_certs": "/etc/ssl/redis-ca.pem"}'
+            ) from None
+    else:
+        value = raw
+    if not isinstance(value, Mapping):
+        raise ValueError(f"must be a JSON object of ssl_* options, got {_json_type(value)}")
+    if not value:
+        return {}
+    out: dict[str, Any] = {}
+    for name, option in value.items():
+        if name not in SSL_KEYS:
+            raise ValueError(
+                f"unknown option {str(name)[:40]!r} (known: {', '.join(sorted(SSL_KEYS))})"
+            )
+        if not _fits(option, SSL_KEYS[name]):
+            raise ValueError(
+                f"option {name!r} must be {_describe(SSL_KEYS[name])}, got {_json_type(option)}"
+            )
+        out[name] = option
+    reqs = out.setdefault("ssl_cert_reqs", "required")
+    if reqs not in CERT_REQS:
+        raise ValueError(f"option 'ssl_cert_reqs' must be one of {', '.join(CERT_REQS)}")
+    return out
+
+
+def ssl_context_options(use_ssl: Mapping[str, Any]) -> dict[str, Any]:
+    """`use_ssl` as kombu and redis-py take it (`ssl_cert_reqs` as an `ssl` constant)."""
+    import ssl
+
+    reqs = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+    return {**use_ssl, "ssl_cert_reqs": reqs[str(use_ssl.get("ssl_cert_reqs", "required"))]}
+
+
+# -- Sentinel URLs -----------------------------------------------------------------------------
+
+
+def urls_of(broker_url: str) -> list[str]:
+    """The `;`-separated URLs of a broker setting (Celery's failover list; for Sentinel, the
+    Sentinels)."""
+    return [u.strip() for u in broker_url.split(";") if u.strip()]
+
+
+def is_sentinel(broker_url: str) -> bool:
+    """True for a `sentinel://` broker URL (the first URL decides, as in kombu)."""
+    urls = urls_of(broker_url)
+    return bool(urls) and urls[0].lower().startswith("sentinel://")
+
+
+def sentinel_target(broker_url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The Sentinels' (host, port) addresses, and the Redis master's connection arguments
+    (`db`, `username`, `password`) that the URLs carry: kombu reads the first URL's, and so
+    does this."""
+    hosts: list[tuple[str, int]] = []
+    master: dict[str, Any] = {}
+    for n, url in enumerate(urls_of(broker_url)):
+        parts = urlsplit(url)
+        hosts.append((parts.hostname or "127.0.0.1", parts.port or 26379))
+        if n == 0:
+            db = parts.path.strip("/")
+            master["db"] = int(db) if db.isdigit() else 0
+            if parts.username:
+                master["username"] = unquote(parts.username)
+            if parts.password:
+                master["password"] = unquote(parts.password)
+    return hosts, master
+
+
+def sentinel_problem(broker_url: str, options: Mapping[str, Any]) -> str | None:
+    """What a Sentinel broker lacks in the settings (the one line to print), or None."""
+    if not is_sentinel(broker_url):
+        return None
+    if not all(u.lower().startswith("sentinel://") for u in urls_of(broker_url)):
+        return (
+            "TEXTLSTM_BROKER_URL: a sentinel:// broker lists only sentinel:// URLs, one per "
+            "Sentinel"
+        )
+    if not options.get("master_name"):
+        return (
+            "TEXTLSTM_BROKER_TRANSPORT_OPTIONS: a sentinel:// broker (TEXTLSTM_BROKER_URL) needs "
+            'the name the Sentinels monitor its master under: {"master_name": "mymaster"}'
+        )
+    return None
+
+
+def probe_sentinels(broker_url: str, options: Mapping[str, Any], timeout: float = 3.0) -> str:
+    """Ask the Sentinels where the master named `master_name` is; return it as `host:port`.
+    ConnectionError with one line (naming the settings, no password) when no Sentinel answers,
+    or none of those that answer monitors that name: a configuration mistake or a Sentinel set
+    that is down. A failover in progress passes: the Sentinels still know the name (and give
+    the old address until the promotion), and clients retry until the new master answers."""
+    from redis.exceptions import RedisError
+    from redis.sentinel import Sentinel
+
+    hosts, _ = sentinel_target(broker_url)
+    kwargs = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        **dict(options.get("sentinel_kwargs") or {}),
+    }
+    sentinel = Sentinel(hosts, sentinel_kwargs=kwargs)
+    name = str(options.get("master_name"))
+    where = ", ".join(f"{h}:{p}" for h, p in hosts)
+    answered, problems = 0, []
+    try:
+        for node in sentinel.sentinels:
+            try:
+                addr = node.sentinel_get_master_addr_by_name(name)
+            except (RedisError, OSError) as exc:
+                problems.append(" ".join(str(exc).split())[:160])
+                continue
+            answered += 1
+            if addr:
+                host = addr[0].decode() if isinstance(addr[0], bytes) else addr[0]
+                return f"{host}:{addr[1]}"
+    finally:
+        for node in sentinel.sentinels:
+            node.close()
+    if answered:
+        why = f"{answered} of {len(hosts)} Sentinel(s) answered but none monitors {name!r}"
+    else:
+        why = (
+            f"none of the Sentinels ({where}) answered ({problems[0] if problems else 'no reply'})"
+        )
+    raise ConnectionError(
+        f"cannot reach the Redis master through Sentinel: {why} (check TEXTLSTM_BROKER_URL and "
+        "master_name / sentinel_kwargs in TEXTLSTM_BROKER_TRANSPORT_OPTIONS)"
+    )
