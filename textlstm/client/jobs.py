@@ -15,10 +15,11 @@ otherwise the first worker to receive a message creates it.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,7 @@ from textlstm.wire.events import FINAL_STATUSES, finished_channel
 from textlstm.wire.messages import (
     ClassifyMessage,
     Limits,
+    at_field,
     build_messages,
     new_id,
     parse_job_id,
@@ -67,6 +69,25 @@ class JobStatus:
     def done(self) -> int:
         return self.ok + self.errors
 
+    def to_json(self) -> dict[str, Any]:
+        """The document `textlstm-admin jobs show --json` prints (less the webhook) and the
+        HTTP gateway returns: one shape for every reader of a job's status."""
+        return {
+            "job_id": str(self.job_id),
+            "status": self.status,
+            "model_ref": self.model_ref,
+            "model": self.model,
+            "expected": self.expected,
+            "ok": self.ok,
+            "errors": self.errors,
+            "expired": self.expired,
+            "cancelled": self.cancelled,
+            "submitted_at": self.submitted_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "metadata": self.metadata,
+        }
+
 
 @dataclass(frozen=True)
 class ItemResult:
@@ -82,6 +103,35 @@ class ItemResult:
     model: str | None
     latency_ms: float | None
     job_id: uuid.UUID | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """One JSON Lines row of `textlstm-admin results --format jsonl` and of the gateway's
+        results (the same function, so the two outputs are equal byte for byte)."""
+        d = asdict(self)
+        d["job_id"] = str(d["job_id"]) if d["job_id"] else None
+        return d
+
+    def csv_row(self) -> list[Any]:
+        """One CSV row, in CSV_COLUMNS order: None as empty, probabilities as JSON."""
+        d = asdict(self)
+        probs = d["probabilities"]
+        d["probabilities"] = json.dumps(probs, ensure_ascii=False) if probs else ""
+        return ["" if d[c] is None else d[c] for c in CSV_COLUMNS]
+
+
+#: The CSV header of an export (`results --format csv`, the gateway's text/csv).
+CSV_COLUMNS = (
+    "job_id",
+    "item_index",
+    "external_id",
+    "status",
+    "label",
+    "score",
+    "model",
+    "latency_ms",
+    "error",
+    "probabilities",
+)
 
 
 def _gate(settings: Settings, queue: str, policy: str | None, timeout: float | None) -> Gate:
@@ -124,20 +174,23 @@ def prepare_job(
     """Validate a whole job the way every producer does (`Client.submit`, `Producer.submit`)
     and split it into messages: model default, job id, deadline from `expires`. `limits`
     defaults to the settings' (a caller submitting thousands of jobs passes its own copy)."""
-    jid = parse_job_id(job_id) if job_id is not None else new_id()
+    jid = at_field("job_id", parse_job_id, job_id) if job_id is not None else new_id()
     model = model or settings.default_model
     if not model:
-        raise ValidationError("no model given: pass model=... or set TEXTLSTM_DEFAULT_MODEL")
+        raise ValidationError(
+            "no model given: pass model=... or set TEXTLSTM_DEFAULT_MODEL", field="model"
+        )
     now = datetime.now(UTC)
     if expires is not None:
         if deadline is not None:
-            raise ValidationError("give deadline or expires, not both")
+            raise ValidationError("give deadline or expires, not both", field="expires")
         seconds = expires.total_seconds() if isinstance(expires, timedelta) else expires
         try:
             deadline = now + timedelta(seconds=float(seconds))
         except (TypeError, ValueError, OverflowError):  # nan, inf, 1e300, "soon"
             raise ValidationError(
-                f"expires must be a number of seconds or a timedelta, got {seconds!r:.40}"
+                f"expires must be a number of seconds or a timedelta, got {seconds!r:.40}",
+                field="expires",
             ) from None
     return build_messages(
         texts,
@@ -385,12 +438,15 @@ class Client:
                 "again"
             ) from exc
 
-    def iter_results(self, job_id: str | uuid.UUID) -> Iterator[ItemResult]:
-        """Stream a job's stored predictions in item order (may be partial while running)."""
+    def iter_results(
+        self, job_id: str | uuid.UUID, *, after: int | None = None
+    ) -> Iterator[ItemResult]:
+        """Stream a job's stored predictions in item order (may be partial while running);
+        `after`: only items with a higher index (the cursor of a paginated reader)."""
         from textlstm.store.results import Selection
 
         jid = parse_job_id(job_id)
-        return self._iter(Selection(job_id=jid), check_job=jid)
+        return self._iter(Selection(job_id=jid, after_index=after), check_job=jid)
 
     def export(
         self,
