@@ -160,3 +160,23 @@ def paused(*procs: LoggedProcess) -> Iterator[None]:
     finally:
         for p in procs:
             p.signal_group(signal.SIGCONT)
+
+
+class GatewayProcess(LoggedProcess):
+    """`textlstm-admin serve-api` on a loopback port, configured by `env` (the api extra)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, port: int) -> None:
+        super().__init__(log_path)
+        self.env = env
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *extra: str, timeout: float = 60.0) -> GatewayProcess:
+        argv = [*CLI, "serve-api", "--host", "127.0.0.1", "--port", str(self.port), *extra]
+        self.spawn(argv, self.env)
+        # uvicorn's start-up line, once the socket listens (written by its "uvicorn.error" log).
+        self.wait_for("Uvicorn running on", timeout, "gateway listening")
+        return self
