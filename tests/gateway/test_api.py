@@ -295,12 +295,17 @@ def test_cancel_is_idempotent(api: TestClient, sent: str) -> None:
     assert api.get(f"/v1/jobs/{job_id}", headers=READ).json()["cancelled"] == 2
 
 
-def test_models_as_the_cli_prints_them(api: TestClient, sent: str, settings: Settings) -> None:
+def test_models_as_the_cli_prints_them(
+    api: TestClient, sent: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from click.testing import CliRunner
 
     from textlstm.cli import cli
+    from textlstm.settings import get_settings
 
-    env = {"TEXTLSTM_DATABASE_URL": settings.database_url}
+    monkeypatch.setenv("TEXTLSTM_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()  # the CLI reads the process settings, cached by earlier tests
+    env: dict[str, str] = {}
     listed = CliRunner().invoke(cli, ["models", "list", "--json"], env=env)
     assert listed.exit_code == 0, listed.output
     assert api.get("/v1/models", headers=READ).json() == [
@@ -311,6 +316,7 @@ def test_models_as_the_cli_prints_them(api: TestClient, sent: str, settings: Set
     assert api.get("/v1/models?name=other", headers=READ).json() == []
     assert api.get("/v1/models/other@1", headers=READ).status_code == 404
     assert api.get("/v1/models/bad name", headers=READ).status_code == 422
+    get_settings.cache_clear()
 
 
 # -- operations ------------------------------------------------------------------------------

@@ -27,11 +27,12 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -51,14 +52,17 @@ from textlstm.gateway.metrics import GatewayMetrics
 from textlstm.gateway.requests import (
     FORMATS,
     ApiError,
-    SubmitBody,
+    ErrorBody,
     error_body,
     is_json,
     parse_submit,
     pick_format,
     request_field,
+    submit_schema,
 )
 from textlstm.settings import Settings, get_settings, mask_url
+from textlstm.wire.messages import Limits
+from textlstm.wire.refs import ALIAS_RE, NAME_RE, VERSION_RE
 
 log = logging.getLogger("textlstm.gateway")
 
@@ -66,6 +70,30 @@ log = logging.getLogger("textlstm.gateway")
 RESULTS_CHUNK_ROWS = 500
 #: Longest a /healthz probe of the broker or the database may take.
 HEALTH_TIMEOUT_S = 3.0
+
+_ERRORS: dict[int, str] = {
+    401: "No token, an unknown token, or no tokens configured (`WWW-Authenticate: Bearer`).",
+    403: "The token's scope does not cover this endpoint.",
+    404: "No such job, model version or alias.",
+    413: "The body is larger than TEXTLSTM_API_MAX_BODY_BYTES.",
+    415: "The body is not application/json.",
+    422: "A field breaks the schema or a limit: `error.field` names it.",
+    429: "The queue is full (backpressure): retry after `Retry-After` seconds.",
+    500: "A bug: the body holds only a request id (also in `X-Request-Id`).",
+    503: "The broker or the database cannot be reached.",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each with the JSON error body."""
+    return {code: {"model": ErrorBody, "description": _ERRORS[code]} for code in codes}
+
+
+#: The errors any authenticated endpoint may answer.
+_V1 = (401, 403, 422, 500, 503)
+
+#: A model reference's spelling (textlstm.wire.refs), so the schema says what `{ref}` may be.
+REF_PATTERN = f"^{NAME_RE.pattern}(@({VERSION_RE.pattern}|{ALIAS_RE.pattern}))?$"
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `textlstm-admin api-token`.")
 
@@ -247,6 +275,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.gateway = gw
     read, submit = gw.require("read"), gw.require("submit")
+    limits = Limits.from_settings(gw.settings)
 
     @app.middleware("http")
     async def guard(
@@ -302,15 +331,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": SubmitBody.model_json_schema()}},
+                "content": {"application/json": {"schema": submit_schema(limits)}},
             }
         },
         responses={
             202: {"description": "Accepted: the job id and where to follow it."},
-            413: {"description": "The body is larger than TEXTLSTM_API_MAX_BODY_BYTES."},
-            415: {"description": "Not JSON."},
-            422: {"description": "The job breaks the schema or a limit: `error.field`."},
-            429: {"description": "The queue is full (backpressure): retry after Retry-After."},
+            **errors(*_V1, 413, 415, 429),
         },
     )
     async def submit_job(request: Request, _: TokenEntry = Depends(submit)) -> JSONResponse:  # noqa: B008
@@ -352,8 +378,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers={"Location": location},
         )
 
-    @app.get("/v1/jobs/{job_id}", tags=["jobs"], summary="A job's status, counts and timings")
-    async def job_status(job_id: str, _: TokenEntry = Depends(read)) -> dict[str, Any]:  # noqa: B008
+    @app.get(
+        "/v1/jobs/{job_id}",
+        tags=["jobs"],
+        summary="A job's status, counts and timings",
+        responses=errors(*_V1, 404),
+    )
+    async def job_status(job_id: uuid.UUID, _: TokenEntry = Depends(read)) -> dict[str, Any]:  # noqa: B008
         """The document `textlstm-admin jobs show --json` prints."""
 
         def doc() -> dict[str, Any]:
@@ -370,14 +401,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={
             200: {
                 "description": "JSON Lines (one `results --format jsonl` row each) or CSV.",
-                "content": {media: {} for media in FORMATS.values()},
-            }
+                "content": {media: {"schema": {"type": "string"}} for media in FORMATS.values()},
+            },
+            **errors(*_V1, 404),
         },
     )
     async def job_results(
         request: Request,
-        job_id: str,
-        format: str | None = Query(None, description="jsonl or csv (else by Accept)."),  # noqa: A002, B008
+        job_id: uuid.UUID,
+        format: Literal["jsonl", "csv"] | None = Query(  # noqa: A002, B008
+            None, description="jsonl or csv (else by the Accept header; default jsonl)."
+        ),
         after: int = Query(-1, ge=-1, le=2**31 - 1, description="Items with a higher index."),  # noqa: B008
         limit: int | None = Query(None, ge=1, le=10_000_000, description="At most this many."),  # noqa: B008
         _: TokenEntry = Depends(read),  # noqa: B008
@@ -391,8 +425,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         return StreamingResponse(_render(_limited(rows, limit), fmt), media_type=FORMATS[fmt])
 
-    @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"], summary="Cancel a job")
-    async def cancel_job(job_id: str, _: TokenEntry = Depends(submit)) -> dict[str, Any]:  # noqa: B008
+    @app.post(
+        "/v1/jobs/{job_id}/cancel",
+        tags=["jobs"],
+        summary="Cancel a job",
+        responses=errors(*_V1, 404),
+    )
+    async def cancel_job(job_id: uuid.UUID, _: TokenEntry = Depends(submit)) -> dict[str, Any]:  # noqa: B008
         """`Client.cancel`: idempotent; `changed` is false when the job was already final."""
         r = await gw.call(gw.client.cancel, job_id, field="job_id")
         return {
@@ -405,9 +444,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "expected": r.expected,
         }
 
-    @app.get("/v1/models", tags=["models"], summary="Registered model versions")
+    @app.get(
+        "/v1/models",
+        tags=["models"],
+        summary="Registered model versions",
+        responses=errors(*_V1),
+    )
     async def list_models(
-        name: str | None = Query(None, max_length=64, description="Only this model."),  # noqa: B008
+        name: str | None = Query(  # noqa: B008
+            None, pattern=f"^{NAME_RE.pattern}$", description="Only this model."
+        ),
         _: TokenEntry = Depends(read),  # noqa: B008
     ) -> list[dict[str, Any]]:
         """What `textlstm-admin models list --json` prints, one object per version."""
@@ -426,8 +472,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         return await gw.call(docs, field="name")  # type: ignore[no-any-return]
 
-    @app.get("/v1/models/{ref}", tags=["models"], summary="One model version")
-    async def show_model(ref: str, _: TokenEntry = Depends(read)) -> dict[str, Any]:  # noqa: B008
+    @app.get(
+        "/v1/models/{ref}",
+        tags=["models"],
+        summary="One model version",
+        responses=errors(*_V1, 404),
+    )
+    async def show_model(
+        ref: str = FastPath(  # noqa: B008
+            pattern=REF_PATTERN, description="`name`, `name@3` or `name@alias`."
+        ),
+        _: TokenEntry = Depends(read),  # noqa: B008
+    ) -> dict[str, Any]:
         """What `textlstm-admin models show REF --json` prints (`name`, `name@3`, `name@alias`)."""
 
         def doc() -> dict[str, Any]:
@@ -443,7 +499,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/healthz",
         tags=["operations"],
         summary="Broker and database reachable",
-        responses={503: {"description": "One of them is not: `checks` says why."}},
+        responses={
+            503: {"description": "One of them is not: `checks` says why."},
+            500: errors(500)[500],
+        },
     )
     async def healthz() -> JSONResponse:
         """Each dependency probed with a short timeout; 200 when both answer, 503 otherwise,
@@ -463,7 +522,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=200 if ok else 503,
         )
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={500: errors(500)[500]},
+    )
     async def metrics() -> Response:
         body, media_type = gw.metrics.render()
         return Response(body, media_type=media_type)

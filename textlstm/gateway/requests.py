@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from textlstm.errors import ValidationError
-from textlstm.wire.messages import parse_timestamp, show
+from textlstm.wire.messages import Limits, parse_timestamp, show
 
 
 class ApiError(Exception):
@@ -47,25 +47,41 @@ def error_body(field: str | None, message: str, request_id: str | None = None) -
     return {"error": error}
 
 
+class SubmitItem(BaseModel):
+    """One entry of `texts` or `items` as an object: a text and an optional id of the producer's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    id: str | int | None = Field(
+        default=None,
+        description="Unique in the job (string or integer, at most 256 characters); comes back "
+        "with the item's result.",
+    )
+
+
 class SubmitBody(BaseModel):
     """The body of `POST /v1/jobs`, for the OpenAPI schema (validation is `parse_submit` and
     `Client.submit`; this model is never used to parse a request)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    texts: list[str] | None = Field(
-        default=None, description="The texts to classify (give `texts` or `items`)."
+    texts: list[str | SubmitItem] = Field(
+        default=None,  # type: ignore[assignment] # absent, never null: see submit_schema
+        description="The texts to classify: strings, or `{id, text}` objects whose id comes "
+        "back with the result (give `texts` or `items`, the same thing by two names).",
     )
-    items: list[dict[str, Any]] | None = Field(
-        default=None,
-        description='Items `{"id": "a-1", "text": "..."}`; the id (string or integer, unique '
-        "in the job) comes back with each result.",
+    items: list[str | SubmitItem] = Field(
+        default=None,  # type: ignore[assignment]
+        description="The same as `texts` (give one of them).",
     )
     model: str | None = Field(
         default=None,
         description="`name`, `name@3` or `name@alias`; default TEXTLSTM_DEFAULT_MODEL.",
     )
-    priority: str = Field(default="normal", description="`high`, `normal` or `bulk`.")
+    priority: Literal["high", "normal", "bulk"] = Field(
+        default="normal", description="Which queue: workers drain higher priorities first."
+    )
     deadline: str | None = Field(
         default=None,
         description="ISO 8601 time (UTC without an offset): items not started by then are "
@@ -84,6 +100,39 @@ class SubmitBody(BaseModel):
         default=None,
         description="A UUID chosen by the producer; sending the same job again is safe.",
     )
+
+
+def submit_schema(limits: Limits) -> dict[str, Any]:
+    """SubmitBody's JSON schema with what pydantic cannot say: exactly one of `texts` and
+    `items`, and this gateway's item limits (TEXTLSTM_MAX_JOB_ITEMS, _MAX_TEXT_CHARS), so a
+    client generated from the schema knows them."""
+    schema = SubmitBody.model_json_schema()
+    item = schema.pop("$defs")["SubmitItem"]  # inlined: a $ref would point into the API doc
+    item["properties"]["text"]["maxLength"] = limits.max_text_chars
+    # Either key takes what Client.submit takes: strings, {id, text} objects, or both mixed.
+    entry = {"anyOf": [{"type": "string", "maxLength": limits.max_text_chars}, item]}
+    props = schema["properties"]
+    for key in ("texts", "items"):
+        props[key]["items"] = entry
+        props[key].pop("default", None)
+        props[key]["minItems"] = 1
+        props[key]["maxItems"] = limits.max_job_items
+    schema["oneOf"] = [{"required": ["texts"]}, {"required": ["items"]}]
+    return schema
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = Field(description="The request field at fault; null: the whole request.")
+    message: str = Field(description="What is wrong and what to change.")
+    request_id: str | None = Field(
+        default=None, description="On a 500 only: the key to the gateway's log line."
+    )
+
+
+class ErrorBody(BaseModel):
+    """Every refusal's body."""
+
+    error: ErrorDetail
 
 
 SUBMIT_KEYS = frozenset(SubmitBody.model_fields)
@@ -113,7 +162,7 @@ def parse_submit(doc: Any) -> SubmitRequest:
     if unknown:
         known = ", ".join(sorted(SUBMIT_KEYS))
         raise ApiError(422, f"unknown field (known: {known})", field=str(unknown[0])[:100])
-    given = [k for k in ("texts", "items") if doc.get(k) is not None]
+    given = [k for k in ("texts", "items") if k in doc]
     if len(given) != 1:
         raise ApiError(422, "give exactly one of `texts` and `items`", field="texts")
     key = given[0]

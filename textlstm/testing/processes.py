@@ -177,6 +177,15 @@ class GatewayProcess(LoggedProcess):
     def start(self, *extra: str, timeout: float = 60.0) -> GatewayProcess:
         argv = [*CLI, "serve-api", "--host", "127.0.0.1", "--port", str(self.port), *extra]
         self.spawn(argv, self.env)
-        # uvicorn's start-up line, once the socket listens (written by its "uvicorn.error" log).
-        self.wait_for("Uvicorn running on", timeout, "gateway listening")
+        # The port itself, not a log line: `--log-level warning` hides uvicorn's start-up line.
+        self.wait_for(lambda _: self.listening(), timeout, "gateway listening")
         return self
+
+    def listening(self) -> bool:
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
