@@ -19,6 +19,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -266,10 +267,34 @@ class CancelResult:
 
 
 class Client:
-    """Producer + results reader bound to one Settings (the module functions use the default)."""
+    """Producer + results reader bound to one Settings (the module functions use the default).
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    Each call opens its own short-lived engine unless `session_factory` is given: a
+    long-running process (the HTTP gateway) passes one built on an engine it keeps, so a call
+    reuses a pooled connection instead of connecting (and initialising the dialect) each time,
+    which cost ~30 ms a submit on PostgreSQL (bench/results/gateway.md).
+    """
+
+    def __init__(
+        self, settings: Settings | None = None, *, session_factory: Any | None = None
+    ) -> None:
         self.settings = settings or get_settings()
+        self.session_factory = session_factory
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        """One transaction (committed on success), database errors as one StoreError line."""
+        from textlstm.store.db import session_scope, translate_db_errors
+
+        if self.session_factory is None:
+            with session_scope(self.settings.database_url) as session:
+                yield session
+            return
+        with (
+            translate_db_errors(self.settings.database_url),
+            self.session_factory.begin() as session,
+        ):
+            yield session
 
     def submit(
         self,
@@ -323,11 +348,10 @@ class Client:
         return jid
 
     def _record_job(self, first: ClassifyMessage) -> None:
-        from textlstm.store.db import session_scope
         from textlstm.store.jobs import ensure_job
         from textlstm.store.registry import resolve
 
-        with session_scope(self.settings.database_url) as session:
+        with self.session() as session:
             resolve(session=session, ref=first.model)  # unknown model: refuse before enqueueing
             ensure_job(
                 session=session,
@@ -341,12 +365,11 @@ class Client:
 
     def status(self, job_id: str | uuid.UUID) -> JobStatus:
         """The job's status and counts; NotFoundError if no such job (yet)."""
-        from textlstm.store.db import session_scope
         from textlstm.store.jobs import get_job
         from textlstm.store.model_versions import get_model_version_by_id
 
         jid = parse_job_id(job_id)
-        with session_scope(self.settings.database_url) as session:
+        with self.session() as session:
             job = get_job(session=session, job_id=jid)
             model = None
             if job.model_version_id is not None:
@@ -356,11 +379,10 @@ class Client:
 
     def webhook(self, job_id: str | uuid.UUID) -> WebhookStatus | None:
         """The job's webhook delivery, or None (no webhook, or the job is not final yet)."""
-        from textlstm.store.db import session_scope
         from textlstm.store.events import get_delivery
         from textlstm.wire.events import url_origin
 
-        with session_scope(self.settings.database_url) as session:
+        with self.session() as session:
             d = get_delivery(session=session, job_id=parse_job_id(job_id))
             if d is None:
                 return None
@@ -386,11 +408,10 @@ class Client:
         regardless (workers then classify its remaining items and store nothing), and calling
         cancel again tells them.
         """
-        from textlstm.store.db import session_scope
         from textlstm.store.jobs import cancel_job
 
         jid = parse_job_id(job_id)
-        with session_scope(self.settings.database_url) as session:
+        with self.session() as session:
             out = cancel_job(session=session, job_id=jid)
         if out.finished:  # this cancel ended the job: its one final event, after the commit
             self._publish_final([(f.job_id, f.status) for f in out.finished])
@@ -465,7 +486,6 @@ class Client:
         0.6 for the low-confidence ones to send for labelling. Rows come job by job, each in
         item order.
         """
-        from textlstm.store.db import session_scope
         from textlstm.store.model_versions import list_model_versions
         from textlstm.store.registry import resolve
         from textlstm.store.results import Selection
@@ -479,7 +499,7 @@ class Client:
         versions: list[int] | None = None
         if model is not None:
             ref = parse_model_ref(model)
-            with session_scope(self.settings.database_url) as session:
+            with self.session() as session:
                 if ref.version is None and ref.alias is None:
                     versions = [mv.id for mv in list_model_versions(session=session, name=ref.name)]
                     if not versions:
@@ -493,20 +513,18 @@ class Client:
         return self._iter(selection, check_job=jid)
 
     def _iter(self, selection: Any, *, check_job: uuid.UUID | None) -> Iterator[ItemResult]:
-        from textlstm.store.db import session_scope
         from textlstm.store.jobs import get_job
 
         if check_job is not None:  # an unknown job is an error now, not an empty stream later
-            with session_scope(self.settings.database_url) as session:
+            with self.session() as session:
                 get_job(session=session, job_id=check_job)
         return self._rows(selection)
 
     def _rows(self, selection: Any) -> Iterator[ItemResult]:
-        from textlstm.store.db import session_scope
         from textlstm.store.model_versions import get_model_version_by_id
         from textlstm.store.results import iter_selected
 
-        with session_scope(self.settings.database_url) as session:
+        with self.session() as session:
             refs: dict[int, str] = {}
             for p in iter_selected(session=session, selection=selection):
                 model = None

@@ -26,7 +26,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -122,9 +123,21 @@ class Gateway:
     """What the endpoints share: the settings, the accepted tokens, the client and metrics."""
 
     def __init__(self, settings: Settings) -> None:
+        from textlstm.store.db import make_engine, make_session_factory
+
         self.settings = settings
         self.tokens: tuple[TokenEntry, ...] = parse_tokens(settings.api_tokens)
-        self.client = Client(settings)
+        # One engine per process (uvicorn's factory runs in each worker, after the fork): a
+        # request borrows a pooled connection instead of connecting (bench/results/gateway.md).
+        # The pool is sized for Starlette's thread pool (40 threads) without exhausting the
+        # database's connections: more concurrent requests wait for a connection.
+        pool = {} if settings.database_url.startswith("sqlite") else {"pool_size": 10}
+        self.engine = make_engine(
+            settings.database_url,
+            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            **pool,  # type: ignore[arg-type]
+        )
+        self.client = Client(settings, session_factory=make_session_factory(self.engine))
         self.metrics = GatewayMetrics()
 
     def require(self, scope: str) -> Callable[..., TokenEntry]:
@@ -234,21 +247,20 @@ def _limited(rows: Iterator[ItemResult], limit: int | None) -> Iterator[ItemResu
             close()
 
 
-def _probe_broker(settings: Settings) -> None:
+def _probe_broker(gw: Gateway) -> None:
     from textlstm.wire.redis_layout import redis_client
 
-    client = redis_client(settings.broker_url, timeout=HEALTH_TIMEOUT_S)
+    client = redis_client(gw.settings.broker_url, timeout=HEALTH_TIMEOUT_S)
     try:
         client.ping()
     finally:
         client.close()
 
 
-def _probe_database(settings: Settings) -> None:
-    from textlstm.store.db import session_scope
+def _probe_database(gw: Gateway) -> None:
     from textlstm.store.jobs import list_jobs
 
-    with session_scope(settings.database_url) as session:
+    with gw.client.session() as session:
         list_jobs(session=session, limit=1)  # reads a table: an unmigrated database fails
 
 
@@ -267,7 +279,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The gateway's ASGI app for `settings` (default: the process settings), as
     `textlstm-admin serve-api` runs it (a factory: each uvicorn worker builds its own)."""
     gw = Gateway(settings or get_settings())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        gw.engine.dispose()  # the pooled connections close with the process's app
+
     app = FastAPI(
+        lifespan=lifespan,
         title="textlstm gateway",
         version="1",
         summary="Submit classification jobs, follow them and read their results over HTTP.",
@@ -459,11 +478,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """What `textlstm-admin models list --json` prints, one object per version."""
 
         def docs() -> list[dict[str, Any]]:
-            from textlstm.store.db import session_scope
             from textlstm.store.model_versions import list_model_versions
             from textlstm.store.registry import aliases_by_version, version_summary
 
-            with session_scope(gw.settings.database_url) as session:
+            with gw.client.session() as session:
                 aliases = aliases_by_version(session=session, name=name)
                 return [
                     version_summary(mv, aliases)
@@ -487,10 +505,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """What `textlstm-admin models show REF --json` prints (`name`, `name@3`, `name@alias`)."""
 
         def doc() -> dict[str, Any]:
-            from textlstm.store.db import session_scope
             from textlstm.store.registry import resolve, version_details
 
-            with session_scope(gw.settings.database_url) as session:
+            with gw.client.session() as session:
                 return version_details(session=session, mv=resolve(session=session, ref=ref))
 
         return await gw.call(doc, field="ref")  # type: ignore[no-any-return]
@@ -510,9 +527,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checks: dict[str, Any] = {}
         for name, probe in (("broker", _probe_broker), ("database", _probe_database)):
             try:
-                await asyncio.wait_for(
-                    run_in_threadpool(probe, gw.settings), timeout=HEALTH_TIMEOUT_S + 1
-                )
+                await asyncio.wait_for(run_in_threadpool(probe, gw), timeout=HEALTH_TIMEOUT_S + 1)
                 checks[name] = {"ok": True}
             except Exception as exc:  # noqa: BLE001 - any failure is the reason reported
                 checks[name] = {"ok": False, "reason": _reason(exc, gw.settings)}
