@@ -140,10 +140,10 @@ class Gateway:
         self.client = Client(settings, session_factory=make_session_factory(self.engine))
         self.metrics = GatewayMetrics()
 
-    def require(self, scope: str) -> Callable[..., TokenEntry]:
+    def require(self, scope: str) -> Callable[..., Awaitable[TokenEntry]]:
         """A dependency admitting a bearer token whose scope covers `scope` (401 / 403)."""
 
-        def check(
+        async def check(  # async: a hash and compares, no reason for a thread-pool hop
             credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
         ) -> TokenEntry:
             challenge = {"WWW-Authenticate": "Bearer"}
