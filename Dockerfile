@@ -4,7 +4,8 @@
 # CPU torch by default. For a CUDA build pass the wheel index of your CUDA version, e.g.
 #   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu126 -t textlstm-cuda .
 # (docker-compose.yml's worker-gpu service does this). EXTRAS picks the extras installed: the
-# default, worker, runs the worker, predict and evaluate; --build-arg EXTRAS=train adds
+# default, worker,api, runs the worker, predict and evaluate, and the HTTP gateway
+# (`serve-api`, which never imports torch); --build-arg EXTRAS=train,api adds
 # `textlstm-admin train` (train includes worker).
 # No secret is baked in: URLs and passwords come from the environment at run time.
 FROM python:3.11-slim AS build
@@ -24,7 +25,7 @@ FROM python:3.11-slim
 # picks its build.
 ARG TORCH_SPEC="torch==2.13.0"
 ARG TORCH_INDEX="https://download.pytorch.org/whl/cpu"
-ARG EXTRAS="worker"
+ARG EXTRAS="worker,api"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -45,8 +46,9 @@ RUN set -e; for whl in /tmp/dist/textlstm-*.whl; do \
     && mkdir -p /cache/bundles \
     && chown -R textlstm /cache
 USER textlstm
-# The worker's Prometheus endpoint when TEXTLSTM_METRICS_PORT=9100 (docker-compose.yml).
-EXPOSE 9100
+# The worker's Prometheus endpoint when TEXTLSTM_METRICS_PORT=9100 (docker-compose.yml), and
+# the gateway's port (`serve-api --port 8000`).
+EXPOSE 9100 8000
 
 ENTRYPOINT ["textlstm-admin"]
 CMD ["--help"]

@@ -44,7 +44,16 @@ class NotFoundError(TextlstmError):
 
 
 class ValidationError(TextlstmError):
-    """A job or message that breaks the schema or a limit; raised before anything is enqueued."""
+    """A job or message that breaks the schema or a limit; raised before anything is enqueued.
+
+    `field` names the part of the job at fault where the validator knows it (`model`,
+    `metadata`, `items[3]`, ...), so the HTTP gateway can answer with the field in its JSON
+    error body without parsing the message; None where no single field is at fault.
+    """
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class StoreError(TextlstmError):

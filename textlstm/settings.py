@@ -280,6 +280,19 @@ class Settings(BaseSettings):
     #: and those a stopped worker left) besides those its own batches hand it.
     webhook_sweep_interval_s: float = Field(default=5.0, gt=0)
 
+    # -- HTTP gateway (docs/gateway.md) ------------------------------------------------
+    #: Who may call the gateway's `/v1` endpoints: `<sha256 hex of a token>:<scope>` entries
+    #: separated by commas, scope `read` (status, results, models) or `submit` (also submit
+    #: and cancel). Only digests are stored: `textlstm-admin api-token` makes a token and its
+    #: entry. Empty: every `/v1` request is refused (401); `/healthz` and `/metrics` stay open.
+    api_tokens: str = Field(default="", repr=False)
+    #: Largest request body the gateway reads, in bytes; a longer one is refused with 413
+    #: before it is read (by its Content-Length, and by counting as it streams in).
+    api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=INT32_MAX)
+    #: Seconds a client refused by backpressure (429, TEXTLSTM_QUEUE_MAX_PENDING) is told to
+    #: wait (`Retry-After`).
+    api_retry_after_s: int = Field(default=5, ge=1, le=3600)
+
     #: Prefix of each worker process's Celery node name (`<name><index>@<host>`): give
     #: workers sharing a host different names so `textlstm-admin status` tells them apart.
     worker_name: str = Field(default="textlstm", pattern=r"^[A-Za-z0-9_.-]+$")
@@ -360,6 +373,14 @@ class Settings(BaseSettings):
             return self.broker_wait_replicas
         return 1 if is_sentinel(self.broker_url) else 0
 
+    @field_validator("api_tokens")
+    @classmethod
+    def _api_tokens(cls, value: str) -> str:
+        from textlstm.gateway.auth import parse_tokens
+
+        parse_tokens(value)  # ValueError names the entry by position, never its digest
+        return value
+
     @field_validator("worker_device")
     @classmethod
     def _device_spec(cls, value: str) -> str:
@@ -438,7 +459,7 @@ class Settings(BaseSettings):
 
 #: Settings whose values are secrets (URLs with passwords): echoed masked, or not at all.
 _SECRET_FIELDS = frozenset(
-    {"database_url", "broker_url", "broker_transport_options", "webhook_secret"}
+    {"database_url", "broker_url", "broker_transport_options", "webhook_secret", "api_tokens"}
 )
 
 

@@ -204,3 +204,16 @@ def test_every_textlstm_command_in_the_file_exists(compose: dict[str, Any]) -> N
         _resolve(["worker", "--no-such-option"])
     with pytest.raises(AssertionError, match="no command"):
         _resolve(["db", "upgrayedd"])
+
+
+def test_the_gateway_service(compose: dict[str, Any]) -> None:
+    """The HTTP gateway: after the migration, health-checked on /healthz, its tokens (digests
+    only) from the environment and never defaulted to a value, and an image with the api
+    extra."""
+    g = compose["services"]["gateway"]
+    assert g["command"][0] == "serve-api"
+    assert g["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "/healthz" in g["healthcheck"]["test"][-1]
+    assert g["environment"]["TEXTLSTM_API_TOKENS"] == "${TEXTLSTM_API_TOKENS:-}"
+    extras = re.search(r'^ARG EXTRAS="([^"]+)"', (ROOT / "Dockerfile").read_text(), flags=re.M)
+    assert extras and "api" in extras.group(1).split(",")

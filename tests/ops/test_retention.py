@@ -26,7 +26,6 @@ from tests.fixtures.workers import WorkerProc
 from textlstm.ops.retention import PurgeReport, purge, purge_if_due
 from textlstm.settings import Settings
 from textlstm.store.jobs import get_job
-from textlstm.wire.redis_layout import retention_lease_key
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 OLD = timedelta(days=40)
@@ -85,7 +84,6 @@ def test_a_worker_purges_by_itself_when_told_to(
     topics: dict,
     e2e_settings: Settings,
     session_factory: sessionmaker[Session],
-    redis_client: Any,
 ) -> None:
     f = session_factory
     old = stored_job(f, expected=30, age=timedelta(hours=3))
@@ -94,7 +92,6 @@ def test_a_worker_purges_by_itself_when_told_to(
     w = workers(env=env)
     w.wait_for(lambda _: not job_exists(f, old), 30, "the periodic purge of the old job")
     assert job_exists(f, recent) and rows_of(f, recent) == 5
-    assert redis_client.exists(retention_lease_key(e2e_settings.queue))
     job = submit(e2e_settings, texts(50))
     assert wait_job(e2e_settings, job, timeout=60).status == "done"
     assert "retention: purged 1 job(s) and 30 prediction(s)" in w.log()

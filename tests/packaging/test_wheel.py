@@ -150,6 +150,7 @@ _VALID_ARGS: dict[str, list[str]] = {
     "predict": ["bundle", "some text"],
     "pretrain": ["corpus.txt", "--out", "lm"],
     "worker": [],
+    "serve-api": ["--port", "0"],
 }
 
 

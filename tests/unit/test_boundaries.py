@@ -80,6 +80,9 @@ RULES: dict[str, tuple[str, ...]] = {
     "store": (*TORCH, "textlstm.serving", "textlstm.client", "textlstm.ops", "textlstm.cli"),
     "client": (*TORCH, "textlstm.serving", "textlstm.ops", "textlstm.cli"),
     "ops": (*TORCH, "textlstm.serving", "textlstm.cli"),
+    # The HTTP front door: calls the client and the registry, loads no model, never reaches
+    # the worker's side or Celery directly (it publishes through the client's one publisher).
+    "gateway": (*TORCH, "textlstm.serving", "textlstm.ops", "textlstm.cli", "celery", "kombu"),
     "settings.py": (*TORCH, "sqlalchemy", "celery"),
     "bundle.py": ("torch", "textlstm.store", "textlstm.serving", "sqlalchemy"),
     "durations.py": (*TORCH, "sqlalchemy", "celery", "textlstm.store"),
@@ -239,8 +242,12 @@ EXTRA_ONLY = sorted(set().union(*EXTRA_MODULES.values()))
 
 def test_base_commands_cover_the_promised_ones() -> None:
     base = {n for n in COMMANDS if n not in COMMAND_EXTRAS}
-    assert base == {"db", "models", "jobs", "results", "submit", "status", "dead-letters"}
-    assert set(COMMAND_EXTRAS) == {"train", "pretrain", "evaluate", "predict", "worker"}
+    assert base == {
+        "db", "models", "jobs", "results", "submit", "status", "dead-letters", "api-token"
+    }  # fmt: skip
+    assert set(COMMAND_EXTRAS) == {
+        "train", "pretrain", "evaluate", "predict", "worker", "serve-api"
+    }  # fmt: skip
 
 
 def test_base_modules_import_no_extra_package() -> None:

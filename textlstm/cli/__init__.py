@@ -42,6 +42,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "textlstm.cli.deadletters:dead_letters",
         "List, show, requeue or purge refused and quarantined messages.",
     ),
+    "serve-api": ("textlstm.cli.serve_api:serve_api", "Serve the HTTP API (the api extra)."),
+    "api-token": (
+        "textlstm.cli.api_token:api_token",
+        "Make a gateway token and its TEXTLSTM_API_TOKENS entry.",
+    ),
 }
 
 # extra -> the top-level modules it provides that its commands import (pyproject.toml's extras).
@@ -50,6 +55,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "train": ("torch", "numpy", "safetensors", "tqdm", "matplotlib"),
     # Not a command's: `results --format parquet` checks it (textlstm/cli/results.py).
     "parquet": ("pyarrow",),
+    "api": ("fastapi", "uvicorn", "prometheus_client"),
 }
 # command -> the extra it needs; commands not listed need the base install only.
 COMMAND_EXTRAS: dict[str, str] = {
@@ -58,6 +64,7 @@ COMMAND_EXTRAS: dict[str, str] = {
     "evaluate": "worker",
     "predict": "worker",
     "worker": "worker",
+    "serve-api": "api",
 }
 
 

@@ -91,22 +91,7 @@ def show(job_id: str, as_json: bool) -> None:
     st = client.status(job_id)
     hook = client.webhook(job_id)
     if as_json:
-        doc = {
-            "job_id": str(st.job_id),
-            "status": st.status,
-            "model_ref": st.model_ref,
-            "model": st.model,
-            "expected": st.expected,
-            "ok": st.ok,
-            "errors": st.errors,
-            "expired": st.expired,
-            "cancelled": st.cancelled,
-            "submitted_at": st.submitted_at.isoformat(),
-            "started_at": st.started_at.isoformat() if st.started_at else None,
-            "finished_at": st.finished_at.isoformat() if st.finished_at else None,
-            "metadata": st.metadata,
-            "webhook": hook.to_json() if hook is not None else None,
-        }
+        doc = st.to_json() | {"webhook": hook.to_json() if hook is not None else None}
         click.echo(json.dumps(doc, indent=2))
         return
     pct = 100.0 * st.done / st.expected

@@ -59,7 +59,7 @@ def register(bundle: str, name: str, aliases: tuple[str, ...], tags: tuple[str, 
 def list_(name: str | None, as_json: bool) -> None:
     """All versions (of NAME), with aliases and headline metrics."""
     from textlstm.store.model_versions import list_model_versions
-    from textlstm.store.registry import aliases_by_version, headline_metrics
+    from textlstm.store.registry import aliases_by_version, headline_metrics, version_summary
 
     with _scope() as session:
         versions = list_model_versions(session=session, name=name)
@@ -67,18 +67,7 @@ def list_(name: str | None, as_json: bool) -> None:
         if as_json:
             # One line per version, so a script can stream it; none registered prints nothing.
             for mv in versions:
-                doc = {
-                    "name": mv.name,
-                    "version": mv.version,
-                    "ref": f"{mv.name}@{mv.version}",
-                    "aliases": aliases.get((mv.name, mv.version), []),
-                    "labels": mv.labels,
-                    "metrics": headline_metrics(mv.metrics),
-                    "bundle_sha256": mv.bundle_sha256,
-                    "bundle_size": mv.bundle_size,
-                    "tags": mv.tags,
-                    "created_at": mv.created_at.isoformat(),
-                }
+                doc = version_summary(mv, aliases)
                 click.echo(json.dumps(doc, sort_keys=True, ensure_ascii=False))
             return
         rows = [
@@ -110,26 +99,11 @@ def _metric(metrics: dict[str, float], key: str) -> str | None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def show(ref: str, as_json: bool) -> None:
     """Details of REF (name, name@VERSION or name@ALIAS)."""
-    from textlstm.store.registry import aliases_by_version, headline_metrics, resolve
+    from textlstm.store.registry import resolve, version_details
 
     with _scope() as session:
         mv = resolve(session=session, ref=ref)
-        doc = {
-            "name": mv.name,
-            "version": mv.version,
-            "aliases": aliases_by_version(session=session, name=mv.name).get(
-                (mv.name, mv.version), []
-            ),
-            "bundle_sha256": mv.bundle_sha256,
-            "bundle_size": mv.bundle_size,
-            "labels": mv.labels,
-            "metrics": headline_metrics(mv.metrics),
-            "all_metrics": mv.metrics,
-            "data_fingerprint": mv.data_fingerprint,
-            "tags": mv.tags,
-            "created_at": mv.created_at.isoformat(),
-            "config": mv.config,
-        }
+        doc = version_details(session=session, mv=mv)
     if as_json:
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
         return

@@ -14,19 +14,6 @@ from typing import IO, Any
 
 import click
 
-COLUMNS = (
-    "job_id",
-    "item_index",
-    "external_id",
-    "status",
-    "label",
-    "score",
-    "model",
-    "latency_ms",
-    "error",
-    "probabilities",
-)
-
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """Plain aligned columns (None shows as '-'); small helper shared by the jobs command."""
@@ -41,18 +28,15 @@ def _write(rows: Iterable[Any], fmt: str, out: IO[str]) -> int:
     n = 0
     if fmt == "jsonl":
         for r in rows:
-            d = asdict(r)
-            d["job_id"] = str(d["job_id"]) if d["job_id"] else None
-            out.write(json.dumps(d, ensure_ascii=False) + "\n")
+            out.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
             n += 1
     elif fmt == "csv":
+        from textlstm.client.jobs import CSV_COLUMNS
+
         writer = csv.writer(out)
-        writer.writerow(COLUMNS)
+        writer.writerow(CSV_COLUMNS)
         for r in rows:
-            d = asdict(r)
-            probs = d["probabilities"]
-            d["probabilities"] = json.dumps(probs, ensure_ascii=False) if probs else ""
-            writer.writerow(["" if d[c] is None else d[c] for c in COLUMNS])
+            writer.writerow(r.csv_row())
             n += 1
     else:
         table = [

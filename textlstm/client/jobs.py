@@ -15,10 +15,12 @@ otherwise the first worker to receive a message creates it.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +32,7 @@ from textlstm.wire.events import FINAL_STATUSES, finished_channel
 from textlstm.wire.messages import (
     ClassifyMessage,
     Limits,
+    at_field,
     build_messages,
     new_id,
     parse_job_id,
@@ -67,6 +70,25 @@ class JobStatus:
     def done(self) -> int:
         return self.ok + self.errors
 
+    def to_json(self) -> dict[str, Any]:
+        """The document `textlstm-admin jobs show --json` prints (less the webhook) and the
+        HTTP gateway returns: one shape for every reader of a job's status."""
+        return {
+            "job_id": str(self.job_id),
+            "status": self.status,
+            "model_ref": self.model_ref,
+            "model": self.model,
+            "expected": self.expected,
+            "ok": self.ok,
+            "errors": self.errors,
+            "expired": self.expired,
+            "cancelled": self.cancelled,
+            "submitted_at": self.submitted_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "metadata": self.metadata,
+        }
+
 
 @dataclass(frozen=True)
 class ItemResult:
@@ -82,6 +104,35 @@ class ItemResult:
     model: str | None
     latency_ms: float | None
     job_id: uuid.UUID | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """One JSON Lines row of `textlstm-admin results --format jsonl` and of the gateway's
+        results (the same function, so the two outputs are equal byte for byte)."""
+        d = asdict(self)
+        d["job_id"] = str(d["job_id"]) if d["job_id"] else None
+        return d
+
+    def csv_row(self) -> list[Any]:
+        """One CSV row, in CSV_COLUMNS order: None as empty, probabilities as JSON."""
+        d = asdict(self)
+        probs = d["probabilities"]
+        d["probabilities"] = json.dumps(probs, ensure_ascii=False) if probs else ""
+        return ["" if d[c] is None else d[c] for c in CSV_COLUMNS]
+
+
+#: The CSV header of an export (`results --format csv`, the gateway's text/csv).
+CSV_COLUMNS = (
+    "job_id",
+    "item_index",
+    "external_id",
+    "status",
+    "label",
+    "score",
+    "model",
+    "latency_ms",
+    "error",
+    "probabilities",
+)
 
 
 def _gate(settings: Settings, queue: str, policy: str | None, timeout: float | None) -> Gate:
@@ -134,20 +185,23 @@ def prepare_job(
     """Validate a whole job the way every producer does (`Client.submit`, `Producer.submit`)
     and split it into messages: model default, job id, deadline from `expires`. `limits`
     defaults to the settings' (a caller submitting thousands of jobs passes its own copy)."""
-    jid = parse_job_id(job_id) if job_id is not None else new_id()
+    jid = at_field("job_id", parse_job_id, job_id) if job_id is not None else new_id()
     model = model or settings.default_model
     if not model:
-        raise ValidationError("no model given: pass model=... or set TEXTLSTM_DEFAULT_MODEL")
+        raise ValidationError(
+            "no model given: pass model=... or set TEXTLSTM_DEFAULT_MODEL", field="model"
+        )
     now = datetime.now(UTC)
     if expires is not None:
         if deadline is not None:
-            raise ValidationError("give deadline or expires, not both")
+            raise ValidationError("give deadline or expires, not both", field="expires")
         seconds = expires.total_seconds() if isinstance(expires, timedelta) else expires
         try:
             deadline = now + timedelta(seconds=float(seconds))
         except (TypeError, ValueError, OverflowError):  # nan, inf, 1e300, "soon"
             raise ValidationError(
-                f"expires must be a number of seconds or a timedelta, got {seconds!r:.40}"
+                f"expires must be a number of seconds or a timedelta, got {seconds!r:.40}",
+                field="expires",
             ) from None
     return build_messages(
         texts,
@@ -223,10 +277,34 @@ class CancelResult:
 
 
 class Client:
-    """Producer + results reader bound to one Settings (the module functions use the default)."""
+    """Producer + results reader bound to one Settings (the module functions use the default).
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    Each call opens its own short-lived engine unless `session_factory` is given: a
+    long-running process (the HTTP gateway) passes one built on an engine it keeps, so a call
+    reuses a pooled connection instead of connecting (and initialising the dialect) each time,
+    which cost ~30 ms a submit on PostgreSQL (bench/results/gateway.md).
+    """
+
+    def __init__(
+        self, settings: Settings | None = None, *, session_factory: Any | None = None
+    ) -> None:
         self.settings = settings or get_settings()
+        self.session_factory = session_factory
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        """One transaction (committed on success), database errors as one StoreError line."""
+        from textlstm.store.db import session_scope, translate_db_errors
+
+        if self.session_factory is None:
+            with session_scope(self.settings.database_url) as session:
+                yield session
+            return
+        with (
+            translate_db_errors(self.settings.database_url),
+            self.session_factory.begin() as session,
+        ):
+            yield session
 
     def submit(
         self,
@@ -280,11 +358,10 @@ class Client:
         return jid
 
     def _record_job(self, first: ClassifyMessage) -> None:
-        from textlstm.store.db import session_scope
         from textlstm.store.jobs import ensure_job
         from textlstm.store.registry import resolve
 
-        with session_scope(self.settings.database_url) as session:
+        with self.session() as session:
             resolve(session=session, ref=first.model)  # unknown model: refuse before enqueueing
             ensure_job(
                 session=session,
@@ -298,12 +375,11 @@ class Client:
 
     def status(self, job_id: str | uuid.UUID) -> JobStatus:
         """The job's status and counts; NotFoundError if no such job (yet)."""
-        from textlstm.store.db import session_scope
         from textlstm.store.jobs import get_job
         from textlstm.store.model_versions import get_model_version_by_id
 
         jid = parse_job_id(job_id)
-        with session_scope(self.settings.database_url) as session:
+        with self.session() as session:
             job = get_job(session=session, job_id=jid)
             model = None
             if job.model_version_id is not None:
@@ -313,11 +389,10 @@ class Client:
 
     def webhook(self, job_id: str | uuid.UUID) -> WebhookStatus | None:
         """The job's webhook delivery, or None (no webhook, or the job is not final yet)."""
-        from textlstm.store.db import session_scope
         from textlstm.store.events import get_delivery
         from textlstm.wire.events import url_origin
 
-        with session_scope(self.settings.database_url) as session:
+        with self.session() as session:
             d = get_delivery(session=session, job_id=parse_job_id(job_id))
             if d is None:
                 return None
@@ -343,11 +418,10 @@ class Client:
         regardless (workers then classify its remaining items and store nothing), and calling
         cancel again tells them.
         """
-        from textlstm.store.db import session_scope
         from textlstm.store.jobs import cancel_job
 
         jid = parse_job_id(job_id)
-        with session_scope(self.settings.database_url) as session:
+        with self.session() as session:
             out = cancel_job(session=session, job_id=jid)
         if out.finished:  # this cancel ended the job: its one final event, after the commit
             self._publish_final([(f.job_id, f.status) for f in out.finished])
@@ -395,12 +469,15 @@ class Client:
                 "again"
             ) from exc
 
-    def iter_results(self, job_id: str | uuid.UUID) -> Iterator[ItemResult]:
-        """Stream a job's stored predictions in item order (may be partial while running)."""
+    def iter_results(
+        self, job_id: str | uuid.UUID, *, after: int | None = None
+    ) -> Iterator[ItemResult]:
+        """Stream a job's stored predictions in item order (may be partial while running);
+        `after`: only items with a higher index (the cursor of a paginated reader)."""
         from textlstm.store.results import Selection
 
         jid = parse_job_id(job_id)
-        return self._iter(Selection(job_id=jid), check_job=jid)
+        return self._iter(Selection(job_id=jid, after_index=after), check_job=jid)
 
     def export(
         self,
@@ -419,7 +496,6 @@ class Client:
         0.6 for the low-confidence ones to send for labelling. Rows come job by job, each in
         item order.
         """
-        from textlstm.store.db import session_scope
         from textlstm.store.model_versions import list_model_versions
         from textlstm.store.registry import resolve
         from textlstm.store.results import Selection
@@ -433,7 +509,7 @@ class Client:
         versions: list[int] | None = None
         if model is not None:
             ref = parse_model_ref(model)
-            with session_scope(self.settings.database_url) as session:
+            with self.session() as session:
                 if ref.version is None and ref.alias is None:
                     versions = [mv.id for mv in list_model_versions(session=session, name=ref.name)]
                     if not versions:
@@ -447,20 +523,18 @@ class Client:
         return self._iter(selection, check_job=jid)
 
     def _iter(self, selection: Any, *, check_job: uuid.UUID | None) -> Iterator[ItemResult]:
-        from textlstm.store.db import session_scope
         from textlstm.store.jobs import get_job
 
         if check_job is not None:  # an unknown job is an error now, not an empty stream later
-            with session_scope(self.settings.database_url) as session:
+            with self.session() as session:
                 get_job(session=session, job_id=check_job)
         return self._rows(selection)
 
     def _rows(self, selection: Any) -> Iterator[ItemResult]:
-        from textlstm.store.db import session_scope
         from textlstm.store.model_versions import get_model_version_by_id
         from textlstm.store.results import iter_selected
 
-        with session_scope(self.settings.database_url) as session:
+        with self.session() as session:
             refs: dict[int, str] = {}
             for p in iter_selected(session=session, selection=selection):
                 model = None

@@ -195,6 +195,44 @@ def aliases_by_version(
     return out
 
 
+def version_summary(
+    mv: ModelVersion, aliases: Mapping[tuple[str, int], list[str]]
+) -> dict[str, Any]:
+    """One version as `textlstm-admin models list --json` prints it and `GET /v1/models`
+    returns it; `aliases` from `aliases_by_version` (one query for a whole list)."""
+    return {
+        "name": mv.name,
+        "version": mv.version,
+        "ref": f"{mv.name}@{mv.version}",
+        "aliases": aliases.get((mv.name, mv.version), []),
+        "labels": mv.labels,
+        "metrics": headline_metrics(mv.metrics),
+        "bundle_sha256": mv.bundle_sha256,
+        "bundle_size": mv.bundle_size,
+        "tags": mv.tags,
+        "created_at": mv.created_at.isoformat(),
+    }
+
+
+def version_details(*, session: Session, mv: ModelVersion) -> dict[str, Any]:
+    """One version as `textlstm-admin models show --json` prints it and
+    `GET /v1/models/{ref}` returns it: the summary's fields plus every metric and the config."""
+    return {
+        "name": mv.name,
+        "version": mv.version,
+        "aliases": aliases_by_version(session=session, name=mv.name).get((mv.name, mv.version), []),
+        "bundle_sha256": mv.bundle_sha256,
+        "bundle_size": mv.bundle_size,
+        "labels": mv.labels,
+        "metrics": headline_metrics(mv.metrics),
+        "all_metrics": mv.metrics,
+        "data_fingerprint": mv.data_fingerprint,
+        "tags": mv.tags,
+        "created_at": mv.created_at.isoformat(),
+        "config": mv.config,
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # Materialising a bundle from the database
 

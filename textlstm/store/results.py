@@ -47,6 +47,8 @@ class Selection:
     since: datetime | None = None  # created_at >= since
     until: datetime | None = None  # created_at < until
     max_score: float | None = None
+    #: With `job_id`: only items whose index is above this (a reader's cursor).
+    after_index: int | None = None
 
 
 def iter_selected(
@@ -71,6 +73,8 @@ def iter_selected(
         conditions.append(Prediction.score <= selection.max_score)
     if selection.job_id is not None:
         conditions.append(Prediction.job_id == selection.job_id)
+        if selection.after_index is not None:
+            conditions.append(Prediction.item_index > selection.after_index)
     key = (Prediction.job_id, Prediction.item_index)
     last: tuple[object, ...] | None = None
     while True:

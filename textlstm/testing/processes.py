@@ -160,3 +160,32 @@ def paused(*procs: LoggedProcess) -> Iterator[None]:
     finally:
         for p in procs:
             p.signal_group(signal.SIGCONT)
+
+
+class GatewayProcess(LoggedProcess):
+    """`textlstm-admin serve-api` on a loopback port, configured by `env` (the api extra)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, port: int) -> None:
+        super().__init__(log_path)
+        self.env = env
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *extra: str, timeout: float = 60.0) -> GatewayProcess:
+        argv = [*CLI, "serve-api", "--host", "127.0.0.1", "--port", str(self.port), *extra]
+        self.spawn(argv, self.env)
+        # The port itself, not a log line: `--log-level warning` hides uvicorn's start-up line.
+        self.wait_for(lambda _: self.listening(), timeout, "gateway listening")
+        return self
+
+    def listening(self) -> bool:
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False

@@ -41,16 +41,18 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from textlstm.errors import ValidationError
 from textlstm.wire import limits as bounds
 from textlstm.wire.events import check_webhook_url
 from textlstm.wire.queues import PRIORITIES
 from textlstm.wire.refs import parse_model_ref
+
+_T = TypeVar("_T")
 
 SCHEMA_VERSION = 1
 #: The envelope of parts of several jobs (see the module docstring).
@@ -337,32 +339,38 @@ def normalize_items(texts: Iterable[str | Mapping[str, Any]], *, limits: Limits)
     for index, entry in enumerate(texts):
         if index >= max_items:
             raise ValidationError(
-                f"job has more than {limits.max_job_items} items (TEXTLSTM_MAX_JOB_ITEMS)"
+                f"job has more than {limits.max_job_items} items (TEXTLSTM_MAX_JOB_ITEMS)",
+                field="items",
             )
         if type(entry) is str and len(entry) <= max_chars:  # the common case, checked cheaply
             items.append(Item(index, entry, None))
             continue
-        where = f"item {index}"
-        if isinstance(entry, Mapping):
-            unknown = set(entry) - {"id", "text"}
-            if unknown:
-                raise ValidationError(f"{where}: unknown key(s) {sorted(map(show, unknown))}")
-            if "text" not in entry:
-                raise ValidationError(f"{where}: mapping has no 'text'")
-            ext_id = _check_id(entry.get("id"), where)
-            text = _check_text(entry["text"], where, limits)
-        else:
-            ext_id, text = None, _check_text(entry, where, limits)
-        if ext_id is not None:
-            if ext_id in seen_ids:
-                raise ValidationError(
-                    f"{where}: duplicate id {ext_id!r} (also item {seen_ids[ext_id]})"
-                )
-            seen_ids[ext_id] = index
-        items.append(Item(index=index, text=text, id=ext_id))
+        items.append(at_field(f"items[{index}]", _check_entry, index, entry, limits, seen_ids))
     if not items:
-        raise ValidationError("job is empty: submit at least one text")
+        raise ValidationError("job is empty: submit at least one text", field="items")
     return items
+
+
+def _check_entry(index: int, entry: Any, limits: Limits, seen_ids: dict[str, int]) -> Item:
+    """One item that is not a short plain string (the slow path of `normalize_items`)."""
+    where = f"item {index}"
+    if isinstance(entry, Mapping):
+        unknown = set(entry) - {"id", "text"}
+        if unknown:
+            raise ValidationError(f"{where}: unknown key(s) {sorted(map(show, unknown))}")
+        if "text" not in entry:
+            raise ValidationError(f"{where}: mapping has no 'text'")
+        ext_id = _check_id(entry.get("id"), where)
+        text = _check_text(entry["text"], where, limits)
+    else:
+        ext_id, text = None, _check_text(entry, where, limits)
+    if ext_id is not None:
+        if ext_id in seen_ids:
+            raise ValidationError(
+                f"{where}: duplicate id {ext_id!r} (also item {seen_ids[ext_id]})"
+            )
+        seen_ids[ext_id] = index
+    return Item(index=index, text=text, id=ext_id)
 
 
 def split_items(items: Sequence[Item], *, limits: Limits) -> list[tuple[Item, ...]]:
@@ -396,22 +404,34 @@ def build_messages(
     deadline: datetime | None = None,
     webhook: str | None = None,
 ) -> list[ClassifyMessage]:
-    """Validate a whole job and split it into messages; raises before anything can be sent."""
-    parse_model_ref(model)
-    check_webhook_url(webhook)
-    jid = parse_job_id(job_id)
-    meta = check_metadata(metadata)
-    check_priority(priority)
+    """Validate a whole job and split it into messages; raises before anything can be sent.
+
+    A ValidationError carries the `field` at fault (see `textlstm.errors.ValidationError`)."""
+    at_field("model", parse_model_ref, model)
+    at_field("webhook", check_webhook_url, webhook)
+    jid = at_field("job_id", parse_job_id, job_id)
+    meta = at_field("metadata", check_metadata, metadata)
+    at_field("priority", check_priority, priority)
     if deadline is not None:
-        check_timestamp(deadline, "deadline")
+        at_field("deadline", check_timestamp, deadline, "deadline")
     if submitted_at is not None:
-        check_timestamp(submitted_at, "submitted_at")
-    items = normalize_items(texts, limits=limits)
+        at_field("submitted_at", check_timestamp, submitted_at, "submitted_at")
+    items = at_field("items", normalize_items, texts, limits=limits)
     when = submitted_at or datetime.now(UTC)
     return [
         ClassifyMessage(jid, model, len(items), chunk, meta, when, priority, deadline, webhook)
         for chunk in split_items(items, limits=limits)
     ]
+
+
+def at_field(field: str, check: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """`check(*args, **kwargs)`, with `field` set on a ValidationError that names none yet."""
+    try:
+        return check(*args, **kwargs)
+    except ValidationError as exc:
+        if getattr(exc, "field", None) is None:
+            exc.field = field
+        raise
 
 
 def check_priority(priority: Any) -> str:
