@@ -139,6 +139,21 @@ PROBABILITY = click.FloatRange(0, 1, max_open=True)
     help="Width of the n-gram bag's vectors (0: no bag).",
 )
 @click.option(
+    "--ngram-order",
+    type=click.IntRange(2, 3),
+    default=M.ngram_order,
+    show_default=True,
+    help="Longest n-gram in the bag: 2 (unigrams + bigrams) or 3 (+ trigrams).",
+)
+@click.option(
+    "--ngram-max-length",
+    type=click.IntRange(0),
+    default=M.ngram_max_length,
+    show_default=True,
+    help="Tokens of a text the n-gram bag reads when more than --max-length (the LSTM's); "
+    "0: the same as the LSTM.",
+)
+@click.option(
     "--embedding-dropout", type=PROBABILITY, default=M.embedding_dropout, show_default=True
 )
 @click.option(

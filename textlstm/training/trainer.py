@@ -163,7 +163,9 @@ def train(
     steps = -(-len(lengths) // config.batch_size)
     if config.max_steps_per_epoch is not None:
         steps = min(steps, config.max_steps_per_epoch)
-    epochs = config.planned_epochs(sum(lengths))
+    # The budget counts what the LSTM reads: tokens only the n-gram bag sees cost little.
+    lstm_cap = getattr(getattr(model, "config", None), "lstm_max_length", 0) or None
+    epochs = config.planned_epochs(sum(min(n, lstm_cap or n) for n in lengths))
     scheduler = (
         torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=rates, total_steps=epochs * steps, pct_start=_WARMUP_SHARE
