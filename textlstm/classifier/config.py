@@ -14,7 +14,14 @@ Pooling = Literal["last", "max", "mean"]
 # What a bundle written before a field existed meant by leaving it out: the architecture of
 # that time. `LSTMConfig.from_dict` fills these in, so an old config rebuilds the old network
 # even though the defaults for new models have moved on.
-LEGACY_VALUES: dict[str, Any] = {"chunk_length": 0, "ngram_buckets": 0, "ngram_dim": 0}
+LEGACY_VALUES: dict[str, Any] = {
+    "chunk_length": 0,
+    "ngram_buckets": 0,
+    "ngram_dim": 0,
+    "ngram_order": 2,
+    "ngram_max_length": 0,
+    "lstm_max_length": 0,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +56,12 @@ class ModelOptions:
     # little to learn (emotion, 19 tokens on average: 82.9% test with it, 92.3% without), while
     # on news paragraphs (ag_news_small, 47) and reviews (imdb_10k, 281) it helped.
     ngram_min_mean_tokens: int = 32
+    # 2: unigrams + bigrams (fastText's setting for classification); 3 adds trigrams.
+    ngram_order: int = 2
+    # How many tokens of a text the bag reads, when more than the LSTM's max_length: the wide
+    # branch is cheap per token, so it can see a whole long document while the LSTM reads its
+    # first max_length tokens. 0: the bag reads what the LSTM reads.
+    ngram_max_length: int = 0
 
     def __post_init__(self) -> None:
         if self.pooling not in ("last", "max", "mean"):
@@ -58,9 +71,17 @@ class ModelOptions:
         for name in ("embedding_dropout", "lstm_dropout", "output_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1)")
-        for name in ("chunk_length", "ngram_buckets", "ngram_dim", "ngram_min_mean_tokens"):
+        for name in (
+            "chunk_length",
+            "ngram_buckets",
+            "ngram_dim",
+            "ngram_min_mean_tokens",
+            "ngram_max_length",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (off) or positive")
+        if self.ngram_order not in (2, 3):
+            raise ValueError(f"ngram_order must be 2 or 3, not {self.ngram_order}")
 
     @property
     def uses_ngrams(self) -> bool:
@@ -75,11 +96,17 @@ class LSTMConfig(ModelOptions):
     vocab_size: int
     num_classes: int
     padding_idx: int = 0
+    # The LSTM reads at most this many tokens of the ids it is given; the bag reads them all.
+    # Set when the bag reads further than the LSTM (ngram_max_length > max_length); 0: the
+    # LSTM reads every token it is given (every bundle before the field).
+    lstm_max_length: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.vocab_size < 2 or self.num_classes < 2:
             raise ValueError("vocab_size and num_classes must be at least 2")
+        if self.lstm_max_length < 0:
+            raise ValueError("lstm_max_length must be 0 (no limit) or positive")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LSTMConfig:

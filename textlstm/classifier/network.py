@@ -4,8 +4,9 @@ Pure torch, no I/O. The LSTM runs on packed sequences, so padding never reaches 
 gets the same logits alone or beside much longer texts (tests/unit/classifier/test_network.py checks
 this). With `chunk_length`, each text is cut into windows of that many tokens and every window of
 the batch runs through the LSTM as one packed batch; pooling then runs over all of a text's tokens,
-whichever window they were in. With n-gram buckets, a fastText-style mean of unigram and hashed-
-bigram vectors is joined to the pooled LSTM features before the output layer.
+whichever window they were in. With n-gram buckets, a fastText-style mean of unigram and hashed
+bigram (and optionally trigram) vectors is joined to the pooled LSTM features before the output
+layer: the "wide" half of a wide & deep network, which may read further into a text than the LSTM.
 """
 
 from __future__ import annotations
@@ -75,17 +76,26 @@ class LSTMClassifier(nn.Module):
         self.head = nn.Linear(features, config.num_classes)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """ids (B, T) int64 right-padded, lengths (B,) ≥ 1 → logits (B, C)."""
+        """ids (B, T) int64 right-padded, lengths (B,) ≥ 1 → logits (B, C).
+
+        With `lstm_max_length`, the LSTM reads each text's first that many tokens and the bag
+        all of them: a long document's tail still counts, at the bag's cost per token.
+        """
+        lstm_ids, lstm_lengths = ids, lengths
+        cap = self.config.lstm_max_length
+        if cap and ids.size(1) > cap:
+            lstm_ids, lstm_lengths = ids[:, :cap], lengths.clamp(max=cap)
         if self.config.pooling == "last":
-            features = self._last_state(ids, lengths)
+            features = self._last_state(lstm_ids, lstm_lengths)
         else:
-            features = self._pooled(ids, lengths)
+            features = self._pooled(lstm_ids, lstm_lengths)
         if self.ngrams is not None:
             bag_ids = ngram_ids(
                 ids,
                 lengths,
                 vocab_size=self.config.vocab_size,
                 buckets=self.config.ngram_buckets,
+                order=self.config.ngram_order,
             )
             features = torch.cat([features, self.ngrams(bag_ids)], dim=1)
         return self.head(self.output_dropout(features))

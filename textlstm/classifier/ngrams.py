@@ -1,9 +1,11 @@
-"""Hashed unigram + bigram ids for the bag-of-n-grams branch. Pure torch, no I/O.
+"""Hashed n-gram ids (unigrams, bigrams, optionally trigrams) for the bag-of-n-grams branch.
 
-Unigrams keep their vocabulary id; a bigram (a, b) goes to bucket `vocab_size + hash(a, b) %
-buckets`. The hash is arithmetic on the ids (not Python's salted `hash`), so a bundle gives the
-same buckets in every process. Pairs that touch padding get index 0 (`<pad>`), which the
-EmbeddingBag leaves out of its mean: padding never changes a text's bag.
+Pure torch, no I/O. Unigrams keep their vocabulary id; a bigram (a, b) goes to bucket
+`vocab_size + hash(a, b) % buckets` and a trigram (a, b, c) to `vocab_size + hash(a, b, c) %
+buckets` in the same table (a different set of multipliers, so a trigram does not land where its
+leading bigram does). The hash is arithmetic on the ids (not Python's salted `hash`), so a bundle
+gives the same buckets in every process. N-grams that touch padding get index 0 (`<pad>`), which
+the EmbeddingBag leaves out of its mean: padding never changes a text's bag.
 """
 
 from __future__ import annotations
@@ -11,13 +13,19 @@ from __future__ import annotations
 import torch
 
 # Odd multipliers: multiplying by an odd number is a bijection modulo a power of two, so
-# neither id's bits are thrown away before the sum is reduced to a bucket.
+# no id's bits are thrown away before the sum is reduced to a bucket. Ids stay below 2^20
+# (the vocabulary), so the largest sum (< 2^20 · 2^32 · 3) fits int64 with room to spare.
 _MUL_FIRST = 2_654_435_761
 _MUL_SECOND = 40_503
+_TRI_FIRST = 2_246_822_519
+_TRI_SECOND = 3_266_489_917
+_TRI_THIRD = 668_265_263
+
+ORDERS = (2, 3)
 
 
 def bigram_buckets_for(distinct_bigrams: int, upper: int) -> int:
-    """Smallest power of two ≥ twice the distinct bigrams (few collisions), at most `upper`."""
+    """Smallest power of two ≥ twice the distinct n-grams (few collisions), at most `upper`."""
     if upper <= 0:
         return 0
     size = 1
@@ -27,21 +35,48 @@ def bigram_buckets_for(distinct_bigrams: int, upper: int) -> int:
 
 
 def ngram_ids(
-    ids: torch.Tensor, lengths: torch.Tensor, *, vocab_size: int, buckets: int
+    ids: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    vocab_size: int,
+    buckets: int,
+    order: int = 2,
 ) -> torch.Tensor:
-    """ids (B, T) right-padded, lengths (B,) → (B, 2T - 1) indices into the bag's table."""
-    if ids.size(1) < 2:
-        return ids
-    first, second = ids[:, :-1], ids[:, 1:]
-    hashed = (first * _MUL_FIRST + second * _MUL_SECOND) % buckets + vocab_size
-    positions = torch.arange(1, ids.size(1), device=ids.device)
-    real = positions[None, :] < lengths.to(ids.device)[:, None]  # both tokens are real
-    return torch.cat([ids, torch.where(real, hashed, torch.zeros_like(hashed))], dim=1)
+    """ids (B, T) right-padded, lengths (B,) → (B, T + (T-1) [+ (T-2)]) indices into the bag.
+
+    order 2: unigrams and bigrams (the layout of every bundle before `ngram_order`); order 3
+    adds trigrams after them.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"n-gram order must be 2 or 3, not {order}")
+    steps = ids.size(1)
+    lengths = lengths.to(ids.device)
+    parts = [ids]
+    if steps >= 2:
+        first, second = ids[:, :-1], ids[:, 1:]
+        hashed = (first * _MUL_FIRST + second * _MUL_SECOND) % buckets + vocab_size
+        ends = torch.arange(1, steps, device=ids.device)  # position of each bigram's last token
+        real = ends[None, :] < lengths[:, None]  # both tokens are real
+        parts.append(torch.where(real, hashed, torch.zeros_like(hashed)))
+    if order >= 3 and steps >= 3:
+        a, b, c = ids[:, :-2], ids[:, 1:-1], ids[:, 2:]
+        hashed = (a * _TRI_FIRST + b * _TRI_SECOND + c * _TRI_THIRD) % buckets + vocab_size
+        ends = torch.arange(2, steps, device=ids.device)
+        real = ends[None, :] < lengths[:, None]
+        parts.append(torch.where(real, hashed, torch.zeros_like(hashed)))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def distinct_ngrams(sequences: list[list[int]], order: int = 2) -> int:
+    """How many different id n-grams of length 2..order the sequences hold: sizes the table."""
+    seen: set[tuple[int, ...]] = set()
+    for seq in sequences:
+        seen.update(zip(seq, seq[1:], strict=False))
+        if order >= 3:
+            seen.update(zip(seq, seq[1:], seq[2:], strict=False))
+    return len(seen)
 
 
 def distinct_bigrams(sequences: list[list[int]]) -> int:
-    """How many different (a, b) id pairs the sequences hold: sizes the hash table."""
-    seen: set[tuple[int, int]] = set()
-    for seq in sequences:
-        seen.update(zip(seq, seq[1:], strict=False))
-    return len(seen)
+    """How many different (a, b) id pairs the sequences hold (`distinct_ngrams`, order 2)."""
+    return distinct_ngrams(sequences, 2)

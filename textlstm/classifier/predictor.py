@@ -102,7 +102,10 @@ class Classifier:
         """Label, top score and probabilities keyed by label name, in input order.
 
         Texts longer than `max_length` tokens are classified on their first `max_length`
-        tokens (`truncated=True`). Blank or whitespace-only texts get no label and an `error`.
+        tokens (`truncated=True`); with a bag that reads further than the LSTM
+        (`lstm_max_length` in the model config), `max_length` is the bag's reach and the LSTM
+        reads the first `lstm_max_length` of them. Blank or whitespace-only texts get no label
+        and an `error`.
         With `timings`, the seconds spent tokenizing and in the network (padding, forward,
         softmax) are added to its `tokenize_s` and `forward_s`: the worker's stage split.
         """

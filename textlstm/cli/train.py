@@ -139,6 +139,43 @@ PROBABILITY = click.FloatRange(0, 1, max_open=True)
     help="Width of the n-gram bag's vectors (0: no bag).",
 )
 @click.option(
+    "--ngram-order",
+    type=click.IntRange(2, 3),
+    default=M.ngram_order,
+    show_default=True,
+    help="Longest n-gram in the bag: 2 (unigrams + bigrams) or 3 (+ trigrams).",
+)
+@click.option(
+    "--ngram-max-length",
+    type=click.IntRange(0),
+    default=M.ngram_max_length,
+    show_default=True,
+    help="Tokens of a text the n-gram bag reads when more than --max-length (the LSTM's); "
+    "0: the same as the LSTM.",
+)
+@click.option(
+    "--ngram-min-mean-tokens",
+    type=click.IntRange(0),
+    default=M.ngram_min_mean_tokens,
+    show_default=True,
+    help="Build the n-gram bag only when the training texts average at least this many tokens "
+    "(0: always).",
+)
+@click.option(
+    "--ngram-lr-scale",
+    type=click.FloatRange(0, min_open=True),
+    default=C.ngram_lr_scale,
+    show_default=True,
+    help="The n-gram bag's learning rate as a multiple of --lr, for long training texts.",
+)
+@click.option(
+    "--ngram-lr-scale-short",
+    type=click.FloatRange(0, min_open=True),
+    default=C.ngram_lr_scale_short,
+    show_default=True,
+    help=f"The same for short training texts (averaging fewer than {C.ngram_short_tokens} tokens).",
+)
+@click.option(
     "--embedding-dropout", type=PROBABILITY, default=M.embedding_dropout, show_default=True
 )
 @click.option(

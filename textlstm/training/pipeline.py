@@ -18,7 +18,7 @@ from textlstm.classifier.embeddings import load_vectors
 from textlstm.classifier.inference import batched_logits
 from textlstm.classifier.language_model import LoadedLM, check_compatible, classifier_state
 from textlstm.classifier.network import LSTMClassifier, LSTMConfig
-from textlstm.classifier.ngrams import bigram_buckets_for, distinct_bigrams
+from textlstm.classifier.ngrams import bigram_buckets_for, distinct_ngrams
 from textlstm.classifier.predictor import Classifier
 from textlstm.classifier.tokenizer import Tokenizer
 from textlstm.errors import BundleError, ConfigError, DataError
@@ -49,6 +49,10 @@ def _encode(
         sequences=[tokenizer.encode(e.text, max_length) for e in examples],
         targets=[label_ids[str(e.label)] for e in examples],
     )
+
+
+def _truncated(split: EncodedSplit, max_length: int) -> EncodedSplit:
+    return EncodedSplit([s[:max_length] for s in split.sequences], split.targets)
 
 
 def fit_classifier(
@@ -117,8 +121,13 @@ def fit_classifier(
             lowercase=tokenizer_options.lowercase,
         )
     max_length = tokenizer_options.max_length
-    train_split = _encode(train_examples, tokenizer, label_ids, max_length)
-    val_split = _encode(val_examples, tokenizer, label_ids, max_length)
+    # The bag may read further than the LSTM: encode up to its reach, and cut back below if
+    # the bag is left out after all.
+    reach = max_length
+    if model_options.uses_ngrams and model_options.ngram_max_length > max_length:
+        reach = model_options.ngram_max_length
+    train_split = _encode(train_examples, tokenizer, label_ids, reach)
+    val_split = _encode(val_examples, tokenizer, label_ids, reach)
 
     vectors = None
     embedding_dim = model_options.embedding_dim
@@ -131,17 +140,25 @@ def fit_classifier(
         )
     # The bag's table is sized by the data like the vocabulary is: a few thousand short texts
     # need a few thousand buckets, not the upper bound's quarter million.
-    mean_tokens = sum(map(len, train_split.sequences)) / max(1, len(train_split.sequences))
+    read = sum(min(len(s), max_length) for s in train_split.sequences)
+    mean_tokens = read / max(1, len(train_split.sequences))
     long_texts = mean_tokens >= model_options.ngram_min_mean_tokens
     buckets = (
-        bigram_buckets_for(distinct_bigrams(train_split.sequences), model_options.ngram_buckets)
+        bigram_buckets_for(
+            distinct_ngrams(train_split.sequences, model_options.ngram_order),
+            model_options.ngram_buckets,
+        )
         if model_options.uses_ngrams and long_texts
         else 0
     )
+    if not buckets and reach > max_length:
+        reach = max_length
+        train_split, val_split = _truncated(train_split, reach), _truncated(val_split, reach)
     model_config = LSTMConfig(
         vocab_size=len(tokenizer),
         num_classes=len(labels),
         **{**model_options.to_dict(), "embedding_dim": embedding_dim, "ngram_buckets": buckets},
+        lstm_max_length=max_length if reach > max_length else 0,
     )
     model = LSTMClassifier(model_config)
     if vectors is not None:
@@ -192,7 +209,7 @@ def fit_classifier(
         tokenizer,
         labels,
         temperature=temperature,
-        max_length=max_length,
+        max_length=reach,  # what the predictor encodes: the bag's reach when it is further
         device=device,
         metadata={
             "tokenizer_options": tokenizer_options.__dict__,

@@ -141,8 +141,13 @@ def train(
     for depth, params in enumerate(layers):
         scale = config.pretrained_lr_scale ** (len(layers) - depth)
         groups.append({"params": params, "lr": config.learning_rate * scale})
+    # What the LSTM reads: tokens only the n-gram bag sees (past lstm_max_length) cost little,
+    # so neither the token budget nor the short/long split counts them.
+    lstm_cap = getattr(getattr(model, "config", None), "lstm_max_length", 0) or None
+    read = [min(len(s), lstm_cap or len(s)) for s in train_split.sequences]
     if bag:
-        groups.append({"params": bag, "lr": config.learning_rate * config.ngram_lr_scale})
+        scale = config.bag_lr_scale(sum(read) / max(1, len(read)))
+        groups.append({"params": bag, "lr": config.learning_rate * scale})
     groups = [g for g in groups if g["params"]]
     rates = [g["lr"] for g in groups]
     frozen = [p for group in layers for p in group]
@@ -163,7 +168,7 @@ def train(
     steps = -(-len(lengths) // config.batch_size)
     if config.max_steps_per_epoch is not None:
         steps = min(steps, config.max_steps_per_epoch)
-    epochs = config.planned_epochs(sum(lengths))
+    epochs = config.planned_epochs(sum(read))
     scheduler = (
         torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=rates, total_steps=epochs * steps, pct_start=_WARMUP_SHARE
