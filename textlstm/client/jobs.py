@@ -279,10 +279,10 @@ class CancelResult:
 class Client:
     """Producer + results reader bound to one Settings (the module functions use the default).
 
-    Each call opens its own short-lived engine unless `session_factory` is given: a
-    long-running process (the HTTP gateway) passes one built on an engine it keeps, so a call
-    reuses a pooled connection instead of connecting (and initialising the dialect) each time,
-    which cost ~30 ms a submit on PostgreSQL (bench/results/gateway.md).
+    Calls share one engine per database URL per process (`store.db.shared_session_factory`)
+    unless `session_factory` is given (the HTTP gateway passes one with its own pool size): a
+    call reuses a pooled connection instead of connecting (and initialising the dialect) each
+    time, which cost ~30 ms a submit on PostgreSQL (bench/results/gateway.md).
     """
 
     def __init__(
@@ -294,16 +294,15 @@ class Client:
     @contextmanager
     def session(self) -> Iterator[Any]:
         """One transaction (committed on success), database errors as one StoreError line."""
-        from textlstm.store.db import session_scope, translate_db_errors
+        from textlstm.store.db import shared_session_factory, translate_db_errors
 
-        if self.session_factory is None:
-            with session_scope(self.settings.database_url) as session:
-                yield session
-            return
-        with (
-            translate_db_errors(self.settings.database_url),
-            self.session_factory.begin() as session,
-        ):
+        url = self.settings.database_url
+        factory = self.session_factory
+        if factory is None:
+            factory = shared_session_factory(
+                url, sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms
+            )
+        with translate_db_errors(url), factory.begin() as session:
             yield session
 
     def submit(
