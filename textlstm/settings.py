@@ -292,6 +292,9 @@ class Settings(BaseSettings):
     #: Seconds a client refused by backpressure (429, TEXTLSTM_QUEUE_MAX_PENDING) is told to
     #: wait (`Retry-After`).
     api_retry_after_s: int = Field(default=5, ge=1, le=3600)
+    #: Most jobs one `POST /v1/jobs:batch` may carry (each also within the job limits, and
+    #: the body within TEXTLSTM_API_MAX_BODY_BYTES); more is refused with 422.
+    api_max_batch_jobs: int = Field(default=1000, ge=1, le=100_000)
 
     #: Prefix of each worker process's Celery node name (`<name><index>@<host>`): give
     #: workers sharing a host different names so `textlstm-admin status` tells them apart.

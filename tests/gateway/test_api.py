@@ -372,11 +372,14 @@ def test_a_bug_is_a_500_with_a_request_id_and_no_trace(
 def test_openapi_lists_every_endpoint(api: TestClient) -> None:
     spec = api.get("/openapi.json").json()
     assert set(spec["paths"]) == {
-        "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/results", "/v1/jobs/{job_id}/cancel",
-        "/v1/models", "/v1/models/{ref}", "/healthz", "/metrics",
+        "/v1/jobs", "/v1/jobs:batch", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/results",
+        "/v1/jobs/{job_id}/cancel", "/v1/models", "/v1/models/{ref}", "/healthz", "/metrics",
     }  # fmt: skip
     body = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]
     assert "texts" in body["schema"]["properties"]
+    batch = spec["paths"]["/v1/jobs:batch"]["post"]["requestBody"]["content"]
+    jobs = batch["application/json"]["schema"]["properties"]["jobs"]
+    assert jobs["maxItems"] == 1000 and jobs["items"] == body["schema"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
@@ -390,3 +393,89 @@ def test_the_gateway_imports_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- batch -----------------------------------------------------------------------------------
+
+
+def test_a_batch_is_accepted_recorded_and_published_in_order(
+    api: TestClient, sent: str, settings: Settings, redis_client: Any
+) -> None:
+    mine = str(uuid.uuid4())
+    jobs = [
+        {"texts": ["great film"], "model": "sent"},
+        {"items": [{"id": "a", "text": "dull"}, "fine"], "model": "sent@production",
+         "metadata": {"n": 2}, "job_id": mine},
+        {"texts": ["urgent"], "model": "sent", "priority": "high"},
+    ]  # fmt: skip
+    r = api.post("/v1/jobs:batch", headers=SUBMIT, json={"jobs": jobs})
+    assert r.status_code == 202, r.text
+    out = r.json()["jobs"]
+    assert [j["items"] for j in out] == [1, 2, 1] and out[1]["job_id"] == mine
+    assert out[0]["status_url"] == f"/v1/jobs/{out[0]['job_id']}"
+    # The two normal jobs travel in one envelope, the high one on its own queue.
+    assert redis_client.llen(settings.queue) == 1
+    assert redis_client.llen(f"{settings.queue}.high") == 1
+    client = Client(settings)
+    assert [client.status(j["job_id"]).expected for j in out] == [1, 2, 1]
+    assert client.status(mine).metadata == {"n": 2}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        (
+            {"jobs": [{"texts": ["a"], "model": "sent"}, {"texts": ["x" * 1001], "model": "sent"}]},
+            "jobs[1].texts[0]",
+            "limit is 1000",
+        ),
+        (
+            {
+                "jobs": [
+                    {"texts": ["a"], "model": "sent"},
+                    {"items": [{"text": "a", "id": ""}], "model": "sent"},
+                ]
+            },
+            "jobs[1].items[0]",
+            "",
+        ),
+        (
+            {"jobs": [{"texts": ["a"], "model": "sent"}, {"texts": ["a"], "model": "nobody"}]},
+            "jobs[1].model",
+            "nobody",
+        ),
+        ({"jobs": [{"texts": ["a"], "model": "sent", "colour": 1}]}, "jobs[0].colour", "unknown"),
+        (
+            {"jobs": [{"texts": ["a"], "model": "sent", "priority": "urgent"}]},
+            "jobs[0].priority",
+            "high",
+        ),
+        ({"jobs": [[1]]}, "jobs[0]", "object"),
+        ({"jobs": []}, "jobs", "non-empty"),
+        ({"jobs": [{"texts": ["a"], "model": "sent"}] * 4}, "jobs", "TEXTLSTM_API_MAX_BATCH_JOBS"),
+        ({"jobz": []}, "jobz", "unknown field"),
+        ([], "body", "object"),
+    ],  # fmt: skip
+)
+def test_a_batch_with_one_bad_job_is_refused_whole(
+    settings: Settings, sent: str, redis_client: Any, body: Any, field: str, words: str
+) -> None:
+    small = settings.model_copy(update={"api_max_batch_jobs": 3})
+    with TestClient(create_app(small)) as api:
+        r = api.post("/v1/jobs:batch", headers=SUBMIT, json=body)
+    assert r.status_code == 422, r.text
+    err = error(r)
+    assert err["field"] == field and words in err["message"], err
+    assert redis_client.llen(settings.queue) == 0  # nothing was published
+    from textlstm.store.jobs import list_jobs
+
+    with Client(settings).session() as s:
+        assert list_jobs(session=s) == []  # and nothing recorded
+
+
+def test_a_batch_needs_the_submit_scope_and_json(api: TestClient, sent: str) -> None:
+    body = {"jobs": [{"texts": ["a"], "model": "sent"}]}
+    assert api.post("/v1/jobs:batch", headers=READ, json=body).status_code == 403
+    assert api.post("/v1/jobs:batch", json=body).status_code == 401
+    r = api.post("/v1/jobs:batch", headers={**SUBMIT, "Content-Type": "text/plain"}, content=b"")
+    assert r.status_code == 415

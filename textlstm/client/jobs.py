@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -355,6 +355,94 @@ class Client:
             self._record_job(messages[0])
         publish_messages(self.settings, messages, gate=gate)
         return jid
+
+    def submit_many(
+        self,
+        jobs: Sequence[Mapping[str, Any]],
+        *,
+        on_full: str | None = None,
+        full_timeout: float | None = None,
+    ) -> list[uuid.UUID]:
+        """Validate several jobs, record their rows in one statement and publish them as
+        envelopes (as the batching `Producer` flushes); return their ids in order.
+
+        Each mapping holds `Client.submit`'s arguments (`texts` plus any of model, metadata,
+        job_id, priority, deadline, expires, webhook). All or nothing: every job is validated
+        and its model resolved before anything is written or sent, and a ValidationError's
+        `field` starts with `jobs[i].`. One call costs one database transaction and one
+        broker round trip per priority instead of one each per job: what the gateway's
+        `POST /v1/jobs:batch` does (docs/gateway.md#measured).
+        """
+        from textlstm.client.producer import pack_envelopes
+        from textlstm.client.publisher import publish_envelopes
+
+        limits = Limits.from_settings(self.settings)
+        per_queue: dict[str, list[ClassifyMessage]] = {}
+        ids: list[uuid.UUID] = []
+        for i, spec in enumerate(jobs):
+            args = dict(spec)
+            texts = args.pop("texts")
+            try:
+                messages = prepare_job(
+                    self.settings,
+                    texts,
+                    model=args.pop("model", None),
+                    metadata=args.pop("metadata", None),
+                    job_id=args.pop("job_id", None),
+                    priority=args.pop("priority", "normal"),
+                    deadline=args.pop("deadline", None),
+                    expires=args.pop("expires", None),
+                    limits=limits,
+                    webhook=args.pop("webhook", None),
+                )
+                if args:
+                    raise ValidationError(f"unknown argument {sorted(args)[0]!r}")
+            except ValidationError as exc:
+                inner = getattr(exc, "field", None)
+                raise ValidationError(
+                    str(exc), field=f"jobs[{i}]" + (f".{inner}" if inner else "")
+                ) from None
+            ids.append(messages[0].job_id)
+            queue = queue_for(self.settings.queue, messages[0].priority)
+            per_queue.setdefault(queue, []).extend(messages)
+        if on_full not in (None, "refuse", "block"):
+            raise ValidationError(f"on_full must be 'refuse' or 'block', got {on_full!r}")
+        sends = []
+        for queue, messages in per_queue.items():
+            groups = pack_envelopes(messages, limits.message_max_items, limits.message_max_bytes)
+            gate = _gate(self.settings, queue, on_full, full_timeout)
+            if gate.policy == "refuse":  # before the rows are written: a refusal leaves nothing
+                gate.admit(len(groups), sent=0, total=len(groups))
+            sends.append((groups, gate))
+        if self.settings.database_configured:
+            self._record_jobs([m for ms in per_queue.values() for m in ms])
+        for groups, gate in sends:
+            publish_envelopes(self.settings, groups, gate=gate)
+        return ids
+
+    def _record_jobs(self, messages: list[ClassifyMessage]) -> None:
+        from textlstm.store.jobs import add_jobs
+        from textlstm.store.registry import resolve
+
+        rows = {
+            m.job_id: {
+                "job_id": m.job_id,
+                "model_ref": m.model,
+                "expected": m.total,
+                "metadata": m.metadata,
+                "submitted_at": m.submitted_at,
+                "webhook_url": m.webhook,
+            }
+            for m in messages
+        }
+        with self.session() as session:
+            for ref in sorted({m.model for m in messages}):
+                try:
+                    resolve(session=session, ref=ref)  # unknown model: refuse before enqueueing
+                except NotFoundError as exc:
+                    first = next(i for i, j in enumerate(rows.values()) if j["model_ref"] == ref)
+                    raise ValidationError(str(exc), field=f"jobs[{first}].model") from None
+            add_jobs(session=session, jobs=list(rows.values()))
 
     def _record_job(self, first: ClassifyMessage) -> None:
         from textlstm.store.jobs import ensure_job

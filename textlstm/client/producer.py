@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,6 +59,24 @@ def _size(message: ClassifyMessage) -> int:
         sum((len(t) if (t := i.text).isascii() else len(t.encode())) + 64 for i in message.items)
         + 256
     )
+
+
+def pack_envelopes(
+    messages: Sequence[ClassifyMessage], max_items: int, max_bytes: int
+) -> list[list[ClassifyMessage]]:
+    """Pack messages, in order, into envelopes of at most `max_items` items and about
+    `max_bytes` (a message bigger than either travels alone)."""
+    out: list[list[ClassifyMessage]] = []
+    items = size = 0
+    for msg in messages:
+        n, b = len(msg.items), _size(msg)
+        if out and items + n <= max_items and size + b <= max_bytes:
+            out[-1].append(msg)
+            items, size = items + n, size + b
+        else:
+            out.append([msg])
+            items, size = n, b
+    return out
 
 
 class Producer:
@@ -213,18 +231,7 @@ class Producer:
                 self._send(queue, messages)
 
     def _envelopes(self, messages: list[ClassifyMessage]) -> list[list[ClassifyMessage]]:
-        """Pack messages into envelopes of at most max_items items and message_max_bytes."""
-        out: list[list[ClassifyMessage]] = []
-        items = size = 0
-        for msg in messages:
-            n, b = len(msg.items), _size(msg)
-            if out and items + n <= self.max_items and size + b <= self.limits.message_max_bytes:
-                out[-1].append(msg)
-                items, size = items + n, size + b
-            else:
-                out.append([msg])
-                items, size = n, b
-        return out
+        return pack_envelopes(messages, self.max_items, self.limits.message_max_bytes)
 
     def _send(self, queue: str, messages: list[ClassifyMessage]) -> None:
         with self._send_lock:

@@ -226,8 +226,10 @@ def publish_envelopes(
     groups: Sequence[Sequence[ClassifyMessage]],
     *,
     on_sent: Callable[[Outgoing], None] | None = None,
+    gate: Gate | None = None,
 ) -> None:
     """Send each group of messages (parts of any jobs, one priority) as one broker message.
-    No backpressure: the batching Producer's own buffer bounds what it holds."""
+    `gate` (that queue's) applies backpressure; None, as for the batching Producer, whose
+    own buffer bounds what it holds, sends them all at once."""
     what = f"{sum(map(len, groups))} buffered job part(s)"
-    publish(settings, as_envelopes(groups), what=what, on_sent=on_sent)
+    publish(settings, as_envelopes(groups), what=what, gate=gate, on_sent=on_sent)

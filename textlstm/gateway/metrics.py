@@ -51,8 +51,8 @@ class GatewayMetrics:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
 
-    def submitted(self, items: int) -> None:
-        self.jobs.inc()
+    def submitted(self, items: int, jobs: int = 1) -> None:
+        self.jobs.inc(jobs)
         self.items.inc(items)
 
     def render(self) -> tuple[bytes, str]:

@@ -121,6 +121,64 @@ def submit_schema(limits: Limits) -> dict[str, Any]:
     return schema
 
 
+def batch_schema(limits: Limits, max_jobs: int) -> dict[str, Any]:
+    """The body of `POST /v1/jobs:batch`: `{"jobs": [...]}`, each a submit body."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["jobs"],
+        "properties": {
+            "jobs": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max_jobs,
+                "items": submit_schema(limits),
+                "description": "Jobs, each the body of `POST /v1/jobs`; all accepted or none.",
+            }
+        },
+    }
+
+
+def parse_batch(doc: Any, max_jobs: int) -> list[SubmitRequest]:
+    """Check the shape of a decoded batch body and of each job in it (`parse_submit`);
+    ApiError(422) names the field as `jobs[i].<field>`."""
+    if not isinstance(doc, dict):
+        raise ApiError(422, f"the body must be a JSON object, got {show(doc)}", field="body")
+    unknown = sorted(set(doc) - {"jobs"})
+    if unknown:
+        raise ApiError(422, "unknown field (known: jobs)", field=str(unknown[0])[:100])
+    jobs = doc.get("jobs")
+    if not isinstance(jobs, list) or not jobs:
+        raise ApiError(422, f"must be a non-empty JSON array, got {show(jobs)}", field="jobs")
+    if len(jobs) > max_jobs:
+        raise ApiError(
+            422,
+            f"{len(jobs)} jobs, more than {max_jobs} (TEXTLSTM_API_MAX_BATCH_JOBS)",
+            field="jobs",
+        )
+    out = []
+    for i, job in enumerate(jobs):
+        try:
+            out.append(parse_submit(job))
+        except ApiError as exc:
+            inner = "" if exc.field in (None, "body") else f".{exc.field}"
+            raise ApiError(exc.status, exc.message, field=f"jobs[{i}]{inner}") from None
+    return out
+
+
+def batch_field(exc: ValidationError, reqs: list[SubmitRequest]) -> str | None:
+    """`request_field` for `Client.submit_many`'s `jobs[i].items[3]`: the body's key for i."""
+    field = getattr(exc, "field", None)
+    if field is None or not field.startswith("jobs["):
+        return field
+    head, _, rest = field.partition("].")
+    index = int(head[len("jobs[") :].rstrip("]"))
+    if not rest:
+        return head if head.endswith("]") else head + "]"
+    inner = request_field(ValidationError("", field=rest), reqs[index].key)
+    return f"{head}].{inner}"
+
+
 class ErrorDetail(BaseModel):
     field: str | None = Field(description="The request field at fault; null: the whole request.")
     message: str = Field(description="What is wrong and what to change.")
