@@ -10,9 +10,11 @@ model. Then, each for --seconds, on loopback:
 - the gateway (`textlstm-admin serve-api --workers W`) under C client threads, each with its
   own keep-alive httpx connection, submitting one-text jobs as fast as they are answered; every
   request's latency is kept; the gateway processes' CPU time is read from /proc (psutil);
-- `Client.submit` in this process, one one-text job per call, first as by default (a new
-  engine, so a new PostgreSQL connection, per call), then with a kept engine as the gateway
-  has: what each gateway request does (validate, record the job row, publish), without HTTP;
+- the gateway's `POST /v1/jobs:batch` under the same clients, --batch-size one-text jobs a
+  request (one job-row INSERT and one envelope publish per request);
+- `Client.submit` in this process, one one-text job per call, first as by default (one engine
+  shared per database URL), then with an engine of its own as the gateway has: what each
+  gateway request does (validate, record the job row, publish), without HTTP;
 - the batching `Producer` (linger 5 ms): one-text jobs coalesced into envelopes.
 
 Nothing consumes the queue: this measures the front door into the pipeline, not classification.
@@ -57,8 +59,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def run_gateway(url: str, clients: int, seconds: float, proc_pids: list[int]) -> dict[str, Any]:
-    """C threads posting one-text jobs for `seconds`; latencies and the server's CPU time."""
+def run_gateway(
+    url: str, clients: int, seconds: float, proc_pids: list[int], batch: int = 0
+) -> dict[str, Any]:
+    """C threads posting one-text jobs for `seconds` (`batch` > 0: that many a request to
+    /v1/jobs:batch); latencies and the server's CPU time."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
     start_evt = threading.Event()
@@ -66,12 +71,13 @@ def run_gateway(url: str, clients: int, seconds: float, proc_pids: list[int]) ->
 
     def client(n: int) -> None:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-            body = {"texts": [TEXT], "model": "news"}
-            http.post("/v1/jobs", json=body)  # connect and warm up outside the clock
+            job = {"texts": [TEXT], "model": "news"}
+            path, body = ("/v1/jobs:batch", {"jobs": [job] * batch}) if batch else ("/v1/jobs", job)
+            http.post(path, json=body)  # connect and warm up outside the clock
             start_evt.wait()
             while time.perf_counter() < stop_at[0]:
                 t0 = time.perf_counter()
-                r = http.post("/v1/jobs", json=body)
+                r = http.post(path, json=body)
                 latencies[n].append(time.perf_counter() - t0)
                 if r.status_code != 202:
                     errors[n] += 1
@@ -92,6 +98,7 @@ def run_gateway(url: str, clients: int, seconds: float, proc_pids: list[int]) ->
     flat = [x for xs in latencies for x in xs]
     return {
         "requests": len(flat),
+        "jobs_per_s": round(len(flat) * max(1, batch) / wall, 1),
         "errors": sum(errors),
         "requests_per_s": round(len(flat) / wall, 1),
         "p50_ms": round(1000 * percentile(flat, 0.50), 2),
@@ -138,6 +145,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2, help="gateway uvicorn processes")
+    ap.add_argument("--batch-size", type=int, default=100, help="jobs per /v1/jobs:batch")
     ap.add_argument(
         "--pg-admin-url",
         default=os.environ.get(
@@ -170,10 +178,13 @@ def main() -> None:
                 pids = [gw.pid, *(c.pid for c in psutil.Process(gw.pid).children(recursive=True))]
                 runs = {
                     "gateway": run_gateway(gw.url, args.clients, args.seconds, pids),
+                    "gateway batch": run_gateway(
+                        gw.url, args.clients, args.seconds, pids, batch=args.batch_size
+                    ),
                 }
             finally:
                 gw.close()
-            runs["Client.submit, engine per call"] = run_client(settings, args.seconds)
+            runs["Client.submit, shared engine"] = run_client(settings, args.seconds)
             engine = make_engine(db)
             try:
                 runs["Client.submit, kept engine"] = run_client(
@@ -194,7 +205,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     g = runs["gateway"]
-    c = runs["Client.submit, engine per call"]
+    b = runs["gateway batch"]
+    c = runs["Client.submit, shared engine"]
     k = runs["Client.submit, kept engine"]
     p = runs["Producer (linger 5 ms)"]
     md = [
@@ -206,9 +218,12 @@ def main() -> None:
         "|---|---|---|---|---|",
         f"| HTTP gateway `POST /v1/jobs` | {g['requests_per_s']} | {g['p50_ms']} | {g['p99_ms']} "
         f"| {g['server_cpu_ms_per_request']} ms gateway CPU per request; {g['errors']} errors |",
-        f"| `Client.submit`, a new engine per call (the default) | {c['jobs_per_s']} | "
-        f"{c['p50_ms']} | {c['p99_ms']} | connects to PostgreSQL for every job |",
-        f"| `Client.submit` with a kept engine (as the gateway) | {k['jobs_per_s']} | "
+        f"| HTTP gateway `POST /v1/jobs:batch`, {args.batch_size} jobs a request | "
+        f"{b['jobs_per_s']} | {b['p50_ms']} | {b['p99_ms']} | per request; "
+        f"{b['server_cpu_ms_per_request']} ms gateway CPU per request; {b['errors']} errors |",
+        f"| `Client.submit` (the default: one engine per URL per process) | {c['jobs_per_s']} | "
+        f"{c['p50_ms']} | {c['p99_ms']} | one thread |",
+        f"| `Client.submit` with its own kept engine (as the gateway) | {k['jobs_per_s']} | "
         f"{k['p50_ms']} | {k['p99_ms']} | one thread: a gateway request without HTTP |",
         f"| `Producer`, linger 5 ms | {p['jobs_per_s']} | | | jobs coalesced into envelopes |",
     ]
