@@ -451,6 +451,22 @@ def test_a_batch_is_accepted_recorded_and_published_in_order(
             "high",
         ),
         ({"jobs": [[1]]}, "jobs[0]", "object"),
+        (
+            {"jobs": [{"texts": ["a"], "model": "sent", "job_id": str(uuid.UUID(int=7))}] * 2},
+            "jobs[1].job_id",
+            "already job 0",
+        ),
+        (
+            {
+                "jobs": [
+                    {"texts": ["a"], "model": "sent"},
+                    {"texts": ["a"], "model": "nobody"},
+                    {"texts": ["a"], "model": "nobody"},
+                ]
+            },
+            "jobs[1].model",
+            "nobody",
+        ),
         ({"jobs": []}, "jobs", "non-empty"),
         ({"jobs": [{"texts": ["a"], "model": "sent"}] * 4}, "jobs", "TEXTLSTM_API_MAX_BATCH_JOBS"),
         ({"jobz": []}, "jobz", "unknown field"),

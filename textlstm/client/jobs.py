@@ -371,7 +371,9 @@ class Client:
         and its model resolved before anything is written or sent, and a ValidationError's
         `field` starts with `jobs[i].`. One call costs one database transaction and one
         broker round trip per priority instead of one each per job: what the gateway's
-        `POST /v1/jobs:batch` does (docs/gateway.md#measured).
+        `POST /v1/jobs:batch` does (docs/gateway.md#measured). Jobs of several priorities go
+        out one queue after another: a broker failure between them leaves the first queues'
+        jobs sent (send the batch again with the same job ids: workers store each item once).
         """
         from textlstm.client.producer import pack_envelopes
         from textlstm.client.publisher import publish_envelopes
@@ -381,8 +383,10 @@ class Client:
         ids: list[uuid.UUID] = []
         for i, spec in enumerate(jobs):
             args = dict(spec)
-            texts = args.pop("texts")
+            texts = args.pop("texts", None)
             try:
+                if texts is None:
+                    raise ValidationError("give the job's texts", field="texts")
                 messages = prepare_job(
                     self.settings,
                     texts,
@@ -402,6 +406,12 @@ class Client:
                 raise ValidationError(
                     str(exc), field=f"jobs[{i}]" + (f".{inner}" if inner else "")
                 ) from None
+            if messages[0].job_id in ids:
+                raise ValidationError(
+                    f"job id {messages[0].job_id} is already job {ids.index(messages[0].job_id)} "
+                    "of this batch",
+                    field=f"jobs[{i}].job_id",
+                )
             ids.append(messages[0].job_id)
             queue = queue_for(self.settings.queue, messages[0].priority)
             per_queue.setdefault(queue, []).extend(messages)
@@ -415,12 +425,12 @@ class Client:
                 gate.admit(len(groups), sent=0, total=len(groups))
             sends.append((groups, gate))
         if self.settings.database_configured:
-            self._record_jobs([m for ms in per_queue.values() for m in ms])
+            self._record_jobs([m for ms in per_queue.values() for m in ms], ids)
         for groups, gate in sends:
             publish_envelopes(self.settings, groups, gate=gate)
         return ids
 
-    def _record_jobs(self, messages: list[ClassifyMessage]) -> None:
+    def _record_jobs(self, messages: list[ClassifyMessage], order: list[uuid.UUID]) -> None:
         from textlstm.store.jobs import add_jobs
         from textlstm.store.registry import resolve
 
@@ -440,7 +450,7 @@ class Client:
                 try:
                     resolve(session=session, ref=ref)  # unknown model: refuse before enqueueing
                 except NotFoundError as exc:
-                    first = next(i for i, j in enumerate(rows.values()) if j["model_ref"] == ref)
+                    first = min(order.index(j) for j, r in rows.items() if r["model_ref"] == ref)
                     raise ValidationError(str(exc), field=f"jobs[{first}].model") from None
             add_jobs(session=session, jobs=list(rows.values()))
 

@@ -154,8 +154,9 @@ def translate_db_errors(url: str) -> Iterator[None]:
 
 @contextmanager
 def session_scope(database_url: str, *, sqlite_busy_timeout_ms: int = 10_000) -> Iterator[Session]:
-    """One short-lived engine and one transaction (committed on success): for CLI commands and
-    one-off client calls. Long-running processes keep an engine and a session factory instead."""
+    """One short-lived engine and one transaction (committed on success): for CLI commands.
+    Long-running processes keep an engine and a session factory instead (`Client` uses
+    `shared_session_factory`)."""
     engine = make_engine(database_url, sqlite_busy_timeout_ms=sqlite_busy_timeout_ms)
     try:
         with translate_db_errors(database_url), make_session_factory(engine).begin() as session:
