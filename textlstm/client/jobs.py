@@ -216,6 +216,49 @@ def prepare_job(
     )
 
 
+def prepare_jobs(
+    settings: Settings, jobs: Sequence[Mapping[str, Any]], limits: Limits
+) -> list[list[ClassifyMessage]]:
+    """`prepare_job` for each of several jobs (mappings of `Client.submit`'s arguments), its
+    messages in order; a ValidationError's field is `jobs[i].<field>`, and a job id given
+    twice is refused (`Client.submit_many`)."""
+    out: list[list[ClassifyMessage]] = []
+    seen: dict[uuid.UUID, int] = {}
+    for i, spec in enumerate(jobs):
+        args = dict(spec)
+        texts = args.pop("texts", None)
+        try:
+            if texts is None:
+                raise ValidationError("give the job's texts", field="texts")
+            messages = prepare_job(
+                settings,
+                texts,
+                model=args.pop("model", None),
+                metadata=args.pop("metadata", None),
+                job_id=args.pop("job_id", None),
+                priority=args.pop("priority", "normal"),
+                deadline=args.pop("deadline", None),
+                expires=args.pop("expires", None),
+                limits=limits,
+                webhook=args.pop("webhook", None),
+            )
+            if args:
+                raise ValidationError(f"unknown argument {sorted(args)[0]!r}")
+        except ValidationError as exc:
+            inner = getattr(exc, "field", None)
+            raise ValidationError(
+                str(exc), field=f"jobs[{i}]" + (f".{inner}" if inner else "")
+            ) from None
+        jid = messages[0].job_id
+        if jid in seen:
+            raise ValidationError(
+                f"job id {jid} is already job {seen[jid]} of this batch", field=f"jobs[{i}].job_id"
+            )
+        seen[jid] = i
+        out.append(messages)
+    return out
+
+
 def _status_from(job: Any, model: str | None) -> JobStatus:
     return JobStatus(
         job_id=job.id,
@@ -381,37 +424,7 @@ class Client:
         limits = Limits.from_settings(self.settings)
         per_queue: dict[str, list[ClassifyMessage]] = {}
         ids: list[uuid.UUID] = []
-        for i, spec in enumerate(jobs):
-            args = dict(spec)
-            texts = args.pop("texts", None)
-            try:
-                if texts is None:
-                    raise ValidationError("give the job's texts", field="texts")
-                messages = prepare_job(
-                    self.settings,
-                    texts,
-                    model=args.pop("model", None),
-                    metadata=args.pop("metadata", None),
-                    job_id=args.pop("job_id", None),
-                    priority=args.pop("priority", "normal"),
-                    deadline=args.pop("deadline", None),
-                    expires=args.pop("expires", None),
-                    limits=limits,
-                    webhook=args.pop("webhook", None),
-                )
-                if args:
-                    raise ValidationError(f"unknown argument {sorted(args)[0]!r}")
-            except ValidationError as exc:
-                inner = getattr(exc, "field", None)
-                raise ValidationError(
-                    str(exc), field=f"jobs[{i}]" + (f".{inner}" if inner else "")
-                ) from None
-            if messages[0].job_id in ids:
-                raise ValidationError(
-                    f"job id {messages[0].job_id} is already job {ids.index(messages[0].job_id)} "
-                    "of this batch",
-                    field=f"jobs[{i}].job_id",
-                )
+        for messages in prepare_jobs(self.settings, jobs, limits):
             ids.append(messages[0].job_id)
             queue = queue_for(self.settings.queue, messages[0].priority)
             per_queue.setdefault(queue, []).extend(messages)
