@@ -136,3 +136,25 @@ def test_job_row_recorded_when_database_configured(
     with pytest.raises(NotFoundError, match="no alias 'staging'"):
         client.submit(["a"], model="sent@staging", job_id=uuid.uuid4())
     assert redis_client.llen(queue_name) == 4
+
+
+def test_submit_many_packs_jobs_into_envelopes_or_refuses_them_all(
+    redis_client: Any, redis_url: str, queue_name: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """No database: validated and published only; message_max_items=2 packs 5 jobs in 3."""
+    monkeypatch.chdir(tmp_path)
+    client = Client(make_settings(redis_url, queue_name))
+    jobs = [{"texts": [f"t{n}"], "model": "sent"} for n in range(5)]
+    with pytest.raises(ValidationError) as refused:
+        client.submit_many([*jobs, {"texts": ["x" * 101], "model": "sent"}])
+    assert refused.value.field == "jobs[5].items[0]"
+    assert queued(redis_client, queue_name) == []  # all or nothing
+    ids = client.submit_many(jobs)
+    bodies = []
+    for env in queued(redis_client, queue_name):
+        (body,), _kwargs, _embed = json.loads(base64.b64decode(env["body"]))
+        bodies.append(body)
+    assert len(bodies) == 3
+    sent = [m["job_id"] for b in bodies for m in b.get("messages", [b])]
+    assert sent == [str(j) for j in ids]
