@@ -31,7 +31,18 @@ def test_job_over_amqp_lands_once_in_quorum_queues(
     n = 300
     job = submit(settings, texts(n, seed=170), per_message=4)  # 75 confirmed publishes
     assert own_rabbitmq.depth(settings.queue) == 75  # confirmed: on the queue when submit returns
+    # The producer's channel is in confirm mode (publisher confirms): its pooled connection
+    # is still open.
+    assert ["true"] in own_rabbitmq.rows("channels", "confirm")
     w = fleet.start("--batch-max-items", "32")
+    # One consumer per priority queue, each with its own prefetch (per-consumer QoS: quorum
+    # queues take no global QoS), of at least the batch size.
+    consumers = {
+        q: int(p) for q, p in own_rabbitmq.rows("consumers", "queue_name", "prefetch_count")
+    }
+    ours = {q: p for q, p in consumers.items() if not q.endswith(".pidbox")}  # remote control
+    assert set(ours) == set(consume_order(settings.queue))
+    assert all(p >= 32 for p in ours.values()), ours
     st = wait_job(settings, job, timeout=120)
     assert (st.status, st.ok) == ("done", n)
     assert_exactly_once(session_factory, {job: n})

@@ -159,6 +159,11 @@ class OwnRabbitMQ:
                 out[parts[0]] = {"type": parts[1], "messages": parts[2], "durable": parts[3]}
         return out
 
+    def rows(self, *what: str) -> list[list[str]]:
+        """`rabbitmqctl list_<what[0]> <what[1:]…>` as rows of tab-separated fields."""
+        text = self.ctl(f"list_{what[0]}", *what[1:], "--quiet", "--no-table-headers")
+        return [line.split("\t") for line in text.splitlines() if line.strip()]
+
     def depth(self, queue: str) -> int:
         """Messages ready in `queue` now (a passive `queue.declare`'s `message_count`, exact,
         where `list_queues` shows statistics up to seconds old)."""
