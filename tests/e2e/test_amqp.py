@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.fixtures.jobs import assert_exactly_once, submit, texts, wait_job
 from tests.fixtures.workers import Fleet
+from textlstm.ops.fleet import collect
 from textlstm.settings import Settings
 from textlstm.testing.rabbitmq import OwnRabbitMQ
 from textlstm.testing.waiting import wait_until
@@ -31,6 +32,15 @@ def test_job_over_amqp_lands_once_in_quorum_queues(
     n = 300
     job = submit(settings, texts(n, seed=170), per_message=4)  # 75 confirmed publishes
     assert own_rabbitmq.depth(settings.queue) == 75  # confirmed: on the queue when submit returns
+    # `textlstm-admin status` reads the same depths (passive declare); unacked is Redis-only.
+    st = collect(settings, timeout=0.5)
+    assert "queues" not in st.errors, st.errors
+    assert st.queues == {
+        f"{settings.queue}.high": 0,
+        settings.queue: 75,
+        f"{settings.queue}.bulk": 0,
+    }
+    assert st.unacked is None
     # The producer's channel is in confirm mode (publisher confirms): its pooled connection
     # is still open.
     assert ["true"] in own_rabbitmq.rows("channels", "confirm")
