@@ -13,6 +13,9 @@ opens no connection; the worker process reads them when it starts.
   Both flags are still set, for anything else that runs through Celery's normal path.
 - Redis `visibility_timeout` (default 600 s) far above the worst batch time (well under 1 s;
   a database outage can last longer, and then the redelivered copy is stored idempotently).
+- On amqp:// (RabbitMQ): durable quorum queues and publisher confirms
+  (`textlstm.broker_options.amqp_celery_config`), none of the Redis transport's options; see
+  docs/operations.md "RabbitMQ" for what holds there and what does not yet.
 - Queues are consumed in priority order (`queue_order_strategy: priority`); `worker.control`
   adds the `textlstm_info` inspect command that `textlstm-admin status` uses.
 - With TEXTLSTM_RETENTION_PURGE_AFTER set, a thread in each process purges old finished jobs,
