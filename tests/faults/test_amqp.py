@@ -1,7 +1,8 @@
-"""Issue 17 deliverable 2: a worker SIGKILLed mid-run on RabbitMQ (amqp://, durable quorum
-queues, the test's own node) loses nothing and stores nothing twice. RabbitMQ requeues a dead
-consumer's unacked messages as soon as its connection drops; a redelivered message whose items
-were already committed is stored once (rows are keyed by job and item index)."""
+"""Issue 17 deliverable 2: a worker SIGKILLed, or the RabbitMQ node restarted, mid-run on
+amqp:// (durable quorum queues, the test's own node) loses nothing and stores nothing twice.
+RabbitMQ requeues a consumer's unacked messages as soon as its connection drops; a redelivered
+message whose items were already committed is stored once (rows are keyed by job and item
+index)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,24 @@ def test_sigkill_mid_run_on_amqp_every_item_once(
     for name in consume_order(settings.queue):
         wait_until(lambda q=name: own_rabbitmq.depth(q) == 0, 30, f"{name} drained")
     assert survivor.alive()
+
+
+def test_rabbitmq_restart_mid_run_every_item_once(
+    rabbit_fleet: tuple[Settings, Fleet],
+    own_rabbitmq: OwnRabbitMQ,
+    session_factory: sessionmaker[Session],
+) -> None:
+    settings, fleet = rabbit_fleet
+    n = 8000
+    job = submit(settings, texts(n, seed=172), per_message=4)  # 2,000 messages
+    worker = fleet.start("--batch-max-items", "16")
+    wait_until(lambda: row_count(session_factory, job) >= 200, 120, "the job under way")
+    own_rabbitmq.stop()  # rabbitmqctl stop: the node goes down with the worker connected
+    assert row_count(session_factory, job) < n, "the restart must land mid-run"
+    own_rabbitmq.start()  # same name, ports and data: the quorum queues come back
+    st = wait_job(settings, job, timeout=240)
+    assert (st.status, st.ok) == ("done", n)
+    assert_exactly_once(session_factory, {job: n})
+    for name in consume_order(settings.queue):
+        wait_until(lambda q=name: own_rabbitmq.depth(q) == 0, 60, f"{name} drained")
+    assert worker.alive()
