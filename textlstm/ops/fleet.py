@@ -89,8 +89,8 @@ def _sentinels_answer(settings: Settings, st: FleetStatus) -> bool:
 def _queues(settings: Settings, st: FleetStatus) -> None:
     if is_amqp(settings.broker_url):
         # RabbitMQ: ready messages per queue (passive declare); no unacked count, no
-        # dead-letter list (textlstm.wire.amqp_layout).
-        from textlstm.wire.amqp_layout import amqp_queue_depths
+        # dead-letter list (textlstm.ops.amqp_depths).
+        from textlstm.ops.amqp_depths import amqp_queue_depths
 
         try:
             st.queues = amqp_queue_depths(
