@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures.workers",
     "tests.fixtures.serving",
     "tests.fixtures.receiver",
+    "tests.fixtures.rabbitmq",
 ]
 
 

@@ -311,3 +311,64 @@ def probe_sentinels(broker_url: str, options: Mapping[str, Any], timeout: float 
         f"cannot reach the Redis master through Sentinel: {why} (check TEXTLSTM_BROKER_URL and "
         "master_name / sentinel_kwargs in TEXTLSTM_BROKER_TRANSPORT_OPTIONS)"
     )
+
+
+# -- RabbitMQ (amqp://) ------------------------------------------------------------------------
+
+#: Broker URL schemes served by kombu's py-amqp transport (RabbitMQ).
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+
+#: The arguments every textlstm queue is declared with on RabbitMQ: a durable *quorum* queue
+#: (Raft-replicated over the cluster's nodes; survives a node's loss once the cluster has three).
+#: Quorum queues take no `x-max-priority`: priorities are the three queues
+#: (`textlstm.wire.queues`), never per-message priorities.
+QUORUM_QUEUE_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum"}
+
+#: Transport options the project sets for amqp:// (kombu.transport.pyamqp): `confirm_publish`
+#: makes every `basic_publish` wait for the broker's `basic.ack` (publisher confirms), so
+#: `Client.submit` and the Producer report a job accepted only once RabbitMQ has it (for a
+#: quorum queue: once a majority of its replicas has written it); a `basic.nack` or a lost
+#: connection is an error, retried and then a BrokerError.
+AMQP_TRANSPORT_OPTIONS: dict[str, Any] = {"confirm_publish": True}
+
+
+def is_amqp(broker_url: str) -> bool:
+    """True for an amqp://, amqps:// or pyamqp:// broker URL (the first URL decides)."""
+    urls = urls_of(broker_url)
+    return bool(urls) and urlsplit(urls[0]).scheme.lower() in AMQP_SCHEMES
+
+
+def amqp_queues(names: list[str]) -> list[Any]:
+    """kombu Queues for `names` as textlstm declares them on RabbitMQ: durable quorum queues,
+    each bound to a direct exchange of its own name with its name as routing key (what Celery
+    creates for a missing queue, so producers and workers of older versions route alike)."""
+    from kombu import Exchange, Queue
+
+    return [
+        Queue(
+            name,
+            Exchange(name, type="direct", durable=True),
+            routing_key=name,
+            durable=True,
+            queue_arguments=dict(QUORUM_QUEUE_ARGUMENTS),
+        )
+        for name in names
+    ]
+
+
+def amqp_celery_config(queue: str | None) -> dict[str, Any]:
+    """The Celery settings that make the worker and the client app declare textlstm's queues
+    as durable quorum queues on RabbitMQ. The worker names `queue`'s three priority queues
+    (`textlstm.wire.queues`) in `task_queues`; the client app, shared by every queue on one
+    broker, names none: Celery creates each queue it publishes to on first use
+    (`task_create_missing_queue_type`), with the very same exchange, binding and arguments
+    as `amqp_queues` (checked in tests/unit/test_broker_options.py)."""
+    config: dict[str, Any] = {
+        "task_default_queue_type": "quorum",
+        "task_create_missing_queue_type": "quorum",
+    }
+    if queue is not None:
+        from textlstm.wire.queues import consume_order
+
+        config["task_queues"] = amqp_queues(consume_order(queue))
+    return config

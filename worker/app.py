@@ -13,6 +13,9 @@ opens no connection; the worker process reads them when it starts.
   Both flags are still set, for anything else that runs through Celery's normal path.
 - Redis `visibility_timeout` (default 600 s) far above the worst batch time (well under 1 s;
   a database outage can last longer, and then the redelivered copy is stored idempotently).
+- On amqp:// (RabbitMQ): durable quorum queues and publisher confirms
+  (`textlstm.broker_options.amqp_celery_config`), none of the Redis transport's options; see
+  docs/operations.md "RabbitMQ" for what holds there and what does not yet.
 - Queues are consumed in priority order (`queue_order_strategy: priority`); `worker.control`
   adds the `textlstm_info` inspect command that `textlstm-admin status` uses.
 - With TEXTLSTM_RETENTION_PURGE_AFTER set, a thread in each process purges old finished jobs,
@@ -31,7 +34,12 @@ from urllib.parse import urlsplit
 
 from celery import Celery, bootsteps
 
-from textlstm.broker_options import ssl_context_options
+from textlstm.broker_options import (
+    AMQP_TRANSPORT_OPTIONS,
+    amqp_celery_config,
+    is_amqp,
+    ssl_context_options,
+)
 from textlstm.errors import EX_CONFIG, TextlstmError
 from textlstm.settings import Settings, get_settings
 from textlstm.wire.redis_layout import dead_letter_key
@@ -58,6 +66,35 @@ def broker_transport(broker_url: str) -> dict[str, Any]:
     return extra
 
 
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """Celery's `broker_transport_options` for the worker. On amqp:// only the project's
+    AMQP options (publisher confirms, `textlstm.broker_options.AMQP_TRANSPORT_OPTIONS`) and
+    the operator's: the others are the Redis transport's (worker/transport.py)."""
+    if is_amqp(settings.broker_url):
+        return {**AMQP_TRANSPORT_OPTIONS, **settings.broker_transport_options}
+    return {
+        "visibility_timeout": settings.worker_visibility_timeout_s,
+        "unacked_restore_interval": settings.worker_restore_interval_s,
+        "unacked_restore_throttle": 1,
+        # The lock a worker holds while it sweeps expired messages back (milliseconds of
+        # work). kombu's 300 s expiry outlives a Redis restart in the append-only file when
+        # Redis stops mid-sweep: no worker could restore anything for five minutes (seen
+        # as 18 messages left unacked in the Redis-restart fault test).
+        "unacked_mutex_expire": 10,
+        # BRPOP lists the queues in the order of --queues, every time (kombu's default
+        # rotates them for fairness): high, then normal, then bulk (textlstm.wire.queues).
+        "queue_order_strategy": "priority",
+        "idle_poll_interval": settings.worker_idle_poll_ms / 1000,
+        # Poison-message quarantine and the dead-letter list (worker/transport.py).
+        "max_deliveries": settings.worker_max_deliveries,
+        "dead_letter_key": dead_letter_key(settings.queue),
+        "dead_letter_max": settings.dead_letter_max,
+        # TEXTLSTM_BROKER_TRANSPORT_OPTIONS last: the operator's word wins (master_name
+        # and sentinel_kwargs for sentinel://; checked in textlstm.broker_options).
+        **settings.broker_transport_options,
+    }
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     tls = {}
     if settings.broker_use_ssl:  # sentinel:// only (checked in textlstm.settings)
@@ -67,27 +104,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         **tls,
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {
-            "visibility_timeout": settings.worker_visibility_timeout_s,
-            "unacked_restore_interval": settings.worker_restore_interval_s,
-            "unacked_restore_throttle": 1,
-            # The lock a worker holds while it sweeps expired messages back (milliseconds of
-            # work). kombu's 300 s expiry outlives a Redis restart in the append-only file when
-            # Redis stops mid-sweep: no worker could restore anything for five minutes (seen
-            # as 18 messages left unacked in the Redis-restart fault test).
-            "unacked_mutex_expire": 10,
-            # BRPOP lists the queues in the order of --queues, every time (kombu's default
-            # rotates them for fairness): high, then normal, then bulk (textlstm.wire.queues).
-            "queue_order_strategy": "priority",
-            "idle_poll_interval": settings.worker_idle_poll_ms / 1000,
-            # Poison-message quarantine and the dead-letter list (worker/transport.py).
-            "max_deliveries": settings.worker_max_deliveries,
-            "dead_letter_key": dead_letter_key(settings.queue),
-            "dead_letter_max": settings.dead_letter_max,
-            # TEXTLSTM_BROKER_TRANSPORT_OPTIONS last: the operator's word wins (master_name
-            # and sentinel_kwargs for sentinel://; checked in textlstm.broker_options).
-            **settings.broker_transport_options,
-        },
+        "broker_transport_options": transport_options(settings),
+        **(amqp_celery_config(settings.queue) if is_amqp(settings.broker_url) else {}),
         "result_backend": None,
         "task_ignore_result": True,
         "task_serializer": "json",

@@ -104,11 +104,14 @@ class Runtime:
         )
         from textlstm.serving.notify import Notifier
         from textlstm.serving.webhooks import WebhookSender
-        from textlstm.wire.redis_layout import broker_client
+        from textlstm.wire.redis_layout import broker_client, is_redis_url
 
         sender = WebhookSender.from_settings(factory, settings)
         sender.start()  # a daemon thread in this (already forked) process
-        notifier = Notifier(broker_client(settings), settings.queue, sender)
+        # Final events go out on Redis pub/sub; on another broker (amqp://) there are none and
+        # waiters poll SQL, as they do whenever an event is missed.
+        redis = broker_client(settings) if is_redis_url(settings.broker_url) else None
+        notifier = Notifier(redis, settings.queue, sender)
         return cls(settings, device, threads, engine, factory, models, retry, notifier)
 
     def warm_up(self, ref: str) -> None:

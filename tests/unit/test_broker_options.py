@@ -135,3 +135,70 @@ def test_tls_to_the_master_is_verified_by_default(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("TEXTLSTM_BROKER_TRANSPORT_OPTIONS", '{"master_name": "m"}')
     monkeypatch.setenv("TEXTLSTM_BROKER_USE_SSL", '{"ssl_ca_certs": "/ca.pem"}')
     assert settings().broker_use_ssl == {"ssl_ca_certs": "/ca.pem", "ssl_cert_reqs": "required"}
+
+
+# -- RabbitMQ (issue 17 deliverable 2) -------------------------------------------------------
+
+AMQP = "amqp://guest:guest@rabbit:5672//"
+
+
+def test_amqp_schemes() -> None:
+    from textlstm.broker_options import is_amqp
+
+    assert is_amqp(AMQP) and is_amqp("amqps://r:5671//") and is_amqp("pyamqp://r//")
+    assert not is_amqp("redis://a:6379/0") and not is_amqp(SENTINELS)
+
+
+def test_worker_declares_three_durable_quorum_queues_with_confirms() -> None:
+    from worker.app import celery_config
+
+    conf = celery_config(Settings(broker_url=AMQP, queue="tl", _env_file=None))  # type: ignore[call-arg]
+    queues = {q.name: q for q in conf["task_queues"]}
+    assert list(queues) == ["tl.high", "tl", "tl.bulk"]
+    for name, q in queues.items():
+        assert q.durable and not q.auto_delete and not q.exclusive
+        assert q.queue_arguments == {"x-queue-type": "quorum"}
+        assert (q.exchange.name, q.exchange.type, q.routing_key) == (name, "direct", name)
+    assert conf["task_default_queue_type"] == "quorum"
+    # Publisher confirms, and none of the Redis transport's options.
+    assert conf["broker_transport_options"] == {"confirm_publish": True}
+    assert "broker_transport" not in conf
+    assert conf["worker_prefetch_multiplier"] >= Settings(_env_file=None).worker_batch_max_items  # type: ignore[call-arg]
+
+
+def test_redis_worker_config_is_unchanged_by_amqp_support() -> None:
+    from worker.app import celery_config
+
+    conf = celery_config(Settings(broker_url="redis://a:6379/0", _env_file=None))  # type: ignore[call-arg]
+    assert "task_queues" not in conf and "confirm_publish" not in conf["broker_transport_options"]
+    assert conf["broker_transport_options"]["queue_order_strategy"] == "priority"
+
+
+def test_client_creates_the_queues_the_worker_declares() -> None:
+    """The client app names no queue; what Celery creates for the one it publishes to must be
+    what the worker declares, or RabbitMQ refuses the second declaration
+    (PRECONDITION_FAILED)."""
+    from celery import Celery
+
+    from textlstm.broker_options import amqp_celery_config, amqp_queues
+
+    app = Celery("t", broker=AMQP, set_as_current=False)
+    app.conf.update(amqp_celery_config(None))
+    for want in amqp_queues(["tl.high", "tl", "tl.bulk"]):
+        got = app.amqp.queues[want.name]
+        assert got.queue_arguments == want.queue_arguments
+        assert (got.durable, got.auto_delete, got.exclusive) == (True, False, False)
+        assert (got.exchange.name, got.exchange.type, got.exchange.durable) == (
+            want.exchange.name,
+            want.exchange.type,
+            want.exchange.durable,
+        )
+        assert got.routing_key == want.routing_key
+
+
+def test_client_app_confirms_publishes_on_amqp() -> None:
+    from textlstm.client.celery_app import client_app
+
+    app = client_app(Settings(broker_url=AMQP, _env_file=None))  # type: ignore[call-arg]
+    assert app.conf.broker_transport_options == {"confirm_publish": True}
+    assert app.conf.task_create_missing_queue_type == "quorum"

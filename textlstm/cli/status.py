@@ -26,6 +26,11 @@ def _queue_lines(st: Any) -> list[str]:
     if "queues" in st.errors:
         return [f"queues: unavailable ({st.errors['queues']})"]
     rows = [(name, n) for name, n in st.queues.items()]
+    if st.unacked is None and st.dead_letters is None:  # amqp:// (textlstm.ops.amqp_depths)
+        return [
+            format_table(("queue", "waiting"), rows),
+            "delivered, not yet acked, and dead letters: not counted on this broker",
+        ]
     return [
         format_table(("queue", "waiting"), rows),
         f"delivered, not yet acked: {st.unacked}",

@@ -78,7 +78,12 @@ def client_app(settings: Settings) -> Celery:
 def _build(broker_url: str, transport_options: dict[str, Any], tls: dict[str, Any]) -> Celery:
     from celery import Celery
 
-    from textlstm.broker_options import ssl_context_options
+    from textlstm.broker_options import (
+        AMQP_TRANSPORT_OPTIONS,
+        amqp_celery_config,
+        is_amqp,
+        ssl_context_options,
+    )
 
     app = Celery(APP_NAME, broker=broker_url, set_as_current=False)
     app.conf.update(client_config())
@@ -86,6 +91,12 @@ def _build(broker_url: str, transport_options: dict[str, Any], tls: dict[str, An
     # master_name, the Sentinels' password and TLS for sentinel://, so producers and `status`
     # find the same master the same way.
     app.conf.broker_transport_options = dict(transport_options)
+    if is_amqp(broker_url):
+        # RabbitMQ: publisher confirms (a publish returns only once the broker acked it), and
+        # every queue published to declared as the workers declare it, a durable quorum queue
+        # (a queue declared twice with different arguments is a channel error).
+        app.conf.broker_transport_options = {**AMQP_TRANSPORT_OPTIONS, **transport_options}
+        app.conf.update(amqp_celery_config(None))
     if tls:
         app.conf.broker_use_ssl = ssl_context_options(tls)
     # Finalize the configuration and look the producer pool up now, once, rather than from

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from textlstm.broker_options import is_sentinel, probe_sentinels
+from textlstm.broker_options import is_amqp, is_sentinel, probe_sentinels
 from textlstm.ops import deadletters
 from textlstm.settings import Settings, mask_url
 from textlstm.wire.events import url_origin
@@ -87,6 +87,20 @@ def _sentinels_answer(settings: Settings, st: FleetStatus) -> bool:
 
 
 def _queues(settings: Settings, st: FleetStatus) -> None:
+    if is_amqp(settings.broker_url):
+        # RabbitMQ: ready messages per queue (passive declare); no unacked count, no
+        # dead-letter list (textlstm.ops.amqp_depths).
+        from textlstm.ops.amqp_depths import amqp_queue_depths
+
+        try:
+            st.queues = amqp_queue_depths(
+                settings.broker_url,
+                consume_order(settings.queue),
+                settings.broker_transport_options,
+            )
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            st.errors["queues"] = _why(exc)
+        return
     try:
         client = broker_client(settings)
         try:

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
-    """Publishes final events on Redis and hands webhooks to the sender."""
+    """Publishes final events on Redis (none when `redis` is None: a broker other than Redis)
+    and hands webhooks to the sender."""
 
     def __init__(self, redis: Any, queue: str, sender: Any | None = None) -> None:
         self.redis = redis
@@ -33,14 +34,18 @@ class Notifier:
     def finished(self, events: Sequence[Finished]) -> None:
         if not events:
             return
+        if self.redis is not None:  # None: not a Redis broker, no events, waiters poll SQL
+            self._publish(events)
+        if self.sender is not None and any(e.webhook for e in events):
+            self.sender.nudge()
+
+    def _publish(self, events: Sequence[Finished]) -> None:
         try:
             self.published += publish_finished(
                 self.redis, self.queue, ((e.job_id, e.status) for e in events)
             )
         except Exception as exc:  # noqa: BLE001 - waiters fall back to SQL; never stop the work
             log.warning("could not publish %d final event(s): %s", len(events), exc)
-        if self.sender is not None and any(e.webhook for e in events):
-            self.sender.nudge()
 
     def close(self) -> None:
         if self.sender is not None:
