@@ -111,21 +111,31 @@ def _fits(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types)
 
 
+_UNSET = object()
+
+
+def _decoded(raw: Any, example: str) -> Any:
+    """A JSON setting's value: _UNSET when unset or blank, the decoded JSON of a string (a
+    ValueError of one line, showing `example`, when it is not JSON), else `raw` as given."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return _UNSET
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            f"give a JSON object such as {example}"
+        ) from None
+
+
 def parse_transport_options(raw: Any) -> dict[str, Any]:
     """`raw` (the variable's text, or an already decoded mapping) as a checked dict of kombu
     transport options. ValueError with one line, never echoing a value, on any mistake."""
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
+    value = _decoded(raw, '{"master_name": "mymaster"}')
+    if value is _UNSET:
         return {}
-    if isinstance(raw, str):
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-                'give a JSON object such as {"master_name": "mymaster"}'
-            ) from None
-    else:
-        value = raw
     if not isinstance(value, Mapping):
         raise ValueError(
             f"must be a JSON object of kombu transport options, got {_json_type(value)} "
@@ -176,18 +186,9 @@ def parse_use_ssl(raw: Any) -> dict[str, Any]:
     """`TEXTLSTM_BROKER_USE_SSL` as a checked dict; ValueError with one line on a mistake.
     Empty = no TLS. `ssl_cert_reqs` defaults to `required` (kombu's default for a bare
     `rediss://` is not to verify; textlstm never makes that choice silently)."""
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
+    value = _decoded(raw, '{"ssl_ca_certs": "/etc/ssl/redis-ca.pem"}')
+    if value is _UNSET:
         return {}
-    if isinstance(raw, str):
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); give "
-                'a JSON object such as {"ssl_ca_certs": "/etc/ssl/redis-ca.pem"}'
-            ) from None
-    else:
-        value = raw
     if not isinstance(value, Mapping):
         raise ValueError(f"must be a JSON object of ssl_* options, got {_json_type(value)}")
     if not value:
