@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kombu import Connection, Consumer, Producer, Queue
 
-from tests.fixtures.transport import connect, unacked_keys
+from tests.fixtures.transport import connect, kill_mid_flow, unacked_keys
 from textlstm.testing.sentinel import OwnSentinelSet
 from textlstm.wire.messages import TASK_NAME
 
@@ -104,9 +104,7 @@ def test_sigkill_at_random_moments_loses_no_message(
     kills = 0
     for _ in range(10):
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
-        time.sleep(0.7 + rng.random() * 0.4)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_mid_flow(proc, out, rng, lo=n // 20, hi=n // 8)
         kills += 1
         restore_all(sentinel_set, queue_name)
         if master.llen(queue_name) == 0:

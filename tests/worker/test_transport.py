@@ -18,7 +18,7 @@ import pytest
 import redis
 from kombu import Connection, Consumer, Producer, Queue
 
-from tests.fixtures.transport import connect, unacked_keys
+from tests.fixtures.transport import connect, kill_mid_flow, unacked_keys
 from textlstm.wire.deadletters import DeadLetter
 from textlstm.wire.messages import TASK_NAME
 
@@ -214,9 +214,7 @@ def test_sigkill_at_random_moments_loses_no_message(
     kills = 0
     for _ in range(20):
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
-        time.sleep(0.6 + rng.random() * 0.4)  # start-up, then a random moment in the flow
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_mid_flow(proc, out, rng, lo=n // 40, hi=n // 10)
         kills += 1
         restore_all(redis_url, queue_name)
         if redis_client.llen(queue_name) == 0:
