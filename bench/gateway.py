@@ -140,6 +140,16 @@ def run_producer(settings: Settings, seconds: float) -> dict[str, Any]:
     return {"jobs": n, "jobs_per_s": round(n / wall, 1)}
 
 
+def _shown(path: Path) -> str:
+    """`path` as recorded in the results: relative to the repository when inside it, so a
+    committed result names no machine's directories."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return path.name
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=15.0)
@@ -199,7 +209,7 @@ def main() -> None:
     doc = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                     "platform": platform.platform()},
-        "config": vars(args) | {"out": str(args.out)},
+        "config": vars(args) | {"out": _shown(args.out)},
         "runs": runs,
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
