@@ -57,27 +57,14 @@ def list_(status: str | None, limit: int, as_json: bool) -> None:
     click.echo(format_table(("job", "status", "done", "errors", "model", "submitted"), rows))
 
 
-def _iso(when: datetime | None) -> str | None:
-    return when.isoformat() if when else None
-
-
 def _job_doc(job: Any) -> dict[str, Any]:
-    """The fields `jobs show --json` prints, from a job row (no model resolution: a list is
-    one query)."""
-    return {
-        "job_id": str(job.id),
-        "status": job.status,
-        "model_ref": job.model_ref,
-        "expected": job.expected_count,
-        "ok": job.ok_count,
-        "errors": job.error_count,
-        "expired": job.expired_count,
-        "cancelled": job.cancelled_count,
-        "submitted_at": _iso(job.submitted_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
-        "metadata": job.meta,
-    }
+    """`jobs show --json`'s document from a job row, less the resolved model (a list is one
+    query, so no model resolution)."""
+    from textlstm.client.jobs import status_from_row
+
+    doc = status_from_row(job, None).to_json()
+    del doc["model"]
+    return doc
 
 
 @jobs.command()
@@ -214,7 +201,7 @@ def requeue(job_id: str, input_file: str | None, text_column: str, dry_run: bool
 def reap(older_than: str, do_requeue: bool, as_json: bool) -> None:
     """Find jobs stuck in queued/running (no progress for --older-than) and report, or with
     --requeue re-enqueue, their missing items."""
-    from datetime import UTC, datetime
+    from datetime import UTC
 
     from textlstm.ops.recovery import parse_duration, requeue_job
     from textlstm.settings import get_settings
@@ -282,7 +269,7 @@ def purge(
     meanwhile; an interrupted purge is finished by the next one. Workers can do this
     themselves: TEXTLSTM_RETENTION_PURGE_AFTER (docs/operations.md, Retention).
     """
-    from datetime import UTC, datetime
+    from datetime import UTC
 
     from textlstm.ops.retention import parse_cutoff, parse_statuses, purge_database
     from textlstm.settings import get_settings

@@ -259,7 +259,8 @@ def prepare_jobs(
     return out
 
 
-def _status_from(job: Any, model: str | None) -> JobStatus:
+def status_from_row(job: Any, model: str | None) -> JobStatus:
+    """A job row (store.models.Job) as a JobStatus; `model` the resolved version, if known."""
     return JobStatus(
         job_id=job.id,
         status=job.status,
@@ -495,7 +496,7 @@ class Client:
             if job.model_version_id is not None:
                 mv = get_model_version_by_id(session=session, model_version_id=job.model_version_id)
                 model = mv.ref if mv else None
-            return _status_from(job, model)
+            return status_from_row(job, model)
 
     def webhook(self, job_id: str | uuid.UUID) -> WebhookStatus | None:
         """The job's webhook delivery, or None (no webhook, or the job is not final yet)."""
