@@ -117,8 +117,8 @@ def test_items_past_their_deadline_are_stored_expired_and_the_job_says_so(
         wall_clock=lambda: NOW + timedelta(seconds=1),
     )
     assert report.expired == 1 and report.model is None
-    from textlstm.client.jobs import _status_from
+    from textlstm.client.jobs import status_from_row
 
     with session_factory() as s:
-        st = _status_from(get_job(session=s, job_id=gone.job_id), None)
+        st = status_from_row(get_job(session=s, job_id=gone.job_id), None)
     assert (st.status, st.expired, st.finished) == ("expired", 1, True)
