@@ -116,10 +116,24 @@ class OwnSentinelSet:
                 return False
             node = self.replica if self.replica.port == port else self.master
             info = node.client().info("replication")
-            return bool(info.get("role") == "master")
+            return bool(info.get("role") == "master") and self._discovered() == port
 
+        # Done when a client finds the new master as the product's do (redis-py's discovery,
+        # which skips a master any Sentinel it asks still flags as down), not only when one
+        # Sentinel names it: under load the two can be seconds apart.
         self.wait(promoted, timeout, "the Sentinels to promote the replica")
         return time.monotonic() - t0
+
+    def _discovered(self) -> int | None:
+        """The master's port as redis-py's Sentinel discovery finds it (None: not found)."""
+        import redis
+        from redis.sentinel import Sentinel
+
+        sentinel = Sentinel([("127.0.0.1", s.port) for s in self.sentinels], socket_timeout=1)
+        try:
+            return int(sentinel.discover_master(MASTER_NAME)[1])
+        except (redis.RedisError, OSError):
+            return None
 
     def node_at(self, port: int) -> OwnRedis:
         return self.master if self.master.port == port else self.replica
