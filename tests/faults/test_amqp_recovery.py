@@ -7,7 +7,8 @@ holds as many as before), leaves their items alone, and reports the others as in
 there is no unacked copy to re-send on AMQP (RabbitMQ redelivers a worker's unacked messages
 itself). `reap` reports the same; `reap --requeue` has no texts to send and says so; `requeue
 --input` re-sends the missing items with publisher confirms, and a worker completes the job,
-every item exactly once.
+every item exactly once. The `dead-letters` commands, whose Redis list has no RabbitMQ
+counterpart, say so in one line.
 """
 
 from __future__ import annotations
@@ -123,3 +124,11 @@ def test_requeue_and_reap_on_amqp(
     code, out = admin("jobs", "requeue", str(job))
     assert (code, out) == (0, f"job {job}: done, every item has a row; nothing to requeue")
     assert worker.alive()
+
+
+def test_dead_letters_say_there_is_no_list_on_amqp(cli_env: Settings) -> None:
+    """The Redis dead-letter list has no RabbitMQ counterpart: one line, not a traceback."""
+    from textlstm.cli.deadletters import NO_LIST_ON_AMQP
+
+    for args in (["list"], ["show", "x"], ["requeue", "--all"], ["purge", "--all"]):
+        assert admin("dead-letters", *args) == (1, f"Error: {NO_LIST_ON_AMQP}")
