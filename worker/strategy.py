@@ -30,6 +30,7 @@ from typing import Any
 
 from celery import bootsteps
 
+from textlstm.broker_options import is_amqp
 from textlstm.errors import ValidationError
 from textlstm.gc_tuning import tune_gc
 from textlstm.serving.cancel import CancelledJobs, without_cancelled
@@ -41,7 +42,7 @@ from textlstm.wire.deadletters import DeadLetter
 from textlstm.wire.messages import ClassifyMessage, Limits, parse_body, parse_timestamp
 from textlstm.wire.redis_layout import broker_client, cancelled_job_ids, is_redis_url
 from textlstm.wire.salvage import salvage
-from worker import kombu_seam, transport
+from worker import kombu_seam, readahead, transport
 from worker.transport import fetch_timer
 
 log = logging.getLogger("textlstm.worker")
@@ -179,6 +180,13 @@ class MicroBatchConsumer:
         self.cancelled_items = 0
         #: Testing only (Settings.worker_test_crash_text): a text that kills the process.
         self.crash_text = s.worker_test_crash_text
+        #: amqp:// only: read what RabbitMQ already sent before cutting a batch
+        #: (worker/readahead.py); the channel of the last message received, and since when
+        #: a batch has been waiting for that read.
+        self.read_ahead = is_amqp(s.broker_url)
+        self._channel: Any = None
+        self._deferred_since: float | None = None
+        self._read_tref: Any = None
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -225,6 +233,7 @@ class MicroBatchConsumer:
         now = time.monotonic()
         for msg in parsed.messages:
             self.batcher.add(with_header_deadline(msg, message), handle, now)
+        self._channel = message.channel
         self.flush(force=deliveries > 1)
         self._arm_timer()
 
@@ -331,11 +340,35 @@ class MicroBatchConsumer:
             return
         self._flushing = True
         try:
-            while (batch := self.batcher.take(time.monotonic(), force=force)) is not None:
-                if not self._run(batch):
+            while not self._read_first(force):
+                batch = self.batcher.take(time.monotonic(), force=force)
+                if batch is None or not self._run(batch):
                     return
         finally:
             self._flushing = False
+
+    def _read_first(self, force: bool) -> bool:
+        """On amqp://: True when RabbitMQ has already sent more than was read, so the next
+        batch waits for the event loop to read it (a timer comes back here), at most
+        readahead.MAX_DEFER_S at a time; the batcher then cuts high items first among all
+        of them (worker/readahead.py)."""
+        if force or not self.read_ahead or not readahead.more_to_read(self._channel):
+            self._deferred_since = None
+            return False
+        now = time.monotonic()
+        if self._deferred_since is None:
+            self._deferred_since = now
+        elif now - self._deferred_since >= readahead.MAX_DEFER_S:
+            self._deferred_since = None
+            return False
+        if self._read_tref is None:
+            self._read_tref = self.timer.call_after(0, self._after_read)
+        return True
+
+    def _after_read(self) -> None:
+        self._read_tref = None
+        self.flush()
+        self._arm_timer()
 
     def _skip_cancelled(self, whole: MicroBatch) -> MicroBatch | None:
         """The part of `whole` to classify: without the items of cancelled jobs, whose rows
