@@ -42,7 +42,8 @@ from textlstm.wire.deadletters import DeadLetter
 from textlstm.wire.messages import ClassifyMessage, Limits, parse_body, parse_timestamp
 from textlstm.wire.redis_layout import broker_client, cancelled_job_ids, is_redis_url
 from textlstm.wire.salvage import salvage
-from worker import kombu_seam, readahead, transport
+from worker import acks, kombu_seam, readahead, transport
+from worker.acks import Outstanding
 from worker.transport import fetch_timer
 
 log = logging.getLogger("textlstm.worker")
@@ -72,17 +73,23 @@ class _Handle:
             log.warning("could not ack message %s: %s", self.message.delivery_tag, exc)
 
 
-def ack_all(handles: list[_Handle]) -> None:
+def ack_all(handles: list[_Handle], outstanding: Outstanding | None = None) -> None:
     """Ack a committed batch's messages, in one Redis round trip per channel on our transport
-    (`Channel.ack_many`); any other transport acks one by one. If the round trip fails the
-    messages stay in the unacked index and come back after the visibility timeout: their rows
-    are committed, so the redelivery inserts nothing.
+    (`Channel.ack_many`); on AMQP (`outstanding` given: what this worker holds unsettled) one
+    `basic.ack` with `multiple=True` for the batch's contiguous run of delivery tags
+    (`worker.acks`) and the rest one by one; any other transport acks one by one. If the round
+    trip fails the messages stay in the unacked index and come back after the visibility
+    timeout (RabbitMQ: when the connection closes): their rows are committed, so the
+    redelivery inserts nothing.
     """
     by_channel: dict[int, list[Any]] = {}
     for h in handles:
         by_channel.setdefault(id(h.message.channel), []).append(h.message)
     for messages in by_channel.values():
         ack_many = getattr(messages[0].channel, "ack_many", None)
+        if ack_many is None and outstanding is not None:
+            ack_amqp(messages, outstanding)
+            continue
         if ack_many is None or len(messages) == 1:
             for m in messages:
                 _Handle(m).ack()
@@ -91,6 +98,28 @@ def ack_all(handles: list[_Handle]) -> None:
             ack_many(messages)
         except Exception as exc:  # noqa: BLE001 - redelivered later, stored idempotently
             log.warning("could not ack %d message(s): %s", len(messages), exc)
+
+
+def ack_amqp(messages: list[Any], outstanding: Outstanding) -> None:
+    """Ack the messages of one AMQP channel: their contiguous run of outstanding delivery tags
+    in one `basic.ack(multiple=True)` (`acks.split`), the others one by one."""
+    channel = messages[0].channel
+    by_tag = {m.delivery_tag: m for m in messages}
+    if not all(isinstance(tag, int) for tag in by_tag):
+        n, rest = None, list(by_tag)
+    else:
+        n, rest = acks.split(by_tag.keys(), outstanding.of(channel))
+    if n is not None:
+        try:
+            by_tag[n].ack(multiple=True)  # every outstanding delivery up to n: all this batch's
+            for tag, m in by_tag.items():
+                if tag < n:
+                    kombu_seam.mark_acked(m)
+        except Exception as exc:  # noqa: BLE001 - connection lost: the broker redelivers
+            log.warning("could not ack %d message(s) up to %s: %s", len(by_tag) - len(rest), n, exc)
+    for tag in rest:
+        _Handle(by_tag[tag]).ack()
+    outstanding.settled(channel, by_tag.keys())
 
 
 def decode_json(message: Any) -> tuple[Any, int, str | None]:
@@ -187,11 +216,15 @@ class MicroBatchConsumer:
         self._channel: Any = None
         self._deferred_since: float | None = None
         self._read_tref: Any = None
+        #: amqp:// only: delivery tags received and not yet settled, for `multiple=True` acks.
+        self.outstanding: Outstanding | None = Outstanding() if self.read_ahead else None
 
     # -- receiving -----------------------------------------------------------------------
 
     def on_message(self, message: Any) -> None:
         started = time.perf_counter()
+        if self.outstanding is not None:
+            self.outstanding.received(message.channel, message.delivery_tag)
         body = source = None
         try:
             body, deliveries, source = decode_json(message)
@@ -296,6 +329,8 @@ class MicroBatchConsumer:
         channel = message.channel
         if not hasattr(channel, "dead_letter_delivered"):
             self._reject_message(message)  # another transport: its own dead-lettering, if any
+            if self.outstanding is not None:
+                self.outstanding.settled(channel, [message.delivery_tag])
             return
         headers = message.headers if isinstance(message.headers, dict) else {}
         record = DeadLetter.new(stage, reason, id=message.delivery_tag, list=source,
@@ -394,7 +429,7 @@ class MicroBatchConsumer:
     def _run(self, whole: MicroBatch) -> bool:
         batch = self._skip_cancelled(whole)
         if batch is None:  # every item is of a cancelled job: nothing to run or store
-            ack_all(finished(self.batcher.complete(whole)))
+            ack_all(finished(self.batcher.complete(whole)), self.outstanding)
             return True
         try:
             report = self.task.run_batch(batch)
@@ -410,7 +445,7 @@ class MicroBatchConsumer:
                 log.exception("could not store the errors either; dead-lettering the items")
                 why = f"could not be stored: {_reason(exc)}"
                 self._dead_letter_slices(batch, lambda msg: why)
-                ack_all(finished(self.batcher.complete(whole)))
+                ack_all(finished(self.batcher.complete(whole)), self.outstanding)
                 return True
         self.batches += 1
         self.items += report.items
@@ -445,7 +480,7 @@ class MicroBatchConsumer:
         self._decode_s = 0.0
         if report.unstored:
             self._dead_letter_slices(batch, report.unstored_reason)
-        ack_all(finished(self.batcher.complete(whole)))
+        ack_all(finished(self.batcher.complete(whole)), self.outstanding)
         # After the commit and the acks: one pipelined PUBLISH for the jobs this batch finished;
         # webhooks are only a wake-up for the sender thread (textlstm/serving/webhooks.py).
         self.task.runtime.notify(report.finished)
