@@ -61,7 +61,7 @@ def test_high_before_normal_before_bulk_beyond_the_prefetch(
     for job in jobs.values():
         st = wait_job(settings, job, timeout=240)
         assert (st.status, st.ok) == ("done", n)
-    assert_exactly_once(session_factory, {job: n for job in jobs.values()})
+    assert_exactly_once(session_factory, dict.fromkeys(jobs.values(), n))
     times = {p: sorted(commit_times(session_factory, job)) for p, job in jobs.items()}
     everything = sorted(t for ts in times.values() for t in ts)
     first_lower = min(times["normal"][0], times["bulk"][0])
