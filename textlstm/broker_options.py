@@ -28,7 +28,7 @@ asks the Sentinels (never the master) who the master is.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -373,3 +373,118 @@ def amqp_celery_config(queue: str | None) -> dict[str, Any]:
 
         config["task_queues"] = amqp_queues(consume_order(queue))
     return config
+
+
+def amqp_queue_depths(
+    broker_url: str,
+    names: Iterable[str],
+    transport_options: Mapping[str, Any] | None = None,
+    *,
+    timeout: float = 5.0,
+) -> dict[str, int]:
+    """Ready messages per queue (for `status` and backpressure), by passive declaration, one
+    short-lived connection.
+
+    A passive `queue.declare` returns the queue's `message_count`: messages *ready* (not yet
+    delivered to a consumer), what Redis's `LLEN` counts. Messages delivered to a worker and
+    not yet acked are not in it, and AMQP offers no count of them to a client (the management
+    HTTP API or `rabbitmqctl list_queues messages_unacknowledged` has it). A queue not declared
+    yet (no producer or worker has used it) counts 0."""
+    from amqp.exceptions import NotFound
+    from kombu import Connection
+
+    out: dict[str, int] = {}
+    with Connection(
+        broker_url, connect_timeout=timeout, transport_options=dict(transport_options or {})
+    ) as conn:
+        conn.ensure_connection(max_retries=1, timeout=timeout)
+        for name in names:
+            # A passive declare of a missing queue closes its channel: one channel per queue.
+            channel = conn.channel()
+            try:
+                ok = channel.queue_declare(queue=name, passive=True)
+                out[name] = int(ok.message_count)
+            except NotFound:
+                out[name] = 0
+            finally:
+                try:
+                    channel.close()
+                except Exception:  # noqa: BLE001 - already closed by the broker
+                    pass
+    return out
+
+
+def amqp_target(url: str) -> tuple[str, str, str]:
+    """`host:port`, the user and the virtual host an amqp:// URL names (kombu's defaults:
+    port 5672, or 5671 for amqps://; user `guest`; vhost `/`), never the password."""
+    parts = urlsplit(url)
+    port = parts.port or (5671 if parts.scheme.lower() == "amqps" else 5672)
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    return f"{parts.hostname or 'localhost'}:{port}", unquote(parts.username or "guest"), vhost
+
+
+def amqp_refusal(url: str, exc: BaseException, timeout: float) -> str:
+    """Why an AMQP connection to `url` could not be opened, as one line naming the setting
+    (pure: classifies py-amqp's and the socket's errors by their class and reply code)."""
+    where, user, vhost = amqp_target(url)
+    code = getattr(exc, "code", None) or getattr(exc, "reply_code", None)
+    if code == 403:
+        return (
+            f"RabbitMQ at {where} refused the login of user {user!r} (ACCESS_REFUSED): check "
+            "the user name and password in TEXTLSTM_BROKER_URL"
+        )
+    if code == 530:
+        return (
+            f"RabbitMQ at {where} has no virtual host {vhost!r} that user {user!r} may use "
+            "(NOT_ALLOWED): check the vhost, the path of TEXTLSTM_BROKER_URL (`//` is the "
+            "default vhost `/`)"
+        )
+    if isinstance(exc, TimeoutError) or "timed out" in str(exc):
+        why = f"no answer within {timeout:g}s"
+    elif isinstance(exc, ConnectionRefusedError) or "Connection refused" in str(exc):
+        why = "connection refused"
+    else:
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        why = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return (
+        f"cannot reach RabbitMQ at {where} ({why}): check the host and port in TEXTLSTM_BROKER_URL"
+    )
+
+
+def probe_amqp(
+    broker_url: str, options: Mapping[str, Any] | None = None, timeout: float = 3.0
+) -> None:
+    """Open (and close) one AMQP connection to the broker, so that a wrong vhost, a refused
+    login or an unreachable host is one line at start-up (ConnectionError, naming
+    TEXTLSTM_BROKER_URL, no password) instead of kombu's traceback after its retries, or a
+    worker retrying for ever. With a `;` failover list any URL that answers passes; the first
+    one's problem is reported."""
+    from kombu import Connection
+
+    first: str | None = None
+    for url in urls_of(broker_url):
+        conn = Connection(url, connect_timeout=timeout, transport_options=dict(options or {}))
+        try:
+            conn.connect()
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the one line
+            cause = (
+                exc.__cause__ or exc.__context__
+                if type(exc).__module__.startswith("kombu")
+                else exc
+            )
+            first = first or amqp_refusal(url, cause or exc, timeout)
+        finally:
+            conn.release()
+    raise ConnectionError(first or "TEXTLSTM_BROKER_URL: no amqp:// URL given")
+
+
+def probe_broker(broker_url: str, options: Mapping[str, Any], timeout: float = 3.0) -> None:
+    """Whether the broker answers, asked once at start-up by every command: the Sentinels on
+    `sentinel://` (`probe_sentinels`), an AMQP handshake on amqp:// (`probe_amqp`); nothing
+    on plain Redis, whose client already fails fast with a short line. ConnectionError with
+    one line naming the setting."""
+    if is_sentinel(broker_url):
+        probe_sentinels(broker_url, options, timeout)
+    elif is_amqp(broker_url):
+        probe_amqp(broker_url, options, timeout)

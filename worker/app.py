@@ -161,14 +161,14 @@ def settings_or_exit() -> Settings:
 def create_app(settings: Settings | None = None) -> Celery:
     app = Celery("textlstm", set_as_current=False, include=["worker.tasks", "worker.control"])
     app.add_defaults(lambda: celery_config(settings or settings_or_exit()))
-    from worker.guards import RefuseUnfitKombu, RefuseUnreachableSentinels, RefuseUnsafeContent
+    from worker.guards import RefuseUnfitKombu, RefuseUnreachableBroker, RefuseUnsafeContent
     from worker.retention import PeriodicPurge
     from worker.strategy import FlushOnShutdown
 
     app.steps["consumer"].add(FlushOnShutdown)
     app.steps["worker"].add(RefuseUnfitKombu)
     app.steps["worker"].add(RefuseUnsafeContent)
-    app.steps["worker"].add(RefuseUnreachableSentinels)
+    app.steps["worker"].add(RefuseUnreachableBroker)
     app.steps["worker"].add(KeepOurTransport)
     app.steps["worker"].add(PeriodicPurge)  # TEXTLSTM_RETENTION_PURGE_AFTER (worker/retention.py)
     return app

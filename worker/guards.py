@@ -68,21 +68,22 @@ class RefuseUnfitKombu(bootsteps.Step):
         super().__init__(worker, **kwargs)
 
 
-class RefuseUnreachableSentinels(bootsteps.Step):
-    """Worker bootstep: on a `sentinel://` broker, exits with one line before consuming when
-    no Sentinel answers or none knows `master_name` (a hand-started `celery` worker would
-    otherwise retry the connection for ever, logging kombu's error each time). A failover in
-    progress passes: the Sentinels answer while they promote a replica."""
+class RefuseUnreachableBroker(bootsteps.Step):
+    """Worker bootstep: exits with one line before consuming when, on a `sentinel://` broker,
+    no Sentinel answers or none knows `master_name`, or, on amqp://, RabbitMQ refuses the
+    login or the vhost or does not answer (a hand-started `celery` worker would otherwise
+    retry the connection for ever, logging kombu's error each time). A failover in progress
+    passes: the Sentinels answer while they promote a replica."""
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
-        from textlstm.broker_options import is_sentinel, probe_sentinels
+        from textlstm.broker_options import probe_broker
         from textlstm.settings import mask_url
 
         conf = worker.app.conf
         url = str(conf.broker_url or "")
-        if is_sentinel(url):
+        if url:
             try:
-                probe_sentinels(url, conf.broker_transport_options or {})
+                probe_broker(url, conf.broker_transport_options or {})
             except ConnectionError as exc:
                 refuse(f"textlstm worker: broker {mask_url(url)}: {exc}")
         super().__init__(worker, **kwargs)

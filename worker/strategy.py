@@ -30,6 +30,7 @@ from typing import Any
 
 from celery import bootsteps
 
+from textlstm.broker_options import is_amqp
 from textlstm.errors import ValidationError
 from textlstm.gc_tuning import tune_gc
 from textlstm.serving.cancel import CancelledJobs, without_cancelled
@@ -41,7 +42,8 @@ from textlstm.wire.deadletters import DeadLetter
 from textlstm.wire.messages import ClassifyMessage, Limits, parse_body, parse_timestamp
 from textlstm.wire.redis_layout import broker_client, cancelled_job_ids, is_redis_url
 from textlstm.wire.salvage import salvage
-from worker import kombu_seam, transport
+from worker import acks, kombu_seam, readahead, transport
+from worker.acks import Outstanding
 from worker.transport import fetch_timer
 
 log = logging.getLogger("textlstm.worker")
@@ -71,17 +73,23 @@ class _Handle:
             log.warning("could not ack message %s: %s", self.message.delivery_tag, exc)
 
 
-def ack_all(handles: list[_Handle]) -> None:
+def ack_all(handles: list[_Handle], outstanding: Outstanding | None = None) -> None:
     """Ack a committed batch's messages, in one Redis round trip per channel on our transport
-    (`Channel.ack_many`); any other transport acks one by one. If the round trip fails the
-    messages stay in the unacked index and come back after the visibility timeout: their rows
-    are committed, so the redelivery inserts nothing.
+    (`Channel.ack_many`); on AMQP (`outstanding` given: what this worker holds unsettled) one
+    `basic.ack` with `multiple=True` for the batch's contiguous run of delivery tags
+    (`worker.acks`) and the rest one by one; any other transport acks one by one. If the round
+    trip fails the messages stay in the unacked index and come back after the visibility
+    timeout (RabbitMQ: when the connection closes): their rows are committed, so the
+    redelivery inserts nothing.
     """
     by_channel: dict[int, list[Any]] = {}
     for h in handles:
         by_channel.setdefault(id(h.message.channel), []).append(h.message)
     for messages in by_channel.values():
         ack_many = getattr(messages[0].channel, "ack_many", None)
+        if ack_many is None and outstanding is not None:
+            ack_amqp(messages, outstanding)
+            continue
         if ack_many is None or len(messages) == 1:
             for m in messages:
                 _Handle(m).ack()
@@ -90,6 +98,28 @@ def ack_all(handles: list[_Handle]) -> None:
             ack_many(messages)
         except Exception as exc:  # noqa: BLE001 - redelivered later, stored idempotently
             log.warning("could not ack %d message(s): %s", len(messages), exc)
+
+
+def ack_amqp(messages: list[Any], outstanding: Outstanding) -> None:
+    """Ack the messages of one AMQP channel: their contiguous run of outstanding delivery tags
+    in one `basic.ack(multiple=True)` (`acks.split`), the others one by one."""
+    channel = messages[0].channel
+    by_tag = {m.delivery_tag: m for m in messages}
+    if not all(isinstance(tag, int) for tag in by_tag):
+        n, rest = None, list(by_tag)
+    else:
+        n, rest = acks.split(by_tag.keys(), outstanding.of(channel))
+    if n is not None:
+        try:
+            by_tag[n].ack(multiple=True)  # every outstanding delivery up to n: all this batch's
+            for tag, m in by_tag.items():
+                if tag < n:
+                    kombu_seam.mark_acked(m)
+        except Exception as exc:  # noqa: BLE001 - connection lost: the broker redelivers
+            log.warning("could not ack %d message(s) up to %s: %s", len(by_tag) - len(rest), n, exc)
+    for tag in rest:
+        _Handle(by_tag[tag]).ack()
+    outstanding.settled(channel, by_tag.keys())
 
 
 def decode_json(message: Any) -> tuple[Any, int, str | None]:
@@ -179,11 +209,22 @@ class MicroBatchConsumer:
         self.cancelled_items = 0
         #: Testing only (Settings.worker_test_crash_text): a text that kills the process.
         self.crash_text = s.worker_test_crash_text
+        #: amqp:// only: read what RabbitMQ already sent before cutting a batch
+        #: (worker/readahead.py); the channel of the last message received, and since when
+        #: a batch has been waiting for that read.
+        self.read_ahead = is_amqp(s.broker_url)
+        self._channel: Any = None
+        self._deferred_since: float | None = None
+        self._read_tref: Any = None
+        #: amqp:// only: delivery tags received and not yet settled, for `multiple=True` acks.
+        self.outstanding: Outstanding | None = Outstanding() if self.read_ahead else None
 
     # -- receiving -----------------------------------------------------------------------
 
     def on_message(self, message: Any) -> None:
         started = time.perf_counter()
+        if self.outstanding is not None:
+            self.outstanding.received(message.channel, message.delivery_tag)
         body = source = None
         try:
             body, deliveries, source = decode_json(message)
@@ -225,6 +266,7 @@ class MicroBatchConsumer:
         now = time.monotonic()
         for msg in parsed.messages:
             self.batcher.add(with_header_deadline(msg, message), handle, now)
+        self._channel = message.channel
         self.flush(force=deliveries > 1)
         self._arm_timer()
 
@@ -287,6 +329,8 @@ class MicroBatchConsumer:
         channel = message.channel
         if not hasattr(channel, "dead_letter_delivered"):
             self._reject_message(message)  # another transport: its own dead-lettering, if any
+            if self.outstanding is not None:
+                self.outstanding.settled(channel, [message.delivery_tag])
             return
         headers = message.headers if isinstance(message.headers, dict) else {}
         record = DeadLetter.new(stage, reason, id=message.delivery_tag, list=source,
@@ -331,11 +375,35 @@ class MicroBatchConsumer:
             return
         self._flushing = True
         try:
-            while (batch := self.batcher.take(time.monotonic(), force=force)) is not None:
-                if not self._run(batch):
+            while not self._read_first(force):
+                batch = self.batcher.take(time.monotonic(), force=force)
+                if batch is None or not self._run(batch):
                     return
         finally:
             self._flushing = False
+
+    def _read_first(self, force: bool) -> bool:
+        """On amqp://: True when RabbitMQ has already sent more than was read, so the next
+        batch waits for the event loop to read it (a timer comes back here), at most
+        readahead.MAX_DEFER_S at a time; the batcher then cuts high items first among all
+        of them (worker/readahead.py)."""
+        if force or not self.read_ahead or not readahead.more_to_read(self._channel):
+            self._deferred_since = None
+            return False
+        now = time.monotonic()
+        if self._deferred_since is None:
+            self._deferred_since = now
+        elif now - self._deferred_since >= readahead.MAX_DEFER_S:
+            self._deferred_since = None
+            return False
+        if self._read_tref is None:
+            self._read_tref = self.timer.call_after(0, self._after_read)
+        return True
+
+    def _after_read(self) -> None:
+        self._read_tref = None
+        self.flush()
+        self._arm_timer()
 
     def _skip_cancelled(self, whole: MicroBatch) -> MicroBatch | None:
         """The part of `whole` to classify: without the items of cancelled jobs, whose rows
@@ -361,7 +429,7 @@ class MicroBatchConsumer:
     def _run(self, whole: MicroBatch) -> bool:
         batch = self._skip_cancelled(whole)
         if batch is None:  # every item is of a cancelled job: nothing to run or store
-            ack_all(finished(self.batcher.complete(whole)))
+            ack_all(finished(self.batcher.complete(whole)), self.outstanding)
             return True
         try:
             report = self.task.run_batch(batch)
@@ -377,7 +445,7 @@ class MicroBatchConsumer:
                 log.exception("could not store the errors either; dead-lettering the items")
                 why = f"could not be stored: {_reason(exc)}"
                 self._dead_letter_slices(batch, lambda msg: why)
-                ack_all(finished(self.batcher.complete(whole)))
+                ack_all(finished(self.batcher.complete(whole)), self.outstanding)
                 return True
         self.batches += 1
         self.items += report.items
@@ -412,7 +480,7 @@ class MicroBatchConsumer:
         self._decode_s = 0.0
         if report.unstored:
             self._dead_letter_slices(batch, report.unstored_reason)
-        ack_all(finished(self.batcher.complete(whole)))
+        ack_all(finished(self.batcher.complete(whole)), self.outstanding)
         # After the commit and the acks: one pipelined PUBLISH for the jobs this batch finished;
         # webhooks are only a wake-up for the sender thread (textlstm/serving/webhooks.py).
         self.task.runtime.notify(report.finished)

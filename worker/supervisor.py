@@ -66,17 +66,16 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-def _sentinels_answer(settings: Settings) -> None:
-    """On `sentinel://`, one line now when no Sentinel answers or none knows the master,
-    rather than every process retrying the broker connection for ever: that is a wrong
-    setting or a Sentinel set that is down, not a failover (Sentinels answer during one)."""
-    from textlstm.broker_options import is_sentinel, probe_sentinels
+def _broker_answers(settings: Settings) -> None:
+    """On `sentinel://` (no Sentinel answers, or none knows the master) and amqp:// (RabbitMQ
+    refuses the login or the vhost, or does not answer), one line now rather than every
+    process retrying the broker connection for ever: that is a wrong setting or a broker that
+    is down, not a failover (Sentinels answer during one)."""
+    from textlstm.broker_options import probe_broker
     from textlstm.settings import mask_url
 
-    if not is_sentinel(settings.broker_url):
-        return
     try:
-        probe_sentinels(settings.broker_url, settings.broker_transport_options)
+        probe_broker(settings.broker_url, settings.broker_transport_options)
     except ConnectionError as exc:
         raise click.ClickException(f"broker {mask_url(settings.broker_url)}: {exc}") from None
 
@@ -227,7 +226,7 @@ def worker(
     from textlstm.settings import get_settings, mask_url, subprocess_env
 
     s = get_settings()
-    _sentinels_answer(s)
+    _broker_answers(s)
     device = device or s.worker_device
     gpus = s.worker_gpus if gpus is None else gpus
     assign_device(device, process_index=0, gpus=parse_gpus(gpus), cuda_count=1)  # syntax check

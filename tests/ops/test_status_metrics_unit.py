@@ -222,7 +222,7 @@ def test_metrics_add_up_over_processes_and_dead_ones_leave_the_live_gauges(
 
 
 def test_render_on_amqp_says_what_is_not_counted() -> None:
-    """On amqp:// status has ready depths only (textlstm.ops.amqp_depths)."""
+    """On amqp:// status has ready depths only (textlstm.broker_options.amqp_queue_depths)."""
     st = FleetStatus(broker="amqp://guest:***@r:5672//", database="d", queues={"q": 75})
     text = render(st)
     assert " 75" in text

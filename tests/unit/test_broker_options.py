@@ -202,3 +202,30 @@ def test_client_app_confirms_publishes_on_amqp() -> None:
     app = client_app(Settings(broker_url=AMQP, _env_file=None))  # type: ignore[call-arg]
     assert app.conf.broker_transport_options == {"confirm_publish": True}
     assert app.conf.task_create_missing_queue_type == "quorum"
+
+
+def test_amqp_target_names_no_password() -> None:
+    from textlstm.broker_options import amqp_target
+
+    assert amqp_target("amqp://app:s3cret@rabbit:5673/prod") == ("rabbit:5673", "app", "prod")
+    assert amqp_target("amqps://app:s3cret@rabbit/") == ("rabbit:5671", "app", "/")
+    assert amqp_target("amqp://rabbit//") == ("rabbit:5672", "guest", "/")
+    assert amqp_target("amqp://app:pw@rabbit/a%2Fb") == ("rabbit:5672", "app", "a/b")
+
+
+def test_amqp_refusal_says_which_part_of_the_url_is_wrong() -> None:
+    """py-amqp's errors by reply code and class (the real ones: tests/cli/test_amqp_errors.py)."""
+    from amqp.exceptions import AccessRefused, NotAllowed
+
+    from textlstm.broker_options import amqp_refusal
+
+    url = "amqp://app:s3cret@rabbit:5672/prod"
+    line = amqp_refusal(url, AccessRefused("Login was refused"), 3.0)
+    assert "refused the login of user 'app' (ACCESS_REFUSED)" in line
+    line = amqp_refusal(url, NotAllowed("vhost prod not found"), 3.0)
+    assert "no virtual host 'prod' that user 'app' may use (NOT_ALLOWED)" in line
+    assert "(connection refused)" in amqp_refusal(url, ConnectionRefusedError(111, "x"), 3.0)
+    assert "(no answer within 3s)" in amqp_refusal(url, TimeoutError("timed out"), 3.0)
+    for exc in (AccessRefused("x"), NotAllowed("x"), OSError("boom"), TimeoutError()):
+        line = amqp_refusal(url, exc, 3.0)
+        assert "TEXTLSTM_BROKER_URL" in line and "s3cret" not in line and "\n" not in line

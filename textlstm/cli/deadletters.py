@@ -10,8 +10,16 @@ from typing import Any
 import click
 from redis.exceptions import RedisError
 
+from textlstm.broker_options import is_amqp
 from textlstm.cli.results import format_table
 from textlstm.errors import BrokerError, NotFoundError
+
+#: What `dead-letters` says on RabbitMQ, where the list it reads does not exist.
+NO_LIST_ON_AMQP = (
+    "there is no dead-letter list on an amqp:// broker (TEXTLSTM_BROKER_URL): a worker rejects "
+    "a refused message without requeueing it and RabbitMQ keeps no copy; its readable items "
+    "are stored as error rows with the reason (textlstm-admin jobs show / results)"
+)
 
 
 def _when(at: float) -> str:
@@ -23,6 +31,8 @@ def _client_and_key() -> tuple[Any, str, Any]:
     from textlstm.wire.redis_layout import broker_client, dead_letter_key
 
     settings = get_settings()
+    if is_amqp(settings.broker_url):
+        raise BrokerError(NO_LIST_ON_AMQP)
     try:  # on sentinel://, the Sentinels are asked for the master here
         client = broker_client(settings)
     except RedisError as exc:

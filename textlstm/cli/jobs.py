@@ -147,7 +147,14 @@ def _requeue_line(r: object) -> str:
         parts.append(f"{r.from_input} re-sent from --input")
     if r.lost:
         shown = ", ".join(map(str, r.lost[:10])) + (" …" if len(r.lost) > 10 else "")
-        parts.append(f"{len(r.lost)} lost (no copy in the broker; pass --input): {shown}")
+        if r.amqp:
+            parts.append(
+                f"{len(r.lost)} in no queue (RabbitMQ shows no client the messages delivered to "
+                "a worker and not acked, and redelivers them itself when that worker's "
+                f"connection closes; pass --input to re-send them): {shown}"
+            )
+        else:
+            parts.append(f"{len(r.lost)} lost (no copy in the broker; pass --input): {shown}")
     return "; ".join(parts)
 
 
@@ -175,6 +182,10 @@ def requeue(job_id: str, input_file: str | None, text_column: str, dry_run: bool
     are sent again from the broker's copy; items found nowhere are taken from --input (the
     producer's file, numbered as `submit` numbers it) or reported as lost. Exit status 1 when
     some items are lost.
+
+    On amqp:// (RabbitMQ) the waiting messages are read and put back unacked; there are no
+    unacked copies to re-send (RabbitMQ redelivers a worker's unacked messages itself when
+    its connection closes), so items in no queue come from --input or are reported.
     """
     from textlstm.ops.recovery import requeue_job
     from textlstm.settings import get_settings
@@ -200,15 +211,17 @@ def requeue(job_id: str, input_file: str | None, text_column: str, dry_run: bool
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per stuck job.")
 def reap(older_than: str, do_requeue: bool, as_json: bool) -> None:
     """Find jobs stuck in queued/running (no progress for --older-than) and report, or with
-    --requeue re-enqueue, their missing items."""
+    --requeue re-enqueue, their missing items (on amqp://: see `jobs requeue`)."""
     from datetime import UTC
 
+    from textlstm.client.publisher import broker_answers
     from textlstm.ops.recovery import parse_duration, requeue_job
     from textlstm.settings import get_settings
     from textlstm.store.db import session_scope
     from textlstm.store.jobs import stuck_jobs
 
     settings = get_settings()
+    broker_answers(settings)  # a wrong broker setting is one line now, stuck jobs or none
     with session_scope(settings.database_url) as session:
         found = stuck_jobs(
             session=session, older_than=parse_duration(older_than), now=datetime.now(UTC)
@@ -227,7 +240,8 @@ def reap(older_than: str, do_requeue: bool, as_json: bool) -> None:
                 "last_activity": job.last_activity.isoformat(),
                 "missing": r.missing,
                 "waiting": r.waiting,
-                "unacked": r.from_broker,
+                # null on amqp://: RabbitMQ redelivers unacked messages itself
+                "unacked": None if r.amqp else r.from_broker,
                 "lost": len(r.lost),
                 "requeued": r.sent if do_requeue else 0,
             }

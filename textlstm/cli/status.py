@@ -26,7 +26,7 @@ def _queue_lines(st: Any) -> list[str]:
     if "queues" in st.errors:
         return [f"queues: unavailable ({st.errors['queues']})"]
     rows = [(name, n) for name, n in st.queues.items()]
-    if st.unacked is None and st.dead_letters is None:  # amqp:// (textlstm.ops.amqp_depths)
+    if st.unacked is None and st.dead_letters is None:  # amqp:// (broker_options.amqp_queue_depths)
         return [
             format_table(("queue", "waiting"), rows),
             "delivered, not yet acked, and dead letters: not counted on this broker",

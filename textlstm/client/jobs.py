@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from textlstm.broker_options import is_amqp
 from textlstm.client.backpressure import Gate
 from textlstm.client.publisher import publish_messages
 from textlstm.errors import ConfigError, NotFoundError, ValidationError
@@ -136,8 +137,11 @@ CSV_COLUMNS = (
 
 
 def _gate(settings: Settings, queue: str, policy: str | None, timeout: float | None) -> Gate:
-    """Backpressure for `queue`: reads its depth from Redis only when a limit is set."""
+    """Backpressure for `queue`: reads its depth only when a limit is set, on Redis by `LLEN`,
+    on RabbitMQ by a passive `queue.declare` (its `message_count`: messages ready, not yet
+    delivered to a worker, as `LLEN` counts them), against the same limit."""
     limit = settings.queue_max_pending
+    amqp = is_amqp(settings.broker_url)
 
     def depth() -> int:
         from redis.exceptions import RedisError
@@ -145,7 +149,7 @@ def _gate(settings: Settings, queue: str, policy: str | None, timeout: float | N
         from textlstm.client.publisher import broker_error
 
         try:
-            return _depth()
+            return _amqp_depth() if amqp else _depth()
         except (RedisError, OSError) as exc:  # one line, as when the send itself fails
             raise broker_error(settings, f"read the depth of queue {queue!r}", exc) from None
 
@@ -158,8 +162,22 @@ def _gate(settings: Settings, queue: str, policy: str | None, timeout: float | N
         finally:
             client.close()
 
-    if limit and not is_redis_url(settings.broker_url):
-        raise ConfigError("TEXTLSTM_QUEUE_MAX_PENDING needs a Redis broker (it reads LLEN)")
+    def _amqp_depth() -> int:
+        from textlstm.broker_options import amqp_queue_depths
+
+        try:
+            return amqp_queue_depths(
+                settings.broker_url, [queue], settings.broker_transport_options
+            )[queue]
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - kombu's and py-amqp's are no OSError
+            raise OSError(str(exc)) from exc
+
+    if limit and not (amqp or is_redis_url(settings.broker_url)):
+        raise ConfigError(
+            "TEXTLSTM_QUEUE_MAX_PENDING needs a Redis or RabbitMQ broker (it reads the queue depth)"
+        )
     return Gate(
         queue=queue,
         limit=limit,

@@ -15,9 +15,10 @@ once:
   id; an envelope's is random (its parts are identified inside it);
 - every message of a call on one producer from the pool (`producer_or_acquire`), each send
   retried twice within about a second, as fast as the backpressure `Gate` admits them;
-- on Redis Sentinel (`sentinel://`): the Sentinels are asked once per process who the master
-  is before the first send (`sentinels_answer`), so a wrong or dead Sentinel set is one
-  BrokerError at once rather than after the failover retries; each send is retried for up to
+- on Redis Sentinel (`sentinel://`) and RabbitMQ (`amqp://`) the broker is asked once per
+  process before the first send (`broker_answers`: who the master is; one AMQP handshake), so
+  a wrong or dead Sentinel set, a refused login or a missing vhost is one BrokerError at once
+  rather than a traceback after the retries; each send is retried for up to
   `broker_failover_timeout_s` (a failover takes the Sentinels' down-after-milliseconds plus the
   promotion), and a call returns only once `broker_wait_replicas` replicas hold what it sent
   (`confirm_replicated`, Redis `WAIT`): Redis replicates asynchronously, so without it the last
@@ -39,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from textlstm.broker_options import is_sentinel, probe_sentinels
+from textlstm.broker_options import is_amqp, is_sentinel, probe_broker
 from textlstm.client.backpressure import Gate
 from textlstm.client.celery_app import client_app
 from textlstm.errors import BrokerError
@@ -51,7 +52,7 @@ from textlstm.wire.queues import queue_for
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 
 #: (process id, broker URL) whose Sentinels answered: asked once per process.
-_sentinels_checked: set[tuple[int, str]] = set()
+_brokers_checked: set[tuple[int, str]] = set()
 
 
 def retry_policy(settings: Settings) -> dict[str, float]:
@@ -62,19 +63,21 @@ def retry_policy(settings: Settings) -> dict[str, float]:
     return {**RETRY_POLICY, "max_retries": max(2, math.ceil(settings.broker_failover_timeout_s))}
 
 
-def sentinels_answer(settings: Settings) -> None:
-    """On `sentinel://`, ask the Sentinels for the master once per process; BrokerError (one
-    line, naming the settings) when none answers or none knows `master_name`."""
-    if not is_sentinel(settings.broker_url):
+def broker_answers(settings: Settings) -> None:
+    """On `sentinel://`, ask the Sentinels for the master, on amqp:// open one AMQP connection,
+    once per process (`textlstm.broker_options.probe_broker`); BrokerError (one line, naming
+    the settings) when none answers, none knows `master_name`, or RabbitMQ refuses the login
+    or the vhost."""
+    if not (is_sentinel(settings.broker_url) or is_amqp(settings.broker_url)):
         return
     key = (os.getpid(), settings.broker_url)
-    if key in _sentinels_checked:
+    if key in _brokers_checked:
         return
     try:
-        probe_sentinels(settings.broker_url, settings.broker_transport_options)
+        probe_broker(settings.broker_url, settings.broker_transport_options)
     except ConnectionError as exc:
         raise BrokerError(f"broker {mask_url(settings.broker_url)}: {exc}") from None
-    _sentinels_checked.add(key)
+    _brokers_checked.add(key)
 
 
 def confirm_replicated(settings: Settings, producer: Any, what: str) -> None:
@@ -176,7 +179,7 @@ def publish(
 
     total = len(outgoing)
     policy = retry_policy(settings)
-    sentinels_answer(settings)
+    broker_answers(settings)
     try:
         app = client_app(settings)  # in the try: building it looks the broker's pool up
         with app.producer_or_acquire() as producer:

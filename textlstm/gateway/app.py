@@ -251,9 +251,16 @@ def _limited(rows: Iterator[ItemResult], limit: int | None) -> Iterator[ItemResu
 
 
 def _probe_broker(gw: Gateway) -> None:
+    """A Redis PING, or on amqp:// one AMQP handshake (a refused login or vhost is the one
+    line of `textlstm.broker_options.probe_amqp`, naming TEXTLSTM_BROKER_URL)."""
+    from textlstm.broker_options import is_amqp, probe_amqp
     from textlstm.wire.redis_layout import redis_client
 
-    client = redis_client(gw.settings.broker_url, timeout=HEALTH_TIMEOUT_S)
+    s = gw.settings
+    if is_amqp(s.broker_url):
+        probe_amqp(s.broker_url, s.broker_transport_options, timeout=HEALTH_TIMEOUT_S)
+        return
+    client = redis_client(s.broker_url, timeout=HEALTH_TIMEOUT_S)
     try:
         client.ping()
     finally:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from textlstm.broker_options import is_amqp, is_sentinel, probe_sentinels
+from textlstm.broker_options import is_amqp, is_sentinel, probe_broker
 from textlstm.ops import deadletters
 from textlstm.settings import Settings, mask_url
 from textlstm.wire.events import url_origin
@@ -60,7 +60,7 @@ def collect(
 ) -> FleetStatus:
     """Ask Redis, the workers (waiting up to `timeout` s for replies) and the database."""
     st = FleetStatus(broker=mask_url(settings.broker_url), database=mask_url(settings.database_url))
-    if _sentinels_answer(settings, st):
+    if _broker_answers(settings, st):
         _queues(settings, st)
         _workers(settings, st, timeout)
     _database(settings, st, now or datetime.now(UTC))
@@ -72,14 +72,15 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-def _sentinels_answer(settings: Settings, st: FleetStatus) -> bool:
-    """On `sentinel://`, ask the Sentinels for the master first: when none answers, that one
-    line is the broker's error (queues and workers would each report redis-py's long
-    MasterNotFoundError, after Celery's connection retries)."""
-    if not is_sentinel(settings.broker_url):
+def _broker_answers(settings: Settings, st: FleetStatus) -> bool:
+    """On `sentinel://` ask the Sentinels for the master first, on amqp:// open one AMQP
+    connection: when that fails, its one line (naming TEXTLSTM_BROKER_URL) is the broker's
+    error (queues and workers would each report redis-py's long MasterNotFoundError, or
+    py-amqp's reply, after Celery's connection retries)."""
+    if not (is_sentinel(settings.broker_url) or is_amqp(settings.broker_url)):
         return True
     try:
-        probe_sentinels(settings.broker_url, settings.broker_transport_options)
+        probe_broker(settings.broker_url, settings.broker_transport_options)
     except ConnectionError as exc:
         st.errors["broker"] = str(exc)
         return False
@@ -89,8 +90,8 @@ def _sentinels_answer(settings: Settings, st: FleetStatus) -> bool:
 def _queues(settings: Settings, st: FleetStatus) -> None:
     if is_amqp(settings.broker_url):
         # RabbitMQ: ready messages per queue (passive declare); no unacked count, no
-        # dead-letter list (textlstm.ops.amqp_depths).
-        from textlstm.ops.amqp_depths import amqp_queue_depths
+        # dead-letter list (textlstm.broker_options.amqp_queue_depths).
+        from textlstm.broker_options import amqp_queue_depths
 
         try:
             st.queues = amqp_queue_depths(

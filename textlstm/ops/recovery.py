@@ -16,21 +16,38 @@ again now rather than after the visibility timeout), else the producer's own inp
 Idempotent: predictions are keyed by (job, item index), so an item enqueued twice is stored once;
 a second `requeue` finds the first one's messages waiting in the queue and sends nothing.
 Broker payloads are decoded as JSON only: anything else is skipped, never unpickled.
+
+On RabbitMQ (amqp://) the same command means what AMQP allows (`RequeueReport.amqp`): the
+messages *waiting* in the job's queues are read with `basic.get` and put back unacked
+(`textlstm.ops.amqp_scan`); items found there are left alone. There is no `unacked` hash: a
+message delivered to a worker and not acked is invisible to any client, and RabbitMQ itself
+redelivers it when that worker's connection closes, so no item is re-sent "from an unacked
+copy". Items in no queue are re-sent from `--input` (published with confirms), else reported
+as not in any queue.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from textlstm.broker_options import is_amqp
 from textlstm.errors import ValidationError
 from textlstm.settings import Settings
 from textlstm.store.jobs import get_job
 from textlstm.store.results import missing_indexes
-from textlstm.wire.messages import ClassifyMessage, Item, Limits, parse_message, split_items
+from textlstm.wire.messages import (
+    ClassifyMessage,
+    Item,
+    Limits,
+    parse_body,
+    parse_message,
+    split_items,
+)
 from textlstm.wire.queues import consume_order
 from textlstm.wire.redis_layout import (
     UNACKED_KEY,
@@ -61,6 +78,9 @@ class RequeueReport:
     from_input: int = 0  # re-sent from the producer's input file
     lost: list[int] = field(default_factory=list)  # no copy anywhere
     messages_sent: int = 0
+    #: On RabbitMQ: no unacked copies to read (the broker redelivers them itself), so `lost`
+    #: means "in no queue" (possibly held by a live worker, or lost).
+    amqp: bool = False
 
     @property
     def sent(self) -> int:
@@ -98,6 +118,60 @@ def broker_copies(
             yield BrokerCopy("unacked", str(entry[2]), msg)
 
 
+def decode_amqp(content_type: str, body: bytes, limits: Limits) -> list[ClassifyMessage]:
+    """The textlstm messages of one AMQP message body (a Celery protocol-2 JSON body whose one
+    argument is a version 1 message or a version 2 envelope); [] for anything else. JSON only."""
+    if content_type != "application/json":
+        return []
+    try:
+        return list(parse_body(json.loads(body)[0][0], limits=limits).messages)
+    except Exception:  # noqa: BLE001 - not ours, or unreadable: skipped
+        return []
+
+
+def amqp_copies(settings: Settings, job_id: uuid.UUID, *, limits: Limits) -> list[BrokerCopy]:
+    """The messages of `job_id` waiting in its queues on RabbitMQ (`textlstm.ops.amqp_scan`),
+    each put back on its queue. BrokerError (one line, naming TEXTLSTM_BROKER_URL) when the
+    broker refuses the login or the vhost, or does not answer."""
+    from textlstm.broker_options import probe_amqp
+    from textlstm.client.publisher import broker_error
+    from textlstm.ops.amqp_scan import waiting_messages
+
+    doing = f"read the broker's copies of job {job_id}"
+    try:
+        probe_amqp(settings.broker_url, settings.broker_transport_options)
+        found = waiting_messages(
+            settings.broker_url, consume_order(settings.queue), settings.broker_transport_options
+        )
+    except Exception as exc:  # noqa: BLE001 - one line, as when the re-send itself fails
+        raise broker_error(settings, doing, exc) from None
+    return [
+        BrokerCopy("queued", w.queue, msg)
+        for w in found
+        for msg in decode_amqp(w.content_type, w.body, limits)
+        if msg.job_id == job_id
+    ]
+
+
+def redis_copies(settings: Settings, job_id: uuid.UUID, *, limits: Limits) -> list[BrokerCopy]:
+    """The messages of `job_id` in its Redis queues and the unacked hash (`broker_copies`);
+    BrokerError (one line) when Redis cannot be read."""
+    from redis.exceptions import RedisError
+
+    from textlstm.client.publisher import broker_error
+
+    try:
+        client = broker_client(settings)
+        try:
+            return list(
+                broker_copies(client, job_id, queues=consume_order(settings.queue), limits=limits)
+            )
+        finally:
+            client.close()
+    except (RedisError, OSError) as exc:  # one line, as when the re-send itself fails
+        raise broker_error(settings, f"read the broker's copies of job {job_id}", exc) from None
+
+
 def requeue_job(
     job_id: uuid.UUID,
     *,
@@ -114,7 +188,9 @@ def requeue_job(
         missing = missing_indexes(session=session, job=job)
         status, expected, model_ref = job.status, job.expected_count, job.model_ref
         metadata, submitted_at = job.meta, job.submitted_at
-    report = RequeueReport(job_id, status, expected, len(missing))
+    report = RequeueReport(
+        job_id, status, expected, len(missing), amqp=is_amqp(settings.broker_url)
+    )
     if not missing:
         return report
     if input_texts is not None and len(input_texts) != expected:
@@ -122,20 +198,12 @@ def requeue_job(
             f"--input has {len(input_texts)} text(s) but job {job_id} has {expected} items: "
             "give the exact file the job was submitted from"
         )
-    from redis.exceptions import RedisError
+    from textlstm.client.publisher import publish_messages
 
-    from textlstm.client.publisher import broker_error, publish_messages
-
-    try:
-        client = broker_client(settings)
-        try:
-            copies = list(
-                broker_copies(client, job_id, queues=consume_order(settings.queue), limits=limits)
-            )
-        finally:
-            client.close()
-    except (RedisError, OSError) as exc:  # one line, as when the re-send itself fails
-        raise broker_error(settings, f"read the broker's copies of job {job_id}", exc) from None
+    if report.amqp:
+        copies = amqp_copies(settings, job_id, limits=limits)
+    else:
+        copies = redis_copies(settings, job_id, limits=limits)
     wanted = set(missing)
     waiting = {i.index for c in copies if c.where == "queued" for i in c.message.items}
     report.waiting = len(wanted & waiting)
