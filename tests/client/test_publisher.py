@@ -14,6 +14,8 @@ import ast
 import base64
 import json
 import re
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -86,7 +88,15 @@ def test_one_app_per_broker_url(redis_url: str) -> None:
     for app in (a, other):
         assert app.conf.task_serializer == "json" and list(app.conf.accept_content) == ["json"]
         assert app.conf.result_backend is None and app.conf.task_ignore_result
-    assert a.tasks.get(TASK_NAME) is None  # sent by name: the client registers no task
+    # Sent by name: the client registers no task. Asked in a fresh interpreter, because a
+    # test process that imported worker.tasks has Celery's shared task on every app it makes.
+    probe = (
+        "from textlstm.client.celery_app import client_app; from textlstm.settings import "
+        "Settings; app = client_app(Settings(broker_url='redis://127.0.0.1:1/0', "
+        f"_env_file=None)); app.finalize(); print({TASK_NAME!r} in app.tasks)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
 
 
 def _decoded(redis_client: Any, queue: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
