@@ -29,7 +29,10 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def gateway(worker_env: dict[str, str], tmp_path: Path) -> Iterator[GatewayProcess]:
-    env = {**worker_env, "TEXTLSTM_API_TOKENS": f"{hash_token(TOKEN)}:submit"}
+    # The token's entry from a file, as the compose service reads it from a Docker secret.
+    tokens = tmp_path / "api-tokens"
+    tokens.write_text(f"# e2e\n{hash_token(TOKEN)}:submit\n", encoding="utf-8")
+    env = {**worker_env, "TEXTLSTM_API_TOKENS_FILE": str(tokens)}
     g = GatewayProcess(env, tmp_path / "gateway.log", free_port())
     try:
         yield g.start()
@@ -113,3 +116,4 @@ def test_submit_over_http_results_over_http_equal_the_cli(
     assert shown == json.loads(cli_show)
     assert "textlstm_gateway_items_submitted_total 701.0" in metrics
     assert TOKEN not in gateway.log()  # the token is never logged
+

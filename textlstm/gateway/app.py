@@ -48,7 +48,7 @@ from textlstm.errors import (
     TextlstmError,
     ValidationError,
 )
-from textlstm.gateway.auth import TokenEntry, allows, authenticate, parse_tokens
+from textlstm.gateway.auth import TokenEntry, allows, authenticate
 from textlstm.gateway.metrics import GatewayMetrics
 from textlstm.gateway.requests import (
     FORMATS,
@@ -129,7 +129,7 @@ class Gateway:
         from textlstm.store.db import make_engine, make_session_factory
 
         self.settings = settings
-        self.tokens: tuple[TokenEntry, ...] = parse_tokens(settings.api_tokens)
+        self.tokens: tuple[TokenEntry, ...] = settings.api_token_entries  # env var + file
         # One engine per process (uvicorn's factory runs in each worker, after the fork): a
         # request borrows a pooled connection instead of connecting (bench/results/gateway.md).
         # The pool is sized for Starlette's thread pool (40 threads) without exhausting the
@@ -153,7 +153,8 @@ class Gateway:
             if not self.tokens:
                 raise ApiError(
                     401,
-                    "no API tokens are configured on this gateway (TEXTLSTM_API_TOKENS)",
+                    "no API tokens are configured on this gateway "
+                    "(TEXTLSTM_API_TOKENS, TEXTLSTM_API_TOKENS_FILE)",
                     field="Authorization",
                     headers=challenge,
                 )
