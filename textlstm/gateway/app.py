@@ -64,6 +64,7 @@ from textlstm.gateway.requests import (
     request_field,
     submit_schema,
 )
+from textlstm.gateway.responses import Accepted, BatchAccepted, CancelDoc, JobDoc
 from textlstm.settings import Settings, get_settings, mask_url
 from textlstm.wire.messages import Limits
 from textlstm.wire.refs import ALIAS_RE, NAME_RE, VERSION_RE
@@ -358,7 +359,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         },
         responses={
-            202: {"description": "Accepted: the job id and where to follow it."},
+            202: {"model": Accepted, "description": "Accepted: the job id and where to follow it."},
             **errors(*_V1, 413, 415, 429),
         },
     )
@@ -417,7 +418,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         },
         responses={
-            202: {"description": "Accepted: each job's id, in the order sent."},
+            202: {
+                "model": BatchAccepted,
+                "description": "Accepted: each job's id, in the order sent.",
+            },
             **errors(*_V1, 413, 415, 429),
         },
     )
@@ -469,7 +473,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/v1/jobs/{job_id}",
         tags=["jobs"],
         summary="A job's status, counts and timings",
-        responses=errors(*_V1, 404),
+        response_model=None,
+        responses={200: {"model": JobDoc, "description": "The job."}, **errors(*_V1, 404)},
     )
     async def job_status(job_id: uuid.UUID, _: TokenEntry = Depends(read)) -> dict[str, Any]:  # noqa: B008
         """The document `textlstm-admin jobs show --json` prints."""
@@ -516,7 +521,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/v1/jobs/{job_id}/cancel",
         tags=["jobs"],
         summary="Cancel a job",
-        responses=errors(*_V1, 404),
+        response_model=None,
+        responses={200: {"model": CancelDoc, "description": "What it did."}, **errors(*_V1, 404)},
     )
     async def cancel_job(job_id: uuid.UUID, _: TokenEntry = Depends(submit)) -> dict[str, Any]:  # noqa: B008
         """`Client.cancel`: idempotent; `changed` is false when the job was already final."""
