@@ -24,7 +24,6 @@ import io
 import itertools
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -49,6 +48,7 @@ from textlstm.errors import (
     ValidationError,
 )
 from textlstm.gateway.auth import TokenEntry, allows, authenticate
+from textlstm.gateway.guard import Guard
 from textlstm.gateway.metrics import GatewayMetrics
 from textlstm.gateway.requests import (
     FORMATS,
@@ -301,32 +301,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     read, submit = gw.require("read"), gw.require("submit")
     limits = Limits.from_settings(gw.settings)
 
-    @app.middleware("http")
-    async def guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """Request id, metrics, and the catch-all: an unexpected exception is logged here
-        with the request id and answered 500 with that id alone."""
-        request_id = uuid.uuid4().hex
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:  # noqa: BLE001 - the one place a bug is turned into a 500
-            log.exception("request %s %s %s failed", request_id, request.method, request.url.path)
-            response = JSONResponse(
-                error_body(None, "internal error; quote the request id to the operator",
-                           request_id),
-                status_code=500,
-            )  # fmt: skip
-        response.headers["X-Request-Id"] = request_id
-        route = request.scope.get("route")
-        gw.metrics.observe(
-            request.method,
-            getattr(route, "path", "unmatched"),
-            response.status_code,
-            time.perf_counter() - start,
-        )
-        return response
+    app.add_middleware(Guard, metrics=gw.metrics)  # request id, metrics, the bare 500
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
