@@ -477,14 +477,14 @@ class Client:
         return {m.model for m in messages if m.model in self.known_refs}
 
     def _record_job(self, first: ClassifyMessage) -> None:
-        from textlstm.store.jobs import ensure_job
+        from textlstm.store.jobs import record_job
         from textlstm.store.registry import resolve
 
         with self.session() as session:
             if first.model not in self.known_refs:
                 resolve(session=session, ref=first.model)  # unknown model: refuse before sending
                 self.known_refs.add(first.model)
-            ensure_job(
+            record_job(
                 session=session,
                 job_id=first.job_id,
                 model_ref=first.model,
