@@ -404,7 +404,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """`Client.submit_many`: every job validated as `POST /v1/jobs` validates one, then
         all rows written in one statement and published as envelopes in one broker round
         trip. All or nothing: one invalid job refuses the batch (422, `jobs[i].<field>`).
-        One request per job costs ~2.5 ms of gateway CPU; a batch amortises it (docs/gateway.md)."""
+        One request per job costs ~2 ms of gateway CPU; a batch amortises it (docs/gateway.md)."""
         if not is_json(request.headers.get("content-type")):
             raise ApiError(415, "send the jobs as application/json", field="Content-Type")
         doc = decode_json(await read_body(request, gw.settings.api_max_body_bytes))

@@ -73,7 +73,7 @@ def record_job(
 
     A row this call inserted agrees by construction, so only an existing one is read back and
     checked (a reused job id is the same error): the common case is one statement, not an
-    INSERT and an ORM load (a quarter of a gateway request's CPU, docs/gateway.md).
+    INSERT and an ORM load of the row (docs/gateway.md, "Measured").
     """
     created = _insert_job(session, job_id, model_ref, expected, metadata, submitted_at,
                           webhook_url)  # fmt: skip
