@@ -3,6 +3,11 @@ Python producers on the same services in the same run.
 
     python bench/gateway.py                       # 15 s per run, PostgreSQL, 2 gateway workers
     python bench/gateway.py --seconds 3 --out /tmp/gateway_quick
+    python bench/gateway.py --before OLD.json --before-note "what OLD.json ran"   # + before/after
+
+--before takes the .json of an earlier run (of the code before a change, run on the same machine
+just before this one: the numbers move with the machine's load) and adds a before/after table of
+the gateway's rows to the results.
 
 A private Redis (no append-only file) and a throwaway PostgreSQL database get one registered
 model. Then, each for --seconds, on loopback:
@@ -150,6 +155,28 @@ def _shown(path: Path) -> str:
         return path.name
 
 
+def before_after(
+    before: dict[str, Any], after: dict[str, Any], note: str, batch_size: int
+) -> list[str]:
+    """The gateway's rows of an earlier run (`before`) beside this one's, as Markdown."""
+    md = [
+        "",
+        f"Before ({note or 'an earlier run'}) and after, run one after the other on this machine:",
+        "",
+        "| gateway | jobs/s before → after | p50 ms | p99 ms | gateway CPU ms per request |",
+        "|---|---|---|---|---|",
+    ]
+    names = {"gateway": "`POST /v1/jobs`", "gateway batch": f"`:batch`, {batch_size} a request"}
+    for key, label in names.items():
+        b, a = before[key], after[key]
+        md.append(
+            f"| {label} | {b['jobs_per_s']} → {a['jobs_per_s']} | {b['p50_ms']} → {a['p50_ms']} "
+            f"| {b['p99_ms']} → {a['p99_ms']} | {b['server_cpu_ms_per_request']} → "
+            f"{a['server_cpu_ms_per_request']} |"
+        )
+    return md
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=15.0)
@@ -163,7 +190,10 @@ def main() -> None:
         ),
     )
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "gateway")
+    ap.add_argument("--before", type=Path, help="an earlier run's .json: add a before/after table")
+    ap.add_argument("--before-note", default="", help="what the --before run measured")
     args = ap.parse_args()
+    before = json.loads(args.before.read_text())["runs"] if args.before else None
 
     with tempfile.TemporaryDirectory() as tmp, throwaway_database(args.pg_admin_url) as db:
         work = Path(tmp)
@@ -209,8 +239,10 @@ def main() -> None:
     doc = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                     "platform": platform.platform()},
-        "config": vars(args) | {"out": _shown(args.out)},
+        "config": vars(args) | {"out": _shown(args.out),
+                                "before": _shown(args.before) if args.before else None},
         "runs": runs,
+        "before": before,
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
@@ -237,6 +269,8 @@ def main() -> None:
         f"{k['p50_ms']} | {k['p99_ms']} | one thread: a gateway request without HTTP |",
         f"| `Producer`, linger 5 ms | {p['jobs_per_s']} | | | jobs coalesced into envelopes |",
     ]
+    if before is not None:
+        md += before_after(before, runs, args.before_note, args.batch_size)
     args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -16,7 +16,7 @@ import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pydantic
@@ -37,6 +37,9 @@ from textlstm.errors import SettingsError, ValidationError
 from textlstm.gc_tuning import DEFAULT_THRESHOLD
 from textlstm.urlcheck import check_broker_url, check_database_url
 from textlstm.wire.limits import INT32_MAX, JOB_ITEMS_MAX
+
+if TYPE_CHECKING:
+    from textlstm.gateway.auth import TokenEntry
 
 _SECRET_QUERY_KEYS = {"password", "pass", "pwd", "secret", "token", "sslpassword"}
 
@@ -88,6 +91,9 @@ class Settings(BaseSettings):
         # SettingsError built from it (below) shows values masked.
         hide_input_in_errors=True,
     )
+
+    #: TEXTLSTM_API_TOKENS_FILE's entries, read once with the settings (api_token_entries).
+    _file_tokens: tuple[TokenEntry, ...] = pydantic.PrivateAttr(default=())
 
     def __init__(self, **values: Any) -> None:
         """Read the settings as BaseSettings does, but report every mistake as one
@@ -284,8 +290,14 @@ class Settings(BaseSettings):
     #: Who may call the gateway's `/v1` endpoints: `<sha256 hex of a token>:<scope>` entries
     #: separated by commas, scope `read` (status, results, models) or `submit` (also submit
     #: and cancel). Only digests are stored: `textlstm-admin api-token` makes a token and its
-    #: entry. Empty: every `/v1` request is refused (401); `/healthz` and `/metrics` stay open.
+    #: entry. With neither this nor TEXTLSTM_API_TOKENS_FILE, every `/v1` request is refused
+    #: (401); `/healthz` and `/metrics` stay open.
     api_tokens: str = Field(default="", repr=False)
+    #: A file of the same entries, one a line (blank lines and `#` comments allowed), such as
+    #: a Docker secret. Its entries are added to TEXTLSTM_API_TOKENS's (a token in either is
+    #: admitted). Read once when the settings are read: a bad line stops the gateway with the
+    #: file's name and the line's number (never its text); restart it after editing the file.
+    api_tokens_file: Path | None = None
     #: Largest request body the gateway reads, in bytes; a longer one is refused with 413
     #: before it is read (by its Content-Length, and by counting as it streams in).
     api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=INT32_MAX)
@@ -384,6 +396,20 @@ class Settings(BaseSettings):
         parse_tokens(value)  # ValueError names the entry by position, never its digest
         return value
 
+    @model_validator(mode="after")
+    def _read_api_tokens_file(self) -> Settings:
+        """Read and check the tokens file now, so a mistake stops the process at start-up."""
+        if self.api_tokens_file is not None:
+            self._file_tokens = _read_token_file(self.api_tokens_file)
+        return self
+
+    @property
+    def api_token_entries(self) -> tuple[TokenEntry, ...]:
+        """Every token the gateway admits: TEXTLSTM_API_TOKENS's entries, then the file's."""
+        from textlstm.gateway.auth import parse_tokens
+
+        return (*parse_tokens(self.api_tokens), *self._file_tokens)
+
     @field_validator("worker_device")
     @classmethod
     def _device_spec(cls, value: str) -> str:
@@ -433,13 +459,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must be more than 0 (unset it to turn purging off), got {value!r}")
         return after
 
-    @field_validator("worker_stats_dir", mode="before")
+    @field_validator("worker_stats_dir", "api_tokens_file", mode="before")
     @classmethod
     def _empty_is_off(cls, value: Any) -> Any:
         """`TEXTLSTM_WORKER_STATS_DIR=` (empty) means off, not the working directory."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("model_cache_dir", "worker_stats_dir")
+    @field_validator("model_cache_dir", "worker_stats_dir", "api_tokens_file")
     @classmethod
     def _expand_home(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
@@ -493,6 +519,24 @@ def _check_env_files(env_file: Any, encoding: str | None) -> None:
             ) from None
         except OSError as exc:
             raise SettingsError([f"{where}: cannot read it ({exc.strerror or exc})"]) from None
+
+
+def _read_token_file(path: Path) -> tuple[TokenEntry, ...]:
+    """TEXTLSTM_API_TOKENS_FILE's entries; ValueError (one line, naming the variable, the file
+    and the line) when it cannot be read or a line is not an entry."""
+    from textlstm.gateway.auth import parse_token_lines
+
+    where = f"TEXTLSTM_API_TOKENS_FILE: {path}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        return parse_token_lines(text)
+    except ValueError as exc:
+        raise ValueError(f"{where}, {exc}") from None
 
 
 def _shown(field: str, value: Any) -> str:

@@ -29,7 +29,10 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def gateway(worker_env: dict[str, str], tmp_path: Path) -> Iterator[GatewayProcess]:
-    env = {**worker_env, "TEXTLSTM_API_TOKENS": f"{hash_token(TOKEN)}:submit"}
+    # The token's entry from a file, as the compose service reads it from a Docker secret.
+    tokens = tmp_path / "api-tokens"
+    tokens.write_text(f"# e2e\n{hash_token(TOKEN)}:submit\n", encoding="utf-8")
+    env = {**worker_env, "TEXTLSTM_API_TOKENS_FILE": str(tokens)}
     g = GatewayProcess(env, tmp_path / "gateway.log", free_port())
     try:
         yield g.start()
@@ -113,3 +116,48 @@ def test_submit_over_http_results_over_http_equal_the_cli(
     assert shown == json.loads(cli_show)
     assert "textlstm_gateway_items_submitted_total 701.0" in metrics
     assert TOKEN not in gateway.log()  # the token is never logged
+
+
+@BOTH
+def test_batch_over_http_each_jobs_results_equal_the_cli(
+    topics: dict,
+    workers: Callable[..., WorkerProc],
+    gateway: GatewayProcess,
+    worker_env: dict[str, str],
+    session_factory: sessionmaker[Session],
+) -> None:
+    """`POST /v1/jobs:batch` with jobs of several sizes, models and priorities: each is
+    classified once and its results over HTTP, in both formats, are what the CLI prints."""
+    workers()
+    sizes = [300, 1, 57, 120]
+    batch = [
+        {"items": [{"id": f"a-{i}", "text": t} for i, t in enumerate(texts(sizes[0], seed=1))],
+         "model": "topics@production", "metadata": {"n": 0}},
+        {"texts": texts(sizes[1], seed=2), "model": "topics", "priority": "high"},
+        {"texts": texts(sizes[2], seed=3), "model": "topics@2", "priority": "bulk"},
+        {"texts": texts(sizes[3], seed=4), "model": "topics@1", "job_id": str(uuid.uuid4())},
+    ]  # fmt: skip
+    with httpx.Client(base_url=gateway.url, headers=AUTH, timeout=30) as http:
+        r = http.post("/v1/jobs:batch", json={"jobs": batch})
+        assert r.status_code == 202, r.text
+        accepted = r.json()["jobs"]
+        assert [a["items"] for a in accepted] == sizes
+        jobs = [a["job_id"] for a in accepted]
+        assert jobs[3] == batch[3]["job_id"]  # a given id is kept
+        docs = [_wait_final(http, job) for job in jobs]
+        jsonl = [http.get(a["results_url"]).text for a in accepted]
+        csv_ = [http.get(a["results_url"], params={"format": "csv"}).text for a in accepted]
+
+    assert [(d["status"], d["ok"], d["expected"]) for d in docs] == [("done", n, n) for n in sizes]
+    assert [d["model"] for d in docs] == ["topics@1", "topics@1", "topics@2", "topics@1"]
+    assert docs[0]["metadata"] == {"n": 0}
+    assert_exactly_once(
+        session_factory, {uuid.UUID(j): n for j, n in zip(jobs, sizes, strict=True)}
+    )
+    for job, n, got_jsonl, got_csv in zip(jobs, sizes, jsonl, csv_, strict=True):
+        assert len(got_jsonl.splitlines()) == n
+        assert got_jsonl == _admin(worker_env, "results", job, "--format", "jsonl"), job
+        assert got_csv.replace("\r\n", "\n") == _admin(
+            worker_env, "results", job, "--format", "csv"
+        ).replace("\r\n", "\n"), job
+    assert '"external_id": "a-0"' in jsonl[0]

@@ -369,6 +369,29 @@ def test_a_bug_is_a_500_with_a_request_id_and_no_trace(
     assert READ_TOKEN not in caplog.text
 
 
+def test_every_response_has_its_own_request_id_and_is_counted_by_route(
+    api: TestClient, rows_job: uuid.UUID
+) -> None:
+    """The middleware (textlstm.gateway.guard): refusals, a streamed body and an unknown path
+    all carry an X-Request-Id, each a new one, and land in the metrics under their route."""
+    responses = [
+        api.get("/v1/models", headers=READ),  # 200
+        api.get("/v1/models"),  # 401 from the auth dependency
+        api.get(f"/v1/jobs/{rows_job}/results?limit=3", headers=READ),  # streamed
+        api.get("/no/such/path"),  # 404 with no route
+    ]
+    ids = [r.headers["x-request-id"] for r in responses]
+    assert all(len(i) == 32 for i in ids) and len(set(ids)) == len(ids)
+    assert len(responses[2].text.splitlines()) == 3
+    text = api.get("/metrics").text
+    for line in (
+        'method="GET",route="/v1/models",status="401"',
+        'method="GET",route="/v1/jobs/{job_id}/results",status="200"',
+        'method="GET",route="unmatched",status="404"',
+    ):
+        assert f"textlstm_gateway_requests_total{{{line}}} 1.0" in text, line
+
+
 def test_openapi_lists_every_endpoint(api: TestClient) -> None:
     spec = api.get("/openapi.json").json()
     assert set(spec["paths"]) == {

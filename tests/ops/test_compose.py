@@ -207,13 +207,47 @@ def test_every_textlstm_command_in_the_file_exists(compose: dict[str, Any]) -> N
 
 
 def test_the_gateway_service(compose: dict[str, Any]) -> None:
-    """The HTTP gateway: after the migration, health-checked on /healthz, its tokens (digests
-    only) from the environment and never defaulted to a value, and an image with the api
-    extra."""
+    """The HTTP gateway: after the migration, health-checked on /healthz, and an image with
+    the api extra."""
     g = compose["services"]["gateway"]
     assert g["command"][0] == "serve-api"
     assert g["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert "/healthz" in g["healthcheck"]["test"][-1]
-    assert g["environment"]["TEXTLSTM_API_TOKENS"] == "${TEXTLSTM_API_TOKENS:-}"
     extras = re.search(r'^ARG EXTRAS="([^"]+)"', (ROOT / "Dockerfile").read_text(), flags=re.M)
     assert extras and "api" in extras.group(1).split(",")
+
+
+def test_the_gateway_reads_its_tokens_from_a_docker_secret(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """TEXTLSTM_API_TOKENS_FILE names where compose mounts the `api_tokens` secret (a file on
+    the host, kept out of git and of the build context); no token entry is in the
+    environment. A file made as docs/gateway.md says (`api-token`'s entry line) admits the
+    token it printed."""
+    from textlstm.gateway.auth import authenticate
+    from textlstm.settings import Settings
+    from textlstm.testing.processes import CLI
+
+    g = compose["services"]["gateway"]
+    assert "TEXTLSTM_API_TOKENS" not in g["environment"]
+    (secret,) = g["secrets"]
+    name = secret if isinstance(secret, str) else secret["source"]
+    target = name if isinstance(secret, str) else secret.get("target", name)
+    assert g["environment"]["TEXTLSTM_API_TOKENS_FILE"] == f"/run/secrets/{target}"
+    source = compose["secrets"][name]["file"]
+    default = re.fullmatch(r"\$\{[A-Z_]+:-(\./[^}]+)\}", source)
+    assert default, f"the secret's file should default to a path in the repository: {source}"
+    top = default.group(1).removeprefix("./").split("/")[0]
+    assert f"/{top}/" in (ROOT / ".gitignore").read_text().split()
+    assert top in (ROOT / ".dockerignore").read_text().split()
+
+    made = subprocess.run(
+        [*CLI, "api-token", "--scope", "submit"], capture_output=True, text=True, timeout=60
+    )
+    assert made.returncode == 0, made.stderr
+    fields = dict(line.split(None, 1) for line in made.stdout.splitlines())
+    file = tmp_path / "api-tokens"
+    file.write_text(f"# made by api-token\n{fields['entry']}\n")
+    settings = Settings(api_tokens_file=file, _env_file=None)  # type: ignore[call-arg]
+    entry = authenticate(fields["token"], settings.api_token_entries)
+    assert entry is not None and entry.scope == "submit"

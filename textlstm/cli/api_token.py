@@ -18,7 +18,8 @@ import click
 def api_token(scope: str) -> None:
     """Print a new random gateway token, then its TEXTLSTM_API_TOKENS entry (the token's
     sha256 and scope: only that is stored). Give the token to the client; append the entry to
-    TEXTLSTM_API_TOKENS (comma-separated) and restart the gateway."""
+    TEXTLSTM_API_TOKENS (comma-separated) or as a line to TEXTLSTM_API_TOKENS_FILE (a Docker
+    secret), and restart the gateway."""
     from textlstm.gateway.auth import hash_token, new_token
 
     token = new_token()

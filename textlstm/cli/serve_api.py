@@ -25,20 +25,22 @@ import click
 def serve_api(host: str, port: int, workers: int, log_level: str) -> None:
     """Serve the HTTP API: submit jobs, follow them, read results, list models.
 
-    Needs TEXTLSTM_BROKER_URL and TEXTLSTM_DATABASE_URL, and TEXTLSTM_API_TOKENS for any /v1
-    request to be admitted (docs/gateway.md). No model is loaded: the gateway needs neither
-    torch nor a GPU.
+    Needs TEXTLSTM_BROKER_URL and TEXTLSTM_DATABASE_URL, and TEXTLSTM_API_TOKENS or
+    TEXTLSTM_API_TOKENS_FILE for any /v1 request to be admitted (docs/gateway.md). No model
+    is loaded: the gateway needs neither torch nor a GPU.
     """
     import uvicorn
 
-    from textlstm.gateway.auth import parse_tokens
     from textlstm.settings import get_settings
 
-    settings = get_settings()  # a settings mistake is one line here, not one per worker
-    if not parse_tokens(settings.api_tokens):
+    # A settings mistake (a bad line in TEXTLSTM_API_TOKENS_FILE included) is one line here,
+    # not one per worker.
+    settings = get_settings()
+    if not settings.api_token_entries:
         click.echo(
-            "warning: TEXTLSTM_API_TOKENS is empty: every /v1 request will be refused (401); "
-            "make a token with `textlstm-admin api-token`",
+            "warning: no API tokens (TEXTLSTM_API_TOKENS and TEXTLSTM_API_TOKENS_FILE are "
+            "empty): every /v1 request will be refused (401); make a token with "
+            "`textlstm-admin api-token`",
             err=True,
         )
     uvicorn.run(

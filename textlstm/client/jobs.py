@@ -26,6 +26,7 @@ from typing import Any
 
 from textlstm.broker_options import is_amqp
 from textlstm.client.backpressure import Gate
+from textlstm.client.known_refs import KnownRefs
 from textlstm.client.publisher import publish_messages
 from textlstm.errors import ConfigError, NotFoundError, ValidationError
 from textlstm.settings import Settings, get_settings
@@ -352,6 +353,9 @@ class Client:
     ) -> None:
         self.settings = settings or get_settings()
         self.session_factory = session_factory
+        # References found registered lately: one job after another to the same model costs
+        # no lookup (only the check is cached; the worker resolves the reference itself).
+        self.known_refs = KnownRefs()
 
     @contextmanager
     def session(self) -> Iterator[Any]:
@@ -478,21 +482,27 @@ class Client:
             for m in messages
         }
         with self.session() as session:
-            for ref in sorted({m.model for m in messages}):
+            for ref in sorted({m.model for m in messages} - self._known(messages)):
                 try:
                     resolve(session=session, ref=ref)  # unknown model: refuse before enqueueing
                 except NotFoundError as exc:
                     first = min(order.index(j) for j, r in rows.items() if r["model_ref"] == ref)
                     raise ValidationError(str(exc), field=f"jobs[{first}].model") from None
+                self.known_refs.add(ref)
             add_jobs(session=session, jobs=list(rows.values()))
 
+    def _known(self, messages: list[ClassifyMessage]) -> set[str]:
+        return {m.model for m in messages if m.model in self.known_refs}
+
     def _record_job(self, first: ClassifyMessage) -> None:
-        from textlstm.store.jobs import ensure_job
+        from textlstm.store.jobs import record_job
         from textlstm.store.registry import resolve
 
         with self.session() as session:
-            resolve(session=session, ref=first.model)  # unknown model: refuse before enqueueing
-            ensure_job(
+            if first.model not in self.known_refs:
+                resolve(session=session, ref=first.model)  # unknown model: refuse before sending
+                self.known_refs.add(first.model)
+            record_job(
                 session=session,
                 job_id=first.job_id,
                 model_ref=first.model,

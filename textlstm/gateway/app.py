@@ -24,7 +24,6 @@ import io
 import itertools
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -48,7 +47,8 @@ from textlstm.errors import (
     TextlstmError,
     ValidationError,
 )
-from textlstm.gateway.auth import TokenEntry, allows, authenticate, parse_tokens
+from textlstm.gateway.auth import TokenEntry, allows, authenticate
+from textlstm.gateway.guard import Guard
 from textlstm.gateway.metrics import GatewayMetrics
 from textlstm.gateway.requests import (
     FORMATS,
@@ -64,6 +64,7 @@ from textlstm.gateway.requests import (
     request_field,
     submit_schema,
 )
+from textlstm.gateway.responses import Accepted, BatchAccepted, CancelDoc, JobDoc
 from textlstm.settings import Settings, get_settings, mask_url
 from textlstm.wire.messages import Limits
 from textlstm.wire.refs import ALIAS_RE, NAME_RE, VERSION_RE
@@ -129,7 +130,7 @@ class Gateway:
         from textlstm.store.db import make_engine, make_session_factory
 
         self.settings = settings
-        self.tokens: tuple[TokenEntry, ...] = parse_tokens(settings.api_tokens)
+        self.tokens: tuple[TokenEntry, ...] = settings.api_token_entries  # env var + file
         # One engine per process (uvicorn's factory runs in each worker, after the fork): a
         # request borrows a pooled connection instead of connecting (bench/results/gateway.md).
         # The pool is sized for Starlette's thread pool (40 threads) without exhausting the
@@ -153,7 +154,8 @@ class Gateway:
             if not self.tokens:
                 raise ApiError(
                     401,
-                    "no API tokens are configured on this gateway (TEXTLSTM_API_TOKENS)",
+                    "no API tokens are configured on this gateway "
+                    "(TEXTLSTM_API_TOKENS, TEXTLSTM_API_TOKENS_FILE)",
                     field="Authorization",
                     headers=challenge,
                 )
@@ -306,32 +308,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     read, submit = gw.require("read"), gw.require("submit")
     limits = Limits.from_settings(gw.settings)
 
-    @app.middleware("http")
-    async def guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """Request id, metrics, and the catch-all: an unexpected exception is logged here
-        with the request id and answered 500 with that id alone."""
-        request_id = uuid.uuid4().hex
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:  # noqa: BLE001 - the one place a bug is turned into a 500
-            log.exception("request %s %s %s failed", request_id, request.method, request.url.path)
-            response = JSONResponse(
-                error_body(None, "internal error; quote the request id to the operator",
-                           request_id),
-                status_code=500,
-            )  # fmt: skip
-        response.headers["X-Request-Id"] = request_id
-        route = request.scope.get("route")
-        gw.metrics.observe(
-            request.method,
-            getattr(route, "path", "unmatched"),
-            response.status_code,
-            time.perf_counter() - start,
-        )
-        return response
+    app.add_middleware(Guard, metrics=gw.metrics)  # request id, metrics, the bare 500
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -364,7 +341,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         },
         responses={
-            202: {"description": "Accepted: the job id and where to follow it."},
+            202: {"model": Accepted, "description": "Accepted: the job id and where to follow it."},
             **errors(*_V1, 413, 415, 429),
         },
     )
@@ -423,7 +400,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         },
         responses={
-            202: {"description": "Accepted: each job's id, in the order sent."},
+            202: {
+                "model": BatchAccepted,
+                "description": "Accepted: each job's id, in the order sent.",
+            },
             **errors(*_V1, 413, 415, 429),
         },
     )
@@ -431,7 +411,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """`Client.submit_many`: every job validated as `POST /v1/jobs` validates one, then
         all rows written in one statement and published as envelopes in one broker round
         trip. All or nothing: one invalid job refuses the batch (422, `jobs[i].<field>`).
-        One request per job costs ~4 ms of gateway CPU; a batch amortises it (docs/gateway.md)."""
+        One request per job costs ~2 ms of gateway CPU; a batch amortises it (docs/gateway.md)."""
         if not is_json(request.headers.get("content-type")):
             raise ApiError(415, "send the jobs as application/json", field="Content-Type")
         doc = decode_json(await read_body(request, gw.settings.api_max_body_bytes))
@@ -475,7 +455,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/v1/jobs/{job_id}",
         tags=["jobs"],
         summary="A job's status, counts and timings",
-        responses=errors(*_V1, 404),
+        response_model=None,
+        responses={200: {"model": JobDoc, "description": "The job."}, **errors(*_V1, 404)},
     )
     async def job_status(job_id: uuid.UUID, _: TokenEntry = Depends(read)) -> dict[str, Any]:  # noqa: B008
         """The document `textlstm-admin jobs show --json` prints."""
@@ -522,7 +503,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/v1/jobs/{job_id}/cancel",
         tags=["jobs"],
         summary="Cancel a job",
-        responses=errors(*_V1, 404),
+        response_model=None,
+        responses={200: {"model": CancelDoc, "description": "What it did."}, **errors(*_V1, 404)},
     )
     async def cancel_job(job_id: uuid.UUID, _: TokenEntry = Depends(submit)) -> dict[str, Any]:  # noqa: B008
         """`Client.cancel`: idempotent; `changed` is false when the job was already final."""

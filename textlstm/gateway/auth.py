@@ -45,19 +45,34 @@ def parse_tokens(value: str) -> tuple[TokenEntry, ...]:
     (the digest is not echoed: the message may reach a log)."""
     entries: list[TokenEntry] = []
     for n, raw in enumerate((p.strip() for p in value.split(",")), start=1):
-        if not raw:
-            continue
-        digest, sep, scope = raw.partition(":")
-        digest, scope = digest.strip().lower(), scope.strip()
-        if not sep or not _DIGEST.fullmatch(digest):
-            raise ValueError(
-                f"entry {n} must be <sha256 hex digest of the token (64 characters)>:<scope> "
-                "(textlstm-admin api-token prints one)"
-            )
-        if scope not in SCOPES:
-            raise ValueError(f"entry {n}: scope must be one of {', '.join(SCOPES)}, got {scope!r}")
-        entries.append(TokenEntry(digest, scope))
+        if raw:
+            entries.append(_entry(raw, f"entry {n}"))
     return tuple(entries)
+
+
+def parse_token_lines(text: str) -> tuple[TokenEntry, ...]:
+    """A tokens file (TEXTLSTM_API_TOKENS_FILE, a Docker secret): one `<digest>:<scope>` a
+    line; blank lines and `#` comments are skipped. ValueError names the bad line's number,
+    never its text (a token pasted by mistake in place of its entry stays out of the log)."""
+    entries: list[TokenEntry] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        raw = line.partition("#")[0].strip()
+        if raw:
+            entries.append(_entry(raw, f"line {n}"))
+    return tuple(entries)
+
+
+def _entry(raw: str, where: str) -> TokenEntry:
+    digest, sep, scope = raw.partition(":")
+    digest, scope = digest.strip().lower(), scope.strip()
+    if not sep or not _DIGEST.fullmatch(digest):
+        raise ValueError(
+            f"{where} must be <sha256 hex digest of the token (64 characters)>:<scope> "
+            "(textlstm-admin api-token prints one)"
+        )
+    if scope not in SCOPES:
+        raise ValueError(f"{where}: scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+    return TokenEntry(digest, scope)
 
 
 def authenticate(token: str, entries: tuple[TokenEntry, ...]) -> TokenEntry | None:

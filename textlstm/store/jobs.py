@@ -54,6 +54,44 @@ def ensure_job(
     Race-free (insert-or-ignore), so the producer and any number of workers may all call it. An
     existing job must agree on item count and model reference: a reused job id is an error.
     """
+    created = _insert_job(session, job_id, model_ref, expected, metadata, submitted_at,
+                          webhook_url)  # fmt: skip
+    return _agreeing_job(session, job_id, model_ref, expected), created
+
+
+def record_job(
+    *,
+    session: Session,
+    job_id: uuid.UUID,
+    model_ref: str,
+    expected: int,
+    metadata: Mapping[str, Any] | None = None,
+    submitted_at: datetime | None = None,
+    webhook_url: str | None = None,
+) -> bool:
+    """`ensure_job` for a producer, which needs no row back: True when the row was created.
+
+    A row this call inserted agrees by construction, so only an existing one is read back and
+    checked (a reused job id is the same error): the common case is one statement, not an
+    INSERT and an ORM load of the row (docs/gateway.md, "Measured").
+    """
+    created = _insert_job(session, job_id, model_ref, expected, metadata, submitted_at,
+                          webhook_url)  # fmt: skip
+    if not created:
+        _agreeing_job(session, job_id, model_ref, expected)
+    return created
+
+
+def _insert_job(
+    session: Session,
+    job_id: uuid.UUID,
+    model_ref: str,
+    expected: int,
+    metadata: Mapping[str, Any] | None,
+    submitted_at: datetime | None,
+    webhook_url: str | None,
+) -> bool:
+    """INSERT the `queued` row unless the id exists; True when this call created it."""
     if expected < 1:
         raise ValidationError("a job needs at least one item")
     stmt = (
@@ -72,13 +110,17 @@ def ensure_job(
         .on_conflict_do_nothing(index_elements=["id"])
         .returning(Job.__table__.c.id)
     )
-    created = session.execute(stmt).first() is not None  # RETURNING is empty when it existed
+    return session.execute(stmt).first() is not None  # RETURNING is empty when it existed
+
+
+def _agreeing_job(session: Session, job_id: uuid.UUID, model_ref: str, expected: int) -> Job:
+    """The stored job, which must have `expected` items and `model_ref` (else ValidationError)."""
     job = get_job(session=session, job_id=job_id)
     if job.expected_count != expected or job.model_ref != model_ref:
         raise ValidationError(
             reused_job_id(job_id, job.expected_count, job.model_ref, expected, model_ref)
         )
-    return job, created
+    return job
 
 
 def job_row(
