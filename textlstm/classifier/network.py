@@ -60,12 +60,20 @@ class LSTMClassifier(nn.Module):
             features += config.embedding_dim
         self.ngrams: nn.EmbeddingBag | None = None
         if config.uses_ngrams:
+            rows = config.vocab_size + config.ngram_buckets
+            tfidf = config.ngram_weighting == "tfidf"
             self.ngrams = nn.EmbeddingBag(
-                config.vocab_size + config.ngram_buckets,
+                rows,
                 config.ngram_dim,
-                mode="mean",
+                mode="sum" if tfidf else "mean",
                 padding_idx=config.padding_idx,
             )
+            if tfidf:
+                # Filled from the training texts (set_ngram_idf) and saved with the weights
+                # as "ngrams.idf"; padding's 0 keeps it out of every text's norm.
+                idf = torch.ones(rows)
+                idf[config.padding_idx] = 0.0
+                self.ngrams.register_buffer("idf", idf)
             # fastText's initialisation: small, so the mean of hundreds of untrained rows
             # starts near zero instead of drowning the LSTM features.
             with torch.no_grad():
@@ -97,8 +105,29 @@ class LSTMClassifier(nn.Module):
                 buckets=self.config.ngram_buckets,
                 order=self.config.ngram_order,
             )
-            features = torch.cat([features, self.ngrams(bag_ids)], dim=1)
+            weights, idf = None, self.ngram_idf
+            if idf is not None:
+                weights = idf[bag_ids]
+                weights = weights / weights.square().sum(1, keepdim=True).sqrt().clamp_min(1e-12)
+            features = torch.cat([features, self.ngrams(bag_ids, per_sample_weights=weights)], 1)
         return self.head(self.output_dropout(features))
+
+    @property
+    def ngram_idf(self) -> torch.Tensor | None:
+        """The bag's tf-idf weights, or None when it takes a plain mean."""
+        idf = getattr(self.ngrams, "idf", None) if self.ngrams is not None else None
+        return idf if isinstance(idf, torch.Tensor) else None
+
+    def set_ngram_idf(self, idf: torch.Tensor) -> None:
+        """Use `idf` (one weight per bag row, from `ngrams.inverse_document_frequency`)."""
+        own = self.ngram_idf
+        if own is None:
+            raise ValueError("this network's bag is not tf-idf weighted")
+        if idf.shape != own.shape:
+            raise ValueError(f"idf has shape {tuple(idf.shape)}, not {tuple(own.shape)}")
+        with torch.no_grad():
+            own.copy_(idf)
+            own[self.config.padding_idx] = 0.0
 
     def _last_state(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.embedding_dropout(self.embedding(ids))  # (B, T, E)

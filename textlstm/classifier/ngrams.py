@@ -67,6 +67,35 @@ def ngram_ids(
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
+def inverse_document_frequency(
+    sequences: list[list[int]],
+    *,
+    vocab_size: int,
+    buckets: int,
+    order: int = 2,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Smoothed idf, log((1 + N) / (1 + df)) + 1 (scikit-learn's), per bag row over `sequences`.
+
+    A row no training text holds gets the largest weight, as an unseen term does in TF-IDF;
+    its vector is still the untrained initial one, so it adds little.
+    """
+    rows = vocab_size + buckets
+    df = torch.zeros(rows, dtype=torch.float64)
+    for start in range(0, len(sequences), batch_size):
+        chunk = [s or [0] for s in sequences[start : start + batch_size]]
+        lengths = torch.tensor([len(s) for s in chunk])
+        ids = torch.zeros(len(chunk), int(lengths.max()), dtype=torch.long)
+        for i, seq in enumerate(chunk):
+            ids[i, : len(seq)] = torch.tensor(seq)
+        bag = ngram_ids(ids, lengths, vocab_size=vocab_size, buckets=buckets, order=order)
+        # One count per text and row: offset each text's rows so unique() dedups within it.
+        keyed = (torch.arange(len(chunk))[:, None] * rows + bag).flatten().unique()
+        df += torch.bincount(keyed % rows, minlength=rows).to(torch.float64)
+    idf = torch.log((1.0 + len(sequences)) / (1.0 + df)) + 1.0
+    return idf.to(torch.float32)
+
+
 def distinct_ngrams(sequences: list[list[int]], order: int = 2) -> int:
     """How many different id n-grams of length 2..order the sequences hold: sizes the table."""
     seen: set[tuple[int, ...]] = set()

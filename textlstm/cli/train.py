@@ -154,6 +154,14 @@ PROBABILITY = click.FloatRange(0, 1, max_open=True)
     "0: the same as the LSTM.",
 )
 @click.option(
+    "--ngram-weighting",
+    type=click.Choice(["tfidf", "mean"]),
+    default=M.ngram_weighting,
+    show_default=True,
+    help="How the n-gram bag weighs a text's n-grams: tf-idf, unit length (as TF-IDF + "
+    "logistic regression does), or a plain mean (fastText).",
+)
+@click.option(
     "--ngram-min-mean-tokens",
     type=click.IntRange(0),
     default=M.ngram_min_mean_tokens,

@@ -18,7 +18,11 @@ from textlstm.classifier.embeddings import load_vectors
 from textlstm.classifier.inference import batched_logits
 from textlstm.classifier.language_model import LoadedLM, check_compatible, classifier_state
 from textlstm.classifier.network import LSTMClassifier, LSTMConfig
-from textlstm.classifier.ngrams import bigram_buckets_for, distinct_ngrams
+from textlstm.classifier.ngrams import (
+    bigram_buckets_for,
+    distinct_ngrams,
+    inverse_document_frequency,
+)
 from textlstm.classifier.predictor import Classifier
 from textlstm.classifier.tokenizer import Tokenizer
 from textlstm.errors import BundleError, ConfigError, DataError
@@ -161,6 +165,15 @@ def fit_classifier(
         lstm_max_length=max_length if reach > max_length else 0,
     )
     model = LSTMClassifier(model_config)
+    if model.ngram_idf is not None:
+        model.set_ngram_idf(
+            inverse_document_frequency(
+                train_split.sequences,
+                vocab_size=model_config.vocab_size,
+                buckets=model_config.ngram_buckets,
+                order=model_config.ngram_order,
+            )
+        )
     if vectors is not None:
         with torch.no_grad():
             model.embedding.weight.copy_(torch.from_numpy(vectors.matrix))

@@ -7,6 +7,7 @@ early stopping on validation macro-F1 with the best epoch's weights restored at 
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -147,6 +148,14 @@ def train(
     read = [min(len(s), lstm_cap or len(s)) for s in train_split.sequences]
     if bag:
         scale = config.bag_lr_scale(sum(read) / max(1, len(read)))
+        model_config = getattr(model, "config", None)
+        if getattr(model_config, "ngram_weighting", "mean") == "tfidf":
+            # A unit-length tf-idf bag sums its n-grams' vectors where a mean averages them:
+            # a step moves its output about √n times as far for a text of n n-grams. Dividing
+            # the rate by √n keeps ngram_lr_scale meaning what it means for a mean.
+            order = getattr(model_config, "ngram_order", 2)
+            entries = sum(len(s) for s in train_split.sequences) * order
+            scale /= math.sqrt(max(1.0, entries / max(1, len(read))))
         groups.append({"params": bag, "lr": config.learning_rate * scale})
     groups = [g for g in groups if g["params"]]
     rates = [g["lr"] for g in groups]

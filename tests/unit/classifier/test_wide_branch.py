@@ -13,7 +13,7 @@ from tests.fixtures.models import make_examples
 from textlstm import bundle
 from textlstm.classifier.length_buckets import pad_batch
 from textlstm.classifier.network import LSTMClassifier, LSTMConfig
-from textlstm.classifier.ngrams import ngram_ids
+from textlstm.classifier.ngrams import inverse_document_frequency, ngram_ids
 from textlstm.classifier.predictor import Classifier
 from textlstm.training.pipeline import ModelOptions, TokenizerOptions, fit_classifier
 from textlstm.training.trainer import TrainConfig
@@ -60,10 +60,14 @@ def test_trigrams_extend_the_bigram_layout() -> None:
         ngram_ids(ids, lengths, vocab_size=10, buckets=16, order=4)
 
 
+@pytest.mark.parametrize("weighting", ["tfidf", "mean"])
 @pytest.mark.parametrize("lstm_max_length", [0, 7])
-def test_the_wide_branch_never_reads_padding(lstm_max_length: int) -> None:
+def test_the_wide_branch_never_reads_padding(lstm_max_length: int, weighting: str) -> None:
     torch.manual_seed(0)
-    model = LSTMClassifier(_small(lstm_max_length=lstm_max_length)).eval()
+    model = LSTMClassifier(_small(lstm_max_length=lstm_max_length, ngram_weighting=weighting))
+    if weighting == "tfidf":
+        model.set_ngram_idf(torch.rand(60 + 128) + 1.0)
+    model.eval()
     text = list(range(2, 21))  # 19 tokens: past the LSTM's cap of 7
     with torch.inference_mode():
         alone = model(*pad_batch([text]))
@@ -156,7 +160,85 @@ def test_a_bag_bundle_from_before_trigrams_loads_as_bigrams(tmp_path: Path) -> N
     assert (loaded.predict_proba(texts) == clf.predict_proba(texts)).all()
 
 
+def test_idf_counts_each_text_once_and_weighs_rare_ngrams_most() -> None:
+    texts = [[5, 6, 5, 5], [5, 7], [5, 8]]  # 5 is in every text, 6 in one (three times)
+    idf = inverse_document_frequency(texts, vocab_size=10, buckets=16)
+    assert idf.shape == (26,)
+    assert idf[5] == pytest.approx(1.0)  # log(4 / 4) + 1: in every text
+    assert idf[6] == idf[7] == idf[8] == pytest.approx(torch.log(torch.tensor(2.0)).item() + 1)
+    assert idf[9] == idf.max()  # never seen: the largest weight, as TF-IDF gives
+    bigram_5_6 = ngram_ids(torch.tensor([[5, 6]]), torch.tensor([2]), vocab_size=10, buckets=16)
+    assert idf[bigram_5_6[0, 2]] < idf[9]  # a bigram a training text holds
+
+
+def test_a_tfidf_bag_weighs_a_text_by_its_idf_and_unit_length() -> None:
+    torch.manual_seed(0)
+    model = LSTMClassifier(_small(ngram_order=2)).eval()
+    idf = torch.rand(60 + 128) + 0.5
+    model.set_ngram_idf(idf)
+    assert model.ngram_idf is not None and model.ngram_idf[0] == 0  # padding stays out
+    ids, lengths = pad_batch([[4, 9, 4, 11]])
+    bag_ids = ngram_ids(ids, lengths, vocab_size=60, buckets=128)
+    weights = idf[bag_ids[0]]
+    expected = (model.ngrams.weight[bag_ids[0]] * (weights / weights.norm())[:, None]).sum(0)
+    with torch.inference_mode():
+        got = model.ngrams(bag_ids, per_sample_weights=(weights / weights.norm())[None])
+    torch.testing.assert_close(got[0], expected)
+    plain = LSTMClassifier(_small(ngram_weighting="mean"))
+    assert plain.ngram_idf is None and "ngrams.idf" not in plain.state_dict()
+    with pytest.raises(ValueError, match="not tf-idf weighted"):
+        plain.set_ngram_idf(idf)
+
+
+def test_a_bag_bundle_from_before_tfidf_loads_as_a_mean(tmp_path: Path) -> None:
+    """A bundle whose config has no ngram_weighting (and whose weights have no idf)."""
+    result = fit_classifier(
+        make_examples(12, seed=1),
+        make_examples(4, seed=2),
+        model_options=ModelOptions(
+            embedding_dim=8,
+            hidden_size=8,
+            ngram_dim=4,
+            ngram_min_mean_tokens=0,
+            ngram_weighting="mean",
+        ),
+        train_config=TrainConfig(epochs=1, batch_size=8, seed=3),
+    )
+    clf = result.classifier
+    clf.save(tmp_path / "old", metrics={})
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["model"]["ngram_weighting"]
+    files = bundle.bundle_files(tmp_path / "old")
+    files.pop(bundle.MANIFEST)
+    files[bundle.CONFIG] = bundle.dump_json(config)
+    bundle.write_bundle(tmp_path / "old", files, overwrite=True)
+    loaded = Classifier.load(tmp_path / "old")
+    assert loaded.model.config.ngram_weighting == "mean" and loaded.model.ngram_idf is None
+    texts = ["goal cup " * 30, "bank"]
+    assert (loaded.predict_proba(texts) == clf.predict_proba(texts)).all()
+
+
+def test_a_trained_tfidf_bag_keeps_its_idf_in_the_bundle(tmp_path: Path) -> None:
+    result = fit_classifier(
+        make_examples(12, seed=1),
+        make_examples(4, seed=2),
+        model_options=ModelOptions(
+            embedding_dim=8, hidden_size=8, ngram_dim=4, ngram_min_mean_tokens=0
+        ),
+        train_config=TrainConfig(epochs=1, batch_size=8, seed=3),
+    )
+    clf = result.classifier
+    idf = clf.model.ngram_idf
+    assert idf is not None and float(idf[1:].min()) >= 1.0 and float(idf.max()) > 1.0
+    clf.save(tmp_path / "b", metrics={})
+    loaded = Classifier.load(tmp_path / "b")
+    assert loaded.model.ngram_idf is not None
+    torch.testing.assert_close(loaded.model.ngram_idf, idf)
+
+
 def test_bad_wide_options_are_refused_in_one_line() -> None:
+    with pytest.raises(ValueError, match="^ngram_weighting must be mean or tfidf, not 'l1'$"):
+        ModelOptions(ngram_weighting="l1")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="^ngram_order must be 2 or 3, not 4$"):
         ModelOptions(ngram_order=4)
     with pytest.raises(ValueError, match="^ngram_max_length must be 0"):

@@ -16,7 +16,7 @@ SAMPLE = Path(__file__).resolve().parents[3] / "examples" / "data"
 
 
 @pytest.mark.slow
-def test_sample_data_beats_majority_class_clearly_and_calibration_lowers_ece() -> None:
+def test_sample_data_beats_majority_class_clearly_and_calibration_lowers_held_out_loss() -> None:
     """The bundled AG News slice (4 balanced classes: majority 25%) and its held-out test file."""
     data = read_texts(SAMPLE / "news_train.csv")
     train, val = stratified_split(data.examples, fraction=0.15, seed=13)
@@ -38,9 +38,14 @@ def test_sample_data_beats_majority_class_clearly_and_calibration_lowers_ece() -
     # The same logits with T = 1 against the fitted T, on data calibration never saw.
     uncalibrated = clf.predict_proba(test.texts) ** (clf.temperature)  # ∝ softmax(logits)
     uncalibrated /= uncalibrated.sum(1, keepdims=True)
-    ece_before = expected_calibration_error(uncalibrated, y)
-    ece_after = expected_calibration_error(probs, y)
-    assert ece_after < ece_before, (ece_before, ece_after)
+    # Temperature scaling minimises the validation log loss; on unseen texts that loss must
+    # fall too. (ECE, binned over 200 texts, moves by ±0.03 by chance once the network is
+    # nearly calibrated already, as the default tf-idf bag leaves it: T ≈ 1.1 here.)
+    rows = np.arange(len(y))
+    nll_before = float(-np.log(uncalibrated[rows, y]).mean())
+    nll_after = float(-np.log(probs[rows, y]).mean())
+    assert nll_after < nll_before, (nll_before, nll_after)
+    assert expected_calibration_error(probs, y) < 0.15
 
 
 def test_same_seed_repeats_exactly_and_early_stopping_restores_best() -> None:
