@@ -60,7 +60,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -629,12 +629,9 @@ def main() -> None:
                 print(json.dumps({"mode": key, "texts_per_s": tps}), flush=True)
 
     if brokers == ["redis"]:  # the run as it always was: one Redis, the same report
-        work = scratch_dir("textlstm-pipeline-")
-        run_on_broker(args, "redis", work, modes, texts, bundle, results, prefix="")
+        run_on_redis(args, modes, texts, bundle, results)
     else:
-        for broker in brokers:
-            work = scratch_dir(f"textlstm-pipeline-{broker}-")
-            run_on_broker(args, broker, work, modes, texts, bundle, results, prefix=f"{broker} ")
+        run_on_brokers(args, brokers, modes, texts, bundle, results)
 
     summary = {k: median_row(v) for k, v in results.items()}
     report = {
@@ -708,67 +705,124 @@ def not_applicable(broker: str, mode: str) -> str | None:
     return NOT_ON.get("int8" if mode.endswith(" int8") else mode, {}).get(broker)
 
 
-def run_on_broker(
+Keep = Any  # (mode, row) -> None: files a row under its broker and mode
+
+
+def open_bench(
+    stack: ExitStack, args: argparse.Namespace, broker: str, work: Path, bundle: Path
+) -> Bench:
+    """`broker`'s own server(s), a fresh database with the bundle registered, and a Bench on
+    them, all closed by `stack` (workers first, then the database, then the broker)."""
+    from textlstm.store.registry import register_bundle
+
+    url, options, broker_groups = stack.enter_context(own_broker(broker, work))
+    db_url = stack.enter_context(throwaway_database(args.pg_admin_url, "textlstm_pipeline"))
+    b = Bench(args, db_url, url, work, options)
+    b.broker_groups = broker_groups
+    stack.callback(b.engine.dispose)
+    stack.callback(b.stop_workers)
+    with b.sessions.begin() as s:
+        register_bundle(session=s, path=bundle, name=MODEL, aliases=["production"])
+    return b
+
+
+def int8_and_naive(
+    b: Bench, args: argparse.Namespace, modes: set[str], texts: list[str], keep: Keep, int8: bool
+) -> None:
+    """The int8 pass (the same modes on workers with int8 weights) when `int8`, and the naive
+    baseline when `modes` has it."""
+    if int8 and modes & {"bulk", "producer", "raw"}:
+        b.env["TEXTLSTM_WORKER_QUANTIZE"] = "int8"  # the same run, int8 weights
+        b.ours()
+        b.bulk(texts[: min(len(texts), 512)])
+        for _ in range(args.repeats):
+            for mode in ("bulk", "producer", "raw"):
+                if mode in modes:
+                    keep(f"{mode} int8", {**getattr(b, mode)(texts), "mode": f"{mode} int8"})
+        b.stop_workers()
+        b.env["TEXTLSTM_WORKER_QUANTIZE"] = "none"
+    if "naive" in modes:
+        b.tutorial()
+        for _ in range(args.repeats):
+            keep("naive", b.naive(texts[: args.naive_n]))
+        b.stop_workers()
+
+
+def run_on_redis(
     args: argparse.Namespace,
-    broker: str,
-    work: Path,
     modes: set[str],
     texts: list[str],
     bundle: Path,
     results: dict[str, list[dict[str, Any]]],
-    prefix: str,
 ) -> None:
-    """Every broker mode of `modes` that makes sense on `broker`, into `results` under
-    `prefix + mode`, with a fresh database and the broker's own server(s)."""
-    modes = {m for m in modes if not_applicable(broker, m) is None}
-    int8 = args.int8 and not_applicable(broker, "bulk int8") is None
-    with (
-        own_broker(broker, work) as (url, options, broker_groups),
-        throwaway_database(args.pg_admin_url, "textlstm_pipeline") as db_url,
-    ):
-        from textlstm.store.registry import register_bundle
+    """The run as it always was (`--broker redis`): every mode on one private Redis."""
 
-        b = Bench(args, db_url, url, work, options)
-        b.record_send = bool(prefix)
-        b.broker_groups = broker_groups
-        with b.sessions.begin() as s:
-            register_bundle(session=s, path=bundle, name=MODEL, aliases=["production"])
+    def keep(mode: str, row: dict[str, Any]) -> None:
+        results.setdefault(mode, []).append(row)
 
+    with ExitStack() as stack:
+        b = open_bench(stack, args, "redis", scratch_dir("textlstm-pipeline-"), bundle)
+        if modes & {"bulk", "producer", "producer_gc", "raw", "light"}:
+            b.ours()
+            b.bulk(texts[: min(len(texts), 512)])  # warm-up: first batches, connections
+            for _ in range(args.repeats):
+                for mode in ("bulk", "producer", "producer_gc", "raw"):
+                    if mode in modes:
+                        keep(mode, getattr(b, mode)(texts))
+            if "light" in modes:
+                keep("light", b.light(texts))
+            b.stop_workers()
+        int8_and_naive(b, args, modes, texts, keep, args.int8)
+
+
+def run_on_brokers(
+    args: argparse.Namespace,
+    brokers: list[str],
+    modes: set[str],
+    texts: list[str],
+    bundle: Path,
+    results: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The broker modes on every broker of `brokers`, rows filed as `<broker> <mode>`.
+
+    Every broker is up at once, each with its own workers and database, and each repeat runs
+    a mode on every broker in turn (the order rotated from one repeat to the next), so load
+    that comes and goes on a shared machine falls on all brokers alike; idle workers of the
+    other brokers cost all of them the same. Then, one broker at a time: light (latency at a
+    low offered rate), and where they apply the int8 pass and the naive baseline."""
+    on = {br: {m for m in modes if not_applicable(br, m) is None} for br in brokers}
+
+    def keeper(broker: str) -> Keep:
         def keep(mode: str, row: dict[str, Any]) -> None:
-            if prefix:
-                row["broker"] = broker
-            results.setdefault(prefix + mode, []).append(row)
+            row["broker"] = broker
+            results.setdefault(f"{broker} {mode}", []).append(row)
 
-        try:
-            if modes & {"bulk", "producer", "producer_gc", "raw", "light"}:
+        return keep
+
+    with ExitStack() as stack:
+        benches: dict[str, Bench] = {}
+        for broker in brokers:
+            work = scratch_dir(f"textlstm-pipeline-{broker}-")
+            benches[broker] = open_bench(stack, args, broker, work, bundle)
+            benches[broker].record_send = True
+        if modes & {"bulk", "producer", "producer_gc", "raw", "light"}:
+            for b in benches.values():
                 b.ours()
                 b.bulk(texts[: min(len(texts), 512)])  # warm-up: first batches, connections
-                for _ in range(args.repeats):
-                    for mode in ("bulk", "producer", "producer_gc", "raw"):
-                        if mode in modes:
-                            keep(mode, getattr(b, mode)(texts))
-                if "light" in modes:
-                    keep("light", b.light(texts))
+            for r in range(args.repeats):
+                order = brokers[r % len(brokers) :] + brokers[: r % len(brokers)]
+                for mode in ("bulk", "producer", "producer_gc", "raw"):
+                    for broker in order:
+                        if mode in on[broker]:
+                            keeper(broker)(mode, getattr(benches[broker], mode)(texts))
+            for broker in brokers:
+                if "light" in on[broker]:
+                    keeper(broker)("light", benches[broker].light(texts))
+            for b in benches.values():
                 b.stop_workers()
-            if int8 and modes & {"bulk", "producer", "raw"}:
-                b.env["TEXTLSTM_WORKER_QUANTIZE"] = "int8"  # the same run, int8 weights
-                b.ours()
-                b.bulk(texts[: min(len(texts), 512)])
-                for _ in range(args.repeats):
-                    for mode in ("bulk", "producer", "raw"):
-                        if mode in modes:
-                            keep(
-                                f"{mode} int8", {**getattr(b, mode)(texts), "mode": f"{mode} int8"}
-                            )
-                b.stop_workers()
-                b.env["TEXTLSTM_WORKER_QUANTIZE"] = "none"
-            if "naive" in modes:
-                b.tutorial()
-                for _ in range(args.repeats):
-                    keep("naive", b.naive(texts[: args.naive_n]))
-        finally:
-            b.stop_workers()
-            b.engine.dispose()
+        for broker in brokers:
+            int8 = args.int8 and not_applicable(broker, "bulk int8") is None
+            int8_and_naive(benches[broker], args, on[broker], texts, keeper(broker), int8)
 
 
 def worker_settings(overrides: list[str]) -> dict[str, Any]:
