@@ -915,7 +915,8 @@ def broker_report(
                 "vs_ceiling": round(v["texts_per_s"] / top, 2) if top and mode != "light" else None,
                 "p50_ms": v.get("p50_ms"), "p99_ms": v.get("p99_ms"),
                 "mean_batch": v.get("mean_batch"),
-                "send_s": None if mode == "light" else sent,
+                # light is paced; the producer modes' send() only starts their processes
+                "send_s": sent if mode.removesuffix(" int8") in ("bulk", "raw", "naive") else None,
             })  # fmt: skip
     return {"ceiling_texts_per_s": top, "notes": {b: BROKER_NOTES[b] for b in brokers},
             "rows": rows, "targets": targets}  # fmt: skip
@@ -937,8 +938,11 @@ def render_brokers(r: dict[str, Any], args: argparse.Namespace) -> str:
         f"{args.processes} processes × 1 thread, fp32, PostgreSQL; each broker a private one "
         "started for the run, on loopback. One ceiling for every broker: "
         f"{b['ceiling_texts_per_s']} texts/s (`Classifier.predict` in-process, best split). "
+        "int8 rows are against that fp32 ceiling too (int8 in-process: "
+        f"{r['summary'].get(f'ceiling {args.processes}x1 int8', {}).get('texts_per_s')} texts/s). "
         "Medians of the repeats. Latency: per item, submitted → row written. "
-        "send s: how long the producing side took to have every text accepted.",
+        "send s (bulk, raw): how long the producing side took to have every text accepted "
+        "(for the producer modes, see their CPU per job below).",
         "",
         "| broker | mode | texts/s | × ceiling | p50 ms | p99 ms | mean batch | send s |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
