@@ -116,7 +116,8 @@ BROKER_NOTES = {
     "same Lua script, on the master found through the Sentinels",
     "rabbitmq": "one RabbitMQ node, durable quorum queues (x-queue-type quorum: every message "
     "written to the node's Raft log and fsynced), publisher confirms (kombu confirm_publish: "
-    "each basic.publish waits for basic.ack), one basic.ack per message after the commit",
+    "each basic.publish waits for basic.ack), acks after the commit (one basic.ack with "
+    "multiple=True for a batch's contiguous delivery tags, worker/acks.py)",
 }
 
 
