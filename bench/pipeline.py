@@ -34,6 +34,17 @@ fetch, decode, tokenize, forward, write); what is left of the workers' wall time
 acking and idle. Worker RSS is summed over each worker's process group after each run.
 Medians of --repeats, with their min-max spread.
 Results: bench/results/pipeline.{md,json} (pipeline_quick with --quick).
+
+--broker redis|sentinel|rabbitmq, or a comma-separated list, runs the broker modes on each
+broker in turn, in one session against the one ceiling measured first, each broker a private
+one started for the run (never the machine's): redis-server without persistence (`redis`, the
+default: the run above, unchanged); a master, one replica and three Sentinels
+(`sentinel`, `textlstm.testing.sentinel`: producers WAIT for the replica, the default there);
+a RabbitMQ node of its own (`rabbitmq`, `textlstm.testing.rabbitmq`: durable quorum queues on
+one node, publisher confirms). Modes that only mean something on one broker are reported as
+"n/a" with the reason (BROKER_MODES). Any other list than `redis` alone writes
+bench/results/pipeline_brokers.{md,json} (pipeline_brokers_quick with --quick): one table of
+broker × mode, texts/s, ratio to the ceiling and latency.
 """
 
 from __future__ import annotations
@@ -48,6 +59,8 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,6 +87,38 @@ from bench.common import (  # noqa: E402 - runnable as a script
 from textlstm.serving.stages import BatchStats, StatsTail  # noqa: E402
 
 MODEL = "bench"
+
+#: The brokers --broker names, in the order a list is run.
+BROKERS = ("redis", "sentinel", "rabbitmq")
+#: Modes that run on some brokers only: mode -> {broker: why not there}.
+NOT_ON: dict[str, dict[str, str]] = {
+    "raw": {
+        "rabbitmq": "raw LPUSHes kombu's Redis list entries by hand; an AMQP producer in "
+        "another language publishes with basic.publish instead, which `bulk`/`producer` do",
+    },
+    "naive": dict.fromkeys(
+        ("sentinel", "rabbitmq"),
+        "the tutorial baseline (one Celery task per text) is the same whatever the broker: "
+        "measured on redis only",
+    ),
+    "int8": dict.fromkeys(
+        ("sentinel", "rabbitmq"),
+        "int8 weights are a worker setting, independent of the broker: measured on redis only",
+    ),
+}
+#: What each broker adds per publish and per message (the report states it next to the numbers).
+BROKER_NOTES = {
+    "redis": "one redis-server, no persistence; a publish is one LPUSH, acknowledged by the "
+    "server alone",
+    "sentinel": "master + 1 replica + 3 Sentinels (asynchronous replication, no persistence); "
+    "each producer call ends with `WAIT 1` (TEXTLSTM_BROKER_WAIT_REPLICAS, default 1 on "
+    "sentinel://): a job is accepted once the replica holds it; the worker's atomic pop is the "
+    "same Lua script, on the master found through the Sentinels",
+    "rabbitmq": "one RabbitMQ node, durable quorum queues (x-queue-type quorum: every message "
+    "written to the node's Raft log and fsynced), publisher confirms (kombu confirm_publish: "
+    "each basic.publish waits for basic.ack), acks after the commit (one basic.ack with "
+    "multiple=True for a batch's contiguous delivery tags, worker/acks.py)",
+}
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -130,15 +175,28 @@ def ceiling(bundle: Path, texts: list[str], processes: int, threads: int, quanti
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, db_url: str, broker: str, work: Path) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        db_url: str,
+        broker: str,
+        work: Path,
+        transport_options: dict[str, Any] | None = None,
+    ) -> None:
         from textlstm.settings import Settings
         from textlstm.store.db import make_engine, make_session_factory
 
         self.args, self.db_url, self.broker, self.work = args, db_url, broker, work
+        self.transport_options = dict(transport_options or {})
+        more = {"broker_transport_options": self.transport_options} if transport_options else {}
         self.settings = Settings(
             database_url=db_url, broker_url=broker, queue="bench", message_max_items=256,
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None, **more,  # type: ignore[call-arg]
         )  # fmt: skip
+        #: Time each send() took (the producers' side: publishes, confirms, WAIT), in rows.
+        self.record_send = False
+        #: Process groups of a broker whose CPU the machine-wide split does not name (RabbitMQ).
+        self.broker_groups: set[int] = set()
         self.engine = make_engine(db_url)
         self.sessions = make_session_factory(self.engine)
         self.workers: list[Process] = []
@@ -153,6 +211,8 @@ class Bench:
             if not sep:
                 raise SystemExit(f"--worker-setting {setting!r}: expected NAME=VALUE")
             self.env[f"TEXTLSTM_{name.upper()}"] = value
+        if transport_options:
+            self.env["TEXTLSTM_BROKER_TRANSPORT_OPTIONS"] = json.dumps(transport_options)
 
     def rows(self) -> int:
         from textlstm.store.results import count_predictions
@@ -234,14 +294,21 @@ class Bench:
         base = self.rows()
         groups = {w.proc.pid for w in self.workers}
         cpu0 = cpu_snapshot(groups)
+        broker0 = cpu_snapshot(self.broker_groups)["workers"] if self.broker_groups else 0.0
         tail = StatsTail(Path(self.env["TEXTLSTM_WORKER_STATS_DIR"]))
         seen: list[BatchStats] = []
         t_start, t0 = datetime.now(UTC), time.monotonic()
         send()
+        sent_s = time.monotonic() - t0
         self.wait_stored(n, mode, tail, seen, job)
         observed = time.monotonic() - t0  # ≥ the last commit: the denominator of the split
         self.wait_rows(base + n, mode)  # every row is really there
         cpu = cpu_split(cpu0, cpu_snapshot(groups), observed)
+        if self.broker_groups:  # the RabbitMQ node's share, out of "bench+producers+other"
+            used = (cpu_snapshot(self.broker_groups)["workers"] - broker0) / observed
+            cpu["rabbitmq"] = round(used, 2)
+            other = cpu["bench+producers+other"] - used
+            cpu["bench+producers+other"] = round(max(0.0, other), 2)
         lat, last = self.latencies(t_start)
         seconds = (last - t_start).total_seconds()
         seen.extend(tail.new())  # what was written after the last row was counted
@@ -255,6 +322,8 @@ class Bench:
             "worker_rss_mb": round(sum(w.rss_kb() for w in self.workers) / 1024, 1),
             "cores_used": cpu,
         }
+        if self.record_send:
+            row["send_s"] = round(sent_s, 3)
         print(json.dumps(row), flush=True)
         return row
 
@@ -316,7 +385,12 @@ class Bench:
     def raw(self, texts: list[str]) -> dict[str, Any]:
         import redis
 
-        r = redis.Redis.from_url(self.broker)
+        if self.transport_options:  # sentinel://: the master, found through the Sentinels
+            from textlstm.wire.redis_layout import redis_client
+
+            r = redis_client(self.broker, self.transport_options)
+        else:
+            r = redis.Redis.from_url(self.broker)
         job = str(uuid.uuid4())
 
         def send() -> None:
@@ -511,6 +585,11 @@ def main() -> None:
     ap.add_argument("--light-s", type=float, default=30.0)
     ap.add_argument("--modes", default="ceiling,bulk,producer,producer_gc,raw,light,naive")
     ap.add_argument(
+        "--broker", default="redis",
+        help="redis, sentinel or rabbitmq, or a comma-separated list run in one session against "
+        "one ceiling (each a private server started for the run)",
+    )  # fmt: skip
+    ap.add_argument(
         "--no-int8", dest="int8", action="store_false",
         help="skip the second pass with TEXTLSTM_WORKER_QUANTIZE=int8 (ceiling and workers)",
     )  # fmt: skip
@@ -529,7 +608,11 @@ def main() -> None:
         args.n, args.naive_n, args.repeats, args.light_s, args.timeout = 300, 150, 1, 3.0, 120
         args.train = ROOT / "examples/data/news_train.csv"
         args.texts = ROOT / "examples/data/news_test.csv"
-    args.out = args.out or RESULTS / ("pipeline_quick" if args.quick else "pipeline")
+    brokers = [b.strip() for b in args.broker.split(",") if b.strip()]
+    if not brokers or set(brokers) - set(BROKERS) or len(set(brokers)) < len(brokers):
+        ap.error(f"--broker {args.broker!r}: one or more of {', '.join(BROKERS)}, each once")
+    stem = "pipeline" if brokers == ["redis"] else "pipeline_brokers"
+    args.out = args.out or RESULTS / (f"{stem}_quick" if args.quick else stem)
     modes = set(args.modes.split(","))
     texts = repeated_texts(args.texts, args.n)
     bundle = bundle_for(args)
@@ -546,62 +629,201 @@ def main() -> None:
                 results.setdefault(key, []).append({"mode": key, "texts_per_s": tps})
                 print(json.dumps({"mode": key, "texts_per_s": tps}), flush=True)
 
-    work = scratch_dir("textlstm-pipeline-")
-    with (
-        own_redis(work, append_only=False) as broker,
-        throwaway_database(args.pg_admin_url, "textlstm_pipeline") as db_url,
-    ):
-        from textlstm.store.registry import register_bundle
-
-        b = Bench(args, db_url, broker, work)
-        with b.sessions.begin() as s:
-            register_bundle(session=s, path=bundle, name=MODEL, aliases=["production"])
-        try:
-            if modes & {"bulk", "producer", "producer_gc", "raw", "light"}:
-                b.ours()
-                b.bulk(texts[: min(len(texts), 512)])  # warm-up: first batches, connections
-                for _ in range(args.repeats):
-                    for mode in ("bulk", "producer", "producer_gc", "raw"):
-                        if mode in modes:
-                            results.setdefault(mode, []).append(getattr(b, mode)(texts))
-                if "light" in modes:
-                    results["light"] = [b.light(texts)]
-                b.stop_workers()
-            if args.int8 and modes & {"bulk", "producer", "raw"}:
-                b.env["TEXTLSTM_WORKER_QUANTIZE"] = "int8"  # the same run, int8 weights
-                b.ours()
-                b.bulk(texts[: min(len(texts), 512)])
-                for _ in range(args.repeats):
-                    for mode in ("bulk", "producer", "raw"):
-                        if mode in modes:
-                            row = {**getattr(b, mode)(texts), "mode": f"{mode} int8"}
-                            results.setdefault(f"{mode} int8", []).append(row)
-                b.stop_workers()
-                b.env["TEXTLSTM_WORKER_QUANTIZE"] = "none"
-            if "naive" in modes:
-                b.tutorial()
-                for _ in range(args.repeats):
-                    results.setdefault("naive", []).append(b.naive(texts[: args.naive_n]))
-        finally:
-            b.stop_workers()
-            b.engine.dispose()
+    if brokers == ["redis"]:  # the run as it always was: one Redis, the same report
+        run_on_redis(args, modes, texts, bundle, results)
+    else:
+        run_on_brokers(args, brokers, modes, texts, bundle, results)
 
     summary = {k: median_row(v) for k, v in results.items()}
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), shared with other work",
         "command": "python bench/pipeline.py" + (" --quick" if args.quick else ""),
-        "config": {k: shown(v) for k, v in vars(args).items()},
+        "config": config_shown(args),
         "settings": worker_settings(args.worker_setting),
         "wall_s": round(time.monotonic() - started, 1),
         "summary": summary,
         "ratios": ratios(summary, args),
         "runs": results,
     }
+    if brokers != ["redis"]:
+        report["command"] += f" --broker {','.join(brokers)}"
+        report["brokers"] = broker_report(summary, results, brokers, modes, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(render(report, args))
+    text = render(report, args) if brokers == ["redis"] else render_brokers(report, args)
+    args.out.with_suffix(".md").write_text(text)
     print(args.out.with_suffix(".md").read_text())
+
+
+def config_shown(args: argparse.Namespace) -> dict[str, str]:
+    """The arguments as the report records them: paths in the datasets' folder as `DATA/…`
+    (the --data-dir placeholder: where it is on a machine is no part of a result), others
+    from the repository root (`shown`)."""
+    out: dict[str, str] = {}
+    data = args.data_dir.resolve()
+    for key, value in vars(args).items():
+        if key == "data_dir":
+            continue
+        if isinstance(value, Path) and value.resolve().is_relative_to(data):
+            out[key] = str(Path("DATA") / value.resolve().relative_to(data))
+        else:
+            out[key] = shown(value)
+    return out
+
+
+@contextmanager
+def own_broker(kind: str, work: Path) -> Iterator[tuple[str, dict[str, Any], set[int]]]:
+    """A private broker of `kind` for the duration: its URL, the transport options its
+    clients need, and the process groups whose CPU is counted as the broker's where the
+    machine-wide split (bench.common.cpu_snapshot, which counts every redis-server as
+    "redis") does not see it: the RabbitMQ node's."""
+    if kind == "redis":
+        with own_redis(work, append_only=False) as url:
+            yield url, {}, set()
+    elif kind == "sentinel":
+        from textlstm.testing.sentinel import OwnSentinelSet
+
+        # Production-like failure detection (5 s): no failover is wanted during a run.
+        sentinels = OwnSentinelSet(work / "sentinel", down_after_ms=5000, failover_timeout_ms=10000)
+        try:
+            sentinels.start()
+            yield sentinels.url, sentinels.transport_options, set()
+        finally:
+            sentinels.close()
+    elif kind == "rabbitmq":
+        from textlstm.testing.rabbitmq import OwnRabbitMQ
+
+        with OwnRabbitMQ(work / "rabbitmq") as node:
+            assert node.proc is not None  # started: its own session, so its own group
+            yield node.url, {}, {node.proc.pid}
+    else:
+        raise SystemExit(f"--broker {kind!r}: expected one of {', '.join(BROKERS)}")
+
+
+def not_applicable(broker: str, mode: str) -> str | None:
+    """Why `mode` does not run on `broker`, or None when it does (int8 rows by their base)."""
+    return NOT_ON.get("int8" if mode.endswith(" int8") else mode, {}).get(broker)
+
+
+Keep = Any  # (mode, row) -> None: files a row under its broker and mode
+
+
+def open_bench(
+    stack: ExitStack, args: argparse.Namespace, broker: str, work: Path, bundle: Path
+) -> Bench:
+    """`broker`'s own server(s), a fresh database with the bundle registered, and a Bench on
+    them, all closed by `stack` (workers first, then the database, then the broker)."""
+    from textlstm.store.registry import register_bundle
+
+    url, options, broker_groups = stack.enter_context(own_broker(broker, work))
+    db_url = stack.enter_context(throwaway_database(args.pg_admin_url, "textlstm_pipeline"))
+    b = Bench(args, db_url, url, work, options)
+    b.broker_groups = broker_groups
+    stack.callback(b.engine.dispose)
+    stack.callback(b.stop_workers)
+    with b.sessions.begin() as s:
+        register_bundle(session=s, path=bundle, name=MODEL, aliases=["production"])
+    return b
+
+
+def int8_and_naive(
+    b: Bench, args: argparse.Namespace, modes: set[str], texts: list[str], keep: Keep, int8: bool
+) -> None:
+    """The int8 pass (the same modes on workers with int8 weights) when `int8`, and the naive
+    baseline when `modes` has it."""
+    if int8 and modes & {"bulk", "producer", "raw"}:
+        b.env["TEXTLSTM_WORKER_QUANTIZE"] = "int8"  # the same run, int8 weights
+        b.ours()
+        b.bulk(texts[: min(len(texts), 512)])
+        for _ in range(args.repeats):
+            for mode in ("bulk", "producer", "raw"):
+                if mode in modes:
+                    keep(f"{mode} int8", {**getattr(b, mode)(texts), "mode": f"{mode} int8"})
+        b.stop_workers()
+        b.env["TEXTLSTM_WORKER_QUANTIZE"] = "none"
+    if "naive" in modes:
+        b.tutorial()
+        for _ in range(args.repeats):
+            keep("naive", b.naive(texts[: args.naive_n]))
+        b.stop_workers()
+
+
+def run_on_redis(
+    args: argparse.Namespace,
+    modes: set[str],
+    texts: list[str],
+    bundle: Path,
+    results: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The run as it always was (`--broker redis`): every mode on one private Redis."""
+
+    def keep(mode: str, row: dict[str, Any]) -> None:
+        results.setdefault(mode, []).append(row)
+
+    with ExitStack() as stack:
+        b = open_bench(stack, args, "redis", scratch_dir("textlstm-pipeline-"), bundle)
+        if modes & {"bulk", "producer", "producer_gc", "raw", "light"}:
+            b.ours()
+            b.bulk(texts[: min(len(texts), 512)])  # warm-up: first batches, connections
+            for _ in range(args.repeats):
+                for mode in ("bulk", "producer", "producer_gc", "raw"):
+                    if mode in modes:
+                        keep(mode, getattr(b, mode)(texts))
+            if "light" in modes:
+                keep("light", b.light(texts))
+            b.stop_workers()
+        int8_and_naive(b, args, modes, texts, keep, args.int8)
+
+
+def run_on_brokers(
+    args: argparse.Namespace,
+    brokers: list[str],
+    modes: set[str],
+    texts: list[str],
+    bundle: Path,
+    results: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The broker modes on every broker of `brokers`, rows filed as `<broker> <mode>`.
+
+    Every broker is up at once, each with its own workers and database, and each repeat runs
+    a mode on every broker in turn (the order rotated from one repeat to the next), so load
+    that comes and goes on a shared machine falls on all brokers alike; idle workers of the
+    other brokers cost all of them the same. Then, one broker at a time: light (latency at a
+    low offered rate), and where they apply the int8 pass and the naive baseline."""
+    on = {br: {m for m in modes if not_applicable(br, m) is None} for br in brokers}
+
+    def keeper(broker: str) -> Keep:
+        def keep(mode: str, row: dict[str, Any]) -> None:
+            row["broker"] = broker
+            results.setdefault(f"{broker} {mode}", []).append(row)
+
+        return keep
+
+    with ExitStack() as stack:
+        benches: dict[str, Bench] = {}
+        for broker in brokers:
+            work = scratch_dir(f"textlstm-pipeline-{broker}-")
+            benches[broker] = open_bench(stack, args, broker, work, bundle)
+            benches[broker].record_send = True
+        if modes & {"bulk", "producer", "producer_gc", "raw", "light"}:
+            for b in benches.values():
+                b.ours()
+                b.bulk(texts[: min(len(texts), 512)])  # warm-up: first batches, connections
+            for r in range(args.repeats):
+                order = brokers[r % len(brokers) :] + brokers[: r % len(brokers)]
+                for mode in ("bulk", "producer", "producer_gc", "raw"):
+                    for broker in order:
+                        if mode in on[broker]:
+                            keeper(broker)(mode, getattr(benches[broker], mode)(texts))
+            for broker in brokers:
+                if "light" in on[broker]:
+                    keeper(broker)("light", benches[broker].light(texts))
+            for b in benches.values():
+                b.stop_workers()
+        for broker in brokers:
+            int8 = args.int8 and not_applicable(broker, "bulk int8") is None
+            int8_and_naive(benches[broker], args, on[broker], texts, keeper(broker), int8)
 
 
 def worker_settings(overrides: list[str]) -> dict[str, Any]:
@@ -658,6 +880,144 @@ def ratios(summary: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         p99 = summary["light"]["p99_ms"]
         out["light_p99"] = {"p99_ms": p99, "budget_ms": budget, "met": p99 <= budget}
     return out
+
+
+def broker_report(
+    summary: dict[str, Any],
+    runs: dict[str, list[dict[str, Any]]],
+    brokers: list[str],
+    modes: set[str],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """One row per broker × mode (texts/s, ratio to the one ceiling, latency, or why the mode
+    does not run there), and each broker's targets as `ratios` reckons them for Redis."""
+    ceilings = {k: v for k, v in summary.items() if k.startswith("ceiling")}
+    top = ratios(ceilings, args)["ceiling_texts_per_s"]
+    order = ["bulk", "producer", "producer_gc", "raw", "light", "naive"]
+    order += [f"{m} int8" for m in ("bulk", "producer", "raw")] if args.int8 else []
+    rows: list[dict[str, Any]] = []
+    targets: dict[str, Any] = {}
+    for broker in brokers:
+        own = {k.removeprefix(f"{broker} "): v for k, v in summary.items()
+               if k.startswith(f"{broker} ")}  # fmt: skip
+        targets[broker] = ratios({**ceilings, **own}, args)
+        for mode in order:
+            if mode.removesuffix(" int8") not in modes:
+                continue
+            why = not_applicable(broker, mode)
+            v = own.get(mode)
+            if why or v is None:
+                rows.append({"broker": broker, "mode": mode, "na": why or "did not run"})
+                continue
+            sent = median_of(runs.get(f"{broker} {mode}", []), "send_s")
+            rows.append({
+                "broker": broker, "mode": mode, "texts_per_s": v["texts_per_s"],
+                # light offers a fixed rate: its texts/s is that rate, not a capacity
+                "vs_ceiling": round(v["texts_per_s"] / top, 2) if top and mode != "light" else None,
+                "p50_ms": v.get("p50_ms"), "p99_ms": v.get("p99_ms"),
+                "mean_batch": v.get("mean_batch"),
+                # light is paced; the producer modes' send() only starts their processes
+                "send_s": sent if mode.removesuffix(" int8") in ("bulk", "raw", "naive") else None,
+            })  # fmt: skip
+    return {"ceiling_texts_per_s": top, "notes": {b: BROKER_NOTES[b] for b in brokers},
+            "rows": rows, "targets": targets}  # fmt: skip
+
+
+def median_of(rows: list[dict[str, Any]], key: str) -> float | None:
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return round(statistics.median(vals), 3) if vals else None
+
+
+def render_brokers(r: dict[str, Any], args: argparse.Namespace) -> str:
+    """The broker comparison: one table of broker × mode, then what each broker adds."""
+    b = r["brokers"]
+    lines = [
+        f"# Pipeline on each broker ({args.n:,} texts, {args.repeats} repeat(s))",
+        "",
+        f"`{r['command']}` on {r['when']}, {r['machine']}; {r['wall_s']:.0f} s in all. "
+        f"Texts: `{args.texts.parent.name}/{args.texts.name}` repeated; workers: "
+        f"{args.processes} processes × 1 thread, fp32, PostgreSQL; each broker a private one "
+        "started for the run, on loopback. One ceiling for every broker: "
+        f"{b['ceiling_texts_per_s']} texts/s (`Classifier.predict` in-process, best split). "
+        "int8 rows are against that fp32 ceiling too (int8 in-process: "
+        f"{r['summary'].get(f'ceiling {args.processes}x1 int8', {}).get('texts_per_s')} texts/s). "
+        "Medians of the repeats. Latency: per item, submitted → row written. "
+        "send s (bulk, raw): how long the producing side took to have every text accepted "
+        "(for the producer modes, see their CPU per job below).",
+        "",
+        "| broker | mode | texts/s | × ceiling | p50 ms | p99 ms | mean batch | send s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in b["rows"]:
+        if "na" in row:
+            lines.append(f"| {row['broker']} | {row['mode']} | n/a ({row['na']}) | | | | | |")
+            continue
+        send = "" if row.get("send_s") is None else f"{row['send_s']:.2f}"
+        ratio = "offered rate" if row["vs_ceiling"] is None else row["vs_ceiling"]
+        lines.append(
+            f"| {row['broker']} | {row['mode']} | {row['texts_per_s']:,.0f} | "
+            f"{ratio} | {row['p50_ms']} | {row['p99_ms']} | "
+            f"{row['mean_batch']} | {send} |"
+        )
+    lines += ["", "## What each broker does per message", ""]
+    lines += [f"- **{k}**: {v}." for k, v in b["notes"].items()]
+    lines += ["", "## Targets (as for Redis), per broker", "",
+              "| broker | bulk ≥ 0.7 × ceiling | single-text jobs (producer) ≥ 0.5 × ceiling | "
+              "light p99 ≤ budget |", "|---|---|---|---|"]  # fmt: skip
+    for broker, t in b["targets"].items():
+
+        def cell(key: str, t: dict[str, Any] = t) -> str:
+            if key not in t:
+                return "n/a"
+            v = t[key]
+            got = f"{v['p99_ms']} ms of {v['budget_ms']:g}" if "p99_ms" in v else f"{v['ratio']}×"
+            return f"{got} {'yes' if v['met'] else '**no**'}"
+
+        lines.append(
+            f"| {broker} | {cell('bulk_vs_ceiling')} | {cell('producer_vs_ceiling')} | "
+            f"{cell('light_p99')} |"
+        )
+    s = r["summary"]
+    stages = {k: v["stages_pct"] for k, v in s.items() if v.get("stages_pct")}
+    if stages:
+        cols = list(next(iter(stages.values())))
+        lines += [
+            "",
+            "## Where the workers' time goes (% of processes × wall time)",
+            "",
+            "| broker mode | " + " | ".join(cols) + " |",
+            "|---|" + "---:|" * len(cols),
+            *[f"| {k} | " + " | ".join(str(v[c]) for c in cols) + " |" for k, v in stages.items()],
+        ]
+    cores = {k: v["cores_used"] for k, v in s.items() if v.get("cores_used")}
+    if cores:
+        cols = list(dict.fromkeys(c for v in cores.values() for c in v))  # + rabbitmq
+        lines += [
+            "",
+            f"## Where the machine's CPU goes (cores used on average, of {os.cpu_count()})",
+            "",
+            "| broker mode | " + " | ".join(cols) + " |",
+            "|---|" + "---:|" * len(cols),
+            *[
+                f"| {k} | " + " | ".join(str(v.get(c, "")) for c in cols) + " |"
+                for k, v in cores.items()
+            ],
+        ]
+    prod = {k: v for k, v in s.items() if v.get("producer_cpu_us_per_job")}
+    if prod:
+        lines += [
+            "",
+            f"Producers ({r['config']['producers']} processes): "
+            + "; ".join(
+                f"{k} {v['jobs_per_envelope']} jobs per envelope, "
+                f"{v['producer_cpu_us_per_job']} µs of producer CPU per job"
+                for k, v in prod.items()
+            )
+            + ".",
+        ]
+    lines += ["", "Worker settings: " + ", ".join(f"{k}={v}" for k, v in r["settings"].items()),
+              ""]  # fmt: skip
+    return "\n".join(lines)
 
 
 def render(r: dict[str, Any], args: argparse.Namespace) -> str:

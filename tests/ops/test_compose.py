@@ -57,6 +57,8 @@ def test_docker_compose_config_validates(tmp_path: Path) -> None:
             "tools",
             "--profile",
             "sentinel",
+            "--profile",
+            "rabbitmq",
             "config",
             "-q",
         ],
@@ -134,12 +136,66 @@ def test_sentinel_profile_one_replica_three_sentinels_and_workers_on_them(
     assert settings.wait_replicas == 1
 
 
+def test_rabbitmq_profile_a_healthy_node_and_workers_on_it(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Profile `rabbitmq`: one RabbitMQ 3 node with a health check, its data on a volume under
+    a fixed node name, credentials from the environment, and workers (and an admin service)
+    whose amqp:// settings parse and point at it."""
+    from textlstm.broker_options import is_amqp
+    from textlstm.settings import Settings
+
+    s = compose["services"]
+    for name in ("rabbitmq", "worker-rabbitmq", "admin-rabbitmq"):
+        assert s[name]["profiles"] == ["rabbitmq"], name
+    node = s["rabbitmq"]
+    assert node["image"].startswith("rabbitmq:3.")
+    assert node["hostname"] == "rabbitmq", "the node name (and its data) follow the hostname"
+    assert "rabbitmq-data:/var/lib/rabbitmq" in node["volumes"]
+    assert "rabbitmq-data" in compose["volumes"]
+    assert node["healthcheck"]["test"][:2] == ["CMD", "rabbitmq-diagnostics"]
+    assert node["environment"]["RABBITMQ_DEFAULT_PASS"] == "${RABBITMQ_PASSWORD:-}"
+    script = " ".join(node["command"])  # refuses to start with an empty password
+    assert '[ -n "$$RABBITMQ_DEFAULT_PASS" ] ||' in script and "exit 1" in script
+    assert all(not str(p).startswith("5672") for p in node.get("ports", []))
+    assert all(str(p).startswith("127.0.0.1:") for p in node.get("ports", []))
+    for name in ("worker-rabbitmq", "admin-rabbitmq"):
+        deps = s[name]["depends_on"]
+        assert deps["rabbitmq"]["condition"] == "service_healthy", name
+        assert deps["migrate"]["condition"] == "service_completed_successfully", name
+    assert s["worker-rabbitmq"]["command"] == ["worker", "--device", "cpu"]
+    assert "container_name" not in s["worker-rabbitmq"] and "ports" not in s["worker-rabbitmq"]
+    env = s["worker-rabbitmq"]["environment"]
+    assert env["TEXTLSTM_METRICS_PORT"] == "9100"
+    values = {"${RABBITMQ_USER:-textlstm}": "textlstm", "${RABBITMQ_PASSWORD:-}": "pw",
+              "${RABBITMQ_VHOST:-textlstm}": "textlstm",
+              "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}": "pg"}  # fmt: skip
+    for key, value in env.items():
+        value = str(value)
+        for var, given in values.items():
+            value = value.replace(var, given)
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("TEXTLSTM_WORKER_CONCURRENCY", "0")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert is_amqp(settings.broker_url)
+    assert settings.broker_url == "amqp://textlstm:pw@rabbitmq:5672/textlstm"
+    assert (
+        s["admin-rabbitmq"]["environment"]["TEXTLSTM_BROKER_URL"]
+        == (s["worker-rabbitmq"]["environment"]["TEXTLSTM_BROKER_URL"])
+    )
+
+
 def test_no_secret_is_baked_in(compose: dict[str, Any]) -> None:
     text = COMPOSE.read_text()
     for var in SECRETS:
         # Every use of a password is required from the environment, never defaulted.
         uses = re.findall(r"\$\{" + var + r"([^}]*)\}", text)
         assert uses and all(u.startswith(":?") for u in uses), (var, uses)
+    # RabbitMQ's password is needed only by profile `rabbitmq` (compose interpolates every
+    # service, so `:?` would make it required for everyone): defaulted to empty, never to a
+    # value, and the node refuses to start without it (test above).
+    uses = re.findall(r"\$\{RABBITMQ_PASSWORD([^}]*)\}", text)
+    assert uses and set(uses) == {":-"}, uses
     assert "PASSWORD=" not in (ROOT / "Dockerfile").read_text()
     assert ".env" in (ROOT / ".dockerignore").read_text().split()
 
