@@ -170,3 +170,27 @@ def test_downgrade_turns_cancelled_rows_into_errors_and_upgrade_brings_the_statu
             assert cancel_job(session=s, job_id=other).cancelled == 2
     finally:
         engine.dispose()
+
+
+def test_recently_cancelled_job_ids_reads_only_cancels_within_the_window_newest_first(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """What amqp:// workers read every 500 ms instead of the Redis set: cancelled jobs only,
+    those cancelled at or after `since`, newest first, at most `limit`."""
+    from datetime import UTC, datetime, timedelta
+
+    from textlstm.store.jobs import recently_cancelled_job_ids
+
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+    old, a, b = (new_job(session_factory, 10) for _ in range(3))
+    running = new_job(session_factory, 10, range(0, 2))
+    for job_id, at in ((old, t0 - timedelta(days=8)), (a, t0), (b, t0 + timedelta(seconds=1))):
+        with session_factory.begin() as s:
+            cancel_job(session=s, job_id=job_id, now=at)
+    since = t0 - timedelta(days=7)
+    with session_factory() as s:
+        assert recently_cancelled_job_ids(session=s, since=since) == [str(b), str(a)]
+        assert recently_cancelled_job_ids(session=s, since=since, limit=1) == [str(b)]
+        assert str(running) not in recently_cancelled_job_ids(
+            session=s, since=t0 - timedelta(days=30)
+        )

@@ -341,3 +341,27 @@ def cancel_job(
     return CancelOutcome(
         job_id, row.status, "cancelled", added, job.ok_count, job.expected_count, finished
     )
+
+
+#: At most this many ids per read of the recently cancelled jobs: the read runs twice a second
+#: in every amqp:// worker, so it is bounded whatever an operator cancels at once. The newest
+#: are read first; an older cancel left out is still enforced by SQL (its items have rows).
+RECENTLY_CANCELLED_LIMIT = 10_000
+
+
+def recently_cancelled_job_ids(
+    *, session: Session, since: datetime, limit: int = RECENTLY_CANCELLED_LIMIT
+) -> list[str]:
+    """The ids of the jobs cancelled at or after `since`, newest first, at most `limit`.
+
+    Why: on amqp:// there is no Redis set of cancelled jobs; the workers learn of a cancel from
+    SQL instead (textlstm.serving.cancel.CancelledJobs calls this every
+    `worker_cancel_refresh_ms`). cancel_job sets finished_at when it ends a job `cancelled`, so
+    (status, finished_at) finds them through ix_jobs_status_finished_at without a scan."""
+    rows = session.execute(
+        select(Job.id)
+        .where(Job.status == "cancelled", Job.finished_at >= since)
+        .order_by(Job.finished_at.desc())
+        .limit(limit)
+    ).scalars()
+    return [str(i) for i in rows]

@@ -164,6 +164,9 @@ class Job(Base):
         Index("ix_jobs_submitted_at", "submitted_at"),
         # Retention (migration 0004_retention): old finished jobs, oldest first, no scan.
         Index("ix_jobs_finished_at", "finished_at"),
+        # amqp:// workers re-read the recently cancelled jobs twice a second (migration
+        # 0006_cancelled_recent): only the rows returned are read.
+        Index("ix_jobs_status_finished_at", "status", "finished_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
