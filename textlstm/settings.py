@@ -253,12 +253,14 @@ class Settings(BaseSettings):
     #: Testing only: a worker process that receives an item with exactly this text kills
     #: itself with SIGKILL before storing it, as the OOM killer would. Empty = off.
     worker_test_crash_text: str = ""
-    #: Redis: how often a worker re-reads the set of cancelled jobs (`<queue>.cancelled`,
-    #: one round trip), checked before each micro-batch: a cancel reaches every worker within
-    #: this, and at most one Redis read per interval is added to the work. 0 = before every
-    #: micro-batch.
+    #: How often a worker re-reads the cancelled jobs, checked before each micro-batch: on
+    #: Redis the set `<queue>.cancelled` (one round trip), on amqp:// the jobs cancelled in
+    #: the last `cancel_keep_s` from SQL (one indexed, bounded query). A cancel reaches every
+    #: worker within this, and at most one read per interval is added to the work. 0 = before
+    #: every micro-batch.
     worker_cancel_refresh_ms: int = Field(default=500, ge=0, le=1000)
-    #: Redis: seconds a cancelled job id stays in that set. Messages of a job cancelled
+    #: Seconds a cancelled job id stays in that set (on amqp://: how far back the SQL read
+    #: looks). Messages of a job cancelled
     #: longer ago are classified again if they are still queued, but never stored (its items
     #: already have their `cancelled` rows in SQL).
     cancel_keep_s: int = Field(default=7 * 86400, ge=60)

@@ -26,6 +26,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import bootsteps
@@ -166,9 +167,23 @@ def _reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
 
 
-def cancel_reader(settings: Any) -> Callable[[], list[str]]:
-    """How this worker reads the cancelled jobs of its queue: one Redis round trip (a short
-    timeout: it runs between micro-batches). Nothing to read on a broker that is not Redis."""
+def cancel_reader(settings: Any, session_factory: Any = None) -> Callable[[], list[str]]:
+    """How this worker reads the cancelled jobs of its queue: on Redis one round trip to the
+    set the cancel fills (a short timeout: it runs between micro-batches). On amqp:// there is
+    no such set, so it is one bounded SQL read of the jobs cancelled in the last
+    `cancel_keep_s` (the same window as the Redis set's), through an index. Nothing to read on
+    another broker."""
+    if is_amqp(settings.broker_url) and session_factory is not None:
+        from textlstm.store.jobs import recently_cancelled_job_ids
+
+        keep = timedelta(seconds=settings.cancel_keep_s)
+
+        def from_sql() -> list[str]:
+            with session_factory() as session:
+                since = datetime.now(UTC) - keep
+                return recently_cancelled_job_ids(session=session, since=since)
+
+        return from_sql
     if not is_redis_url(settings.broker_url):
         return list
     client = broker_client(settings, timeout=1)  # connects on first use
@@ -204,7 +219,8 @@ class MicroBatchConsumer:
         self.stats = StatsWriter(s.worker_stats_dir) if s.worker_stats_dir else None
         #: Jobs cancelled (textlstm-admin jobs cancel): their items are acked, not run.
         self.cancelled = CancelledJobs(
-            cancel_reader(s), refresh_s=s.worker_cancel_refresh_ms / 1000
+            cancel_reader(s, task.runtime.session_factory),
+            refresh_s=s.worker_cancel_refresh_ms / 1000,
         )
         self.cancelled_items = 0
         #: Testing only (Settings.worker_test_crash_text): a text that kills the process.
