@@ -1,8 +1,9 @@
-"""Cancel on amqp://, end to end on a RabbitMQ node the test starts itself: there is no Redis set
-of cancelled jobs there, so the worker learns of a cancel from SQL (the jobs cancelled recently,
-re-read every 500 ms). A 20,000-text job cancelled after its first rows ends `cancelled` with
-every remaining item `cancelled`, the queues drain within seconds with the model run on few of
-them, and the next job is unaffected (as tests/e2e/test_cancel.py checks on Redis)."""
+"""Cancel on amqp://, end to end on a RabbitMQ node the test starts itself, on PostgreSQL and
+SQLite: there is no Redis set of cancelled jobs there, so the worker learns of a cancel from
+SQL (the jobs cancelled recently, re-read every 500 ms). A 20,000-text job cancelled after its
+first rows ends `cancelled` with every remaining item `cancelled`, the queues drain within
+seconds with the model run on few of them, and the next job is unaffected (as
+tests/e2e/test_cancel.py checks on Redis)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from textlstm.testing.waiting import wait_until
 from textlstm.wire.queues import consume_order
 
 log = logging.getLogger(__name__)
-pytestmark = [pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.parametrize("db_url", ["postgresql", "sqlite"], indirect=True)]
 N = 20_000
 MAX_BATCH = 2048  # Settings.worker_batch_max_items
 REFRESH_S = 0.5  # Settings.worker_cancel_refresh_ms
