@@ -135,25 +135,36 @@ def test_a_wide_bundle_round_trips(wide_classifier: Classifier, tmp_path: Path) 
     assert (loaded.predict_proba(texts) == wide_classifier.predict_proba(texts)).all()
 
 
-def test_a_bag_bundle_from_before_trigrams_loads_as_bigrams(tmp_path: Path) -> None:
-    """A bundle with the bag but without ngram_order/ngram_max_length/lstm_max_length."""
+def _trained_small(**model_overrides: object) -> Classifier:
+    """A tiny classifier with the bag, trained one epoch."""
+    options: dict[str, object] = {
+        "embedding_dim": 8, "hidden_size": 8, "ngram_dim": 4, "ngram_min_mean_tokens": 0,
+    }  # fmt: skip
     result = fit_classifier(
         make_examples(12, seed=1),
         make_examples(4, seed=2),
-        model_options=ModelOptions(
-            embedding_dim=8, hidden_size=8, ngram_dim=4, ngram_min_mean_tokens=0
-        ),
+        model_options=ModelOptions(**{**options, **model_overrides}),  # type: ignore[arg-type]
         train_config=TrainConfig(epochs=1, batch_size=8, seed=3),
     )
-    clf = result.classifier
-    clf.save(tmp_path / "old", metrics={})
-    config = json.loads((tmp_path / "old" / "config.json").read_text())
-    for key in ("ngram_order", "ngram_max_length", "lstm_max_length"):
+    return result.classifier
+
+
+def _saved_without(clf: Classifier, path: Path, keys: tuple[str, ...]) -> None:
+    """Save `clf` as a bundle whose model config lacks `keys`: one written before them."""
+    clf.save(path, metrics={})
+    config = json.loads((path / "config.json").read_text())
+    for key in keys:
         del config["model"][key]
-    files = bundle.bundle_files(tmp_path / "old")
+    files = bundle.bundle_files(path)
     files.pop(bundle.MANIFEST)
     files[bundle.CONFIG] = bundle.dump_json(config)
-    bundle.write_bundle(tmp_path / "old", files, overwrite=True)
+    bundle.write_bundle(path, files, overwrite=True)
+
+
+def test_a_bag_bundle_from_before_trigrams_loads_as_bigrams(tmp_path: Path) -> None:
+    """A bundle with the bag but without ngram_order/ngram_max_length/lstm_max_length."""
+    clf = _trained_small()
+    _saved_without(clf, tmp_path / "old", ("ngram_order", "ngram_max_length", "lstm_max_length"))
     loaded = Classifier.load(tmp_path / "old")
     assert loaded.model.config.ngram_order == 2 and loaded.model.config.lstm_max_length == 0
     texts = ["goal cup " * 30, "bank"]
@@ -192,26 +203,8 @@ def test_a_tfidf_bag_weighs_a_text_by_its_idf_and_unit_length() -> None:
 
 def test_a_bag_bundle_from_before_tfidf_loads_as_a_mean(tmp_path: Path) -> None:
     """A bundle whose config has no ngram_weighting (and whose weights have no idf)."""
-    result = fit_classifier(
-        make_examples(12, seed=1),
-        make_examples(4, seed=2),
-        model_options=ModelOptions(
-            embedding_dim=8,
-            hidden_size=8,
-            ngram_dim=4,
-            ngram_min_mean_tokens=0,
-            ngram_weighting="mean",
-        ),
-        train_config=TrainConfig(epochs=1, batch_size=8, seed=3),
-    )
-    clf = result.classifier
-    clf.save(tmp_path / "old", metrics={})
-    config = json.loads((tmp_path / "old" / "config.json").read_text())
-    del config["model"]["ngram_weighting"]
-    files = bundle.bundle_files(tmp_path / "old")
-    files.pop(bundle.MANIFEST)
-    files[bundle.CONFIG] = bundle.dump_json(config)
-    bundle.write_bundle(tmp_path / "old", files, overwrite=True)
+    clf = _trained_small(ngram_weighting="mean")
+    _saved_without(clf, tmp_path / "old", ("ngram_weighting",))
     loaded = Classifier.load(tmp_path / "old")
     assert loaded.model.config.ngram_weighting == "mean" and loaded.model.ngram_idf is None
     texts = ["goal cup " * 30, "bank"]
@@ -219,15 +212,7 @@ def test_a_bag_bundle_from_before_tfidf_loads_as_a_mean(tmp_path: Path) -> None:
 
 
 def test_a_trained_tfidf_bag_keeps_its_idf_in_the_bundle(tmp_path: Path) -> None:
-    result = fit_classifier(
-        make_examples(12, seed=1),
-        make_examples(4, seed=2),
-        model_options=ModelOptions(
-            embedding_dim=8, hidden_size=8, ngram_dim=4, ngram_min_mean_tokens=0
-        ),
-        train_config=TrainConfig(epochs=1, batch_size=8, seed=3),
-    )
-    clf = result.classifier
+    clf = _trained_small()
     idf = clf.model.ngram_idf
     assert idf is not None and float(idf[1:].min()) >= 1.0 and float(idf.max()) > 1.0
     clf.save(tmp_path / "b", metrics={})
