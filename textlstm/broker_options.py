@@ -28,9 +28,11 @@ asks the Sentinels (never the master) who the master is.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
+
+T = TypeVar("T")
 
 NUMBER = (int, float)
 
@@ -390,22 +392,42 @@ def amqp_queue_depths(
     not yet acked are not in it, and AMQP offers no count of them to a client (the management
     HTTP API or `rabbitmqctl list_queues messages_unacknowledged` has it). A queue not declared
     yet (no producer or worker has used it) counts 0."""
+    return per_amqp_queue(
+        broker_url,
+        names,
+        lambda channel, name: int(channel.queue_declare(queue=name, passive=True).message_count),
+        missing=0,
+        transport_options=transport_options,
+        timeout=timeout,
+    )
+
+
+def per_amqp_queue(
+    broker_url: str,
+    names: Iterable[str],
+    read: Callable[[Any, str], T],
+    *,
+    missing: T,
+    transport_options: Mapping[str, Any] | None = None,
+    timeout: float = 5.0,
+) -> dict[str, T]:
+    """`read(channel, queue)` for each queue on one short-lived connection, each on a channel
+    of its own, closed after it: a missing queue (`missing` stands for it) closes its channel,
+    and closing a channel is what puts back the messages `basic.get` took on it."""
     from amqp.exceptions import NotFound
     from kombu import Connection
 
-    out: dict[str, int] = {}
+    out: dict[str, T] = {}
     with Connection(
         broker_url, connect_timeout=timeout, transport_options=dict(transport_options or {})
     ) as conn:
         conn.ensure_connection(max_retries=1, timeout=timeout)
         for name in names:
-            # A passive declare of a missing queue closes its channel: one channel per queue.
             channel = conn.channel()
             try:
-                ok = channel.queue_declare(queue=name, passive=True)
-                out[name] = int(ok.message_count)
+                out[name] = read(channel, name)
             except NotFound:
-                out[name] = 0
+                out[name] = missing
             finally:
                 try:
                     channel.close()

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from textlstm.broker_options import per_amqp_queue
+
 
 @dataclass(frozen=True)
 class Waiting:
@@ -39,37 +41,28 @@ def waiting_messages(
 ) -> list[Waiting]:
     """Every ready message of the queues `names` (a queue not declared yet holds none), each
     put back on its queue when its channel closes."""
-    from amqp.exceptions import NotFound
-    from kombu import Connection
 
-    out: list[Waiting] = []
-    with Connection(
-        broker_url, connect_timeout=timeout, transport_options=dict(transport_options or {})
-    ) as conn:
-        conn.ensure_connection(max_retries=1, timeout=timeout)
-        for name in names:
-            # One channel per queue: a missing queue closes its channel, and closing it is
-            # what puts the messages taken from it back.
-            channel = conn.channel()
-            try:
-                while True:
-                    message = channel.basic_get(queue=name, no_ack=False)
-                    if message is None:
-                        break
-                    props = getattr(message, "properties", {}) or {}
-                    body = message.body
-                    out.append(
-                        Waiting(
-                            name,
-                            str(props.get("content_type") or ""),
-                            body if isinstance(body, bytes) else str(body).encode(),
-                        )
-                    )
-            except NotFound:
-                pass
-            finally:
-                try:
-                    channel.close()  # every message taken goes back to its queue
-                except Exception:  # noqa: BLE001 - already closed by the broker
-                    pass
-    return out
+    def take_all(channel: Any, name: str) -> list[Waiting]:
+        taken = []
+        while (message := channel.basic_get(queue=name, no_ack=False)) is not None:
+            props = getattr(message, "properties", {}) or {}
+            body = message.body
+            taken.append(
+                Waiting(
+                    name,
+                    str(props.get("content_type") or ""),
+                    body if isinstance(body, bytes) else str(body).encode(),
+                )
+            )
+        return taken
+
+    # Closing each queue's channel (per_amqp_queue does) puts every message taken back.
+    by_queue = per_amqp_queue(
+        broker_url,
+        names,
+        take_all,
+        missing=[],
+        transport_options=transport_options,
+        timeout=timeout,
+    )
+    return [w for waiting in by_queue.values() for w in waiting]
