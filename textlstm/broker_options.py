@@ -324,7 +324,9 @@ AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 #: The arguments every textlstm queue is declared with on RabbitMQ: a durable *quorum* queue
 #: (Raft-replicated over the cluster's nodes; survives a node's loss once the cluster has three).
 #: Quorum queues take no `x-max-priority`: priorities are the three queues
-#: (`textlstm.wire.queues`), never per-message priorities.
+#: (`textlstm.wire.queues`), never per-message priorities. The three priority queues add the
+#: poison-message limit and dead-lettering of `amqp_queue_arguments`; the dead-letter queue
+#: itself is declared with these alone.
 QUORUM_QUEUE_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum"}
 
 #: Transport options the project sets for amqp:// (kombu.transport.pyamqp): `confirm_publish`
@@ -341,10 +343,46 @@ def is_amqp(broker_url: str) -> bool:
     return bool(urls) and urlsplit(urls[0]).scheme.lower() in AMQP_SCHEMES
 
 
-def amqp_queues(names: list[str]) -> list[Any]:
-    """kombu Queues for `names` as textlstm declares them on RabbitMQ: durable quorum queues,
-    each bound to a direct exchange of its own name with its name as routing key (what Celery
-    creates for a missing queue, so producers and workers of older versions route alike)."""
+def amqp_dead_letter_queue(base: str) -> str:
+    """The dead-letter queue of `base` and its priority queues on RabbitMQ: the same name as
+    the Redis dead-letter list (`<queue>.dead-letters`), and also the name of the direct
+    exchange it is bound to (with its name as routing key)."""
+    return f"{base}.dead-letters"
+
+
+def amqp_queue_arguments(base: str, max_deliveries: int) -> dict[str, Any]:
+    """The arguments of each priority queue of `base`, the ONE place producers and workers take
+    them from: RabbitMQ refuses a second declaration whose arguments differ (PRECONDITION_FAILED),
+    so both sides must build them here, from the same settings.
+
+    - `x-delivery-limit`: `TEXTLSTM_WORKER_MAX_DELIVERIES`. A quorum queue counts a message's
+      returns (a consumer that died or disconnected holding it, a requeue) in
+      `x-delivery-count`; the worker quarantines a message delivered that many times before
+      (`worker.strategy`: it records the reason on the job first), and RabbitMQ dead-letters one
+      returned more times than this, should the quarantine itself never complete.
+    - `x-dead-letter-exchange` / `-routing-key`: to the dead-letter queue
+      (`amqp_dead_letter_queue`).
+    - `x-dead-letter-strategy: at-least-once`: RabbitMQ (3.10+) keeps a message in the source
+      queue until the dead-letter queue has confirmed it; the default, at-most-once, drops it
+      if the dead-letter queue cannot take it. It needs `x-overflow: reject-publish` (the
+      queue has no length limit, so nothing is refused for it).
+    """
+    dead = amqp_dead_letter_queue(base)
+    return {
+        **QUORUM_QUEUE_ARGUMENTS,
+        "x-delivery-limit": int(max_deliveries),
+        "x-dead-letter-exchange": dead,
+        "x-dead-letter-routing-key": dead,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+def amqp_queues(base: str, names: list[str], max_deliveries: int) -> list[Any]:
+    """kombu Queues for `names` (priority queues of `base`) as textlstm declares them on
+    RabbitMQ: durable quorum queues with `amqp_queue_arguments`, each bound to a direct
+    exchange of its own name with its name as routing key (what Celery creates for a missing
+    queue, so producers and workers of older versions route alike)."""
     from kombu import Exchange, Queue
 
     return [
@@ -353,19 +391,42 @@ def amqp_queues(names: list[str]) -> list[Any]:
             Exchange(name, type="direct", durable=True),
             routing_key=name,
             durable=True,
-            queue_arguments=dict(QUORUM_QUEUE_ARGUMENTS),
+            queue_arguments=amqp_queue_arguments(base, max_deliveries),
         )
         for name in names
     ]
 
 
-def amqp_celery_config(queue: str | None) -> dict[str, Any]:
-    """The Celery settings that make the worker and the client app declare textlstm's queues
-    as durable quorum queues on RabbitMQ. The worker names `queue`'s three priority queues
-    (`textlstm.wire.queues`) in `task_queues`; the client app, shared by every queue on one
-    broker, names none: Celery creates each queue it publishes to on first use
-    (`task_create_missing_queue_type`), with the very same exchange, binding and arguments
-    as `amqp_queues` (checked in tests/unit/test_broker_options.py)."""
+def amqp_dead_letter_queues(base: str) -> Any:
+    """The kombu Queue of `base`'s dead-letter queue: durable quorum, bound to the direct
+    exchange of its name (the dead-letter exchange of the priority queues). No delivery limit
+    and no dead-lettering of its own: `textlstm-admin dead-letters` reads it by `basic.get`
+    and puts the messages back, which a limit would count."""
+    from kombu import Exchange, Queue
+
+    dead = amqp_dead_letter_queue(base)
+    return Queue(
+        dead,
+        Exchange(dead, type="direct", durable=True),
+        routing_key=dead,
+        durable=True,
+        queue_arguments=dict(QUORUM_QUEUE_ARGUMENTS),
+    )
+
+
+def amqp_queue(base: str, name: str, max_deliveries: int) -> Any:
+    """The kombu Queue producers publish to for the priority queue `name` of `base` (Celery
+    declares it with these arguments before its first publish on a connection)."""
+    return amqp_queues(base, [name], max_deliveries)[0]
+
+
+def amqp_celery_config(queue: str | None, max_deliveries: int | None = None) -> dict[str, Any]:
+    """The Celery settings that make the worker declare textlstm's queues as durable quorum
+    queues on RabbitMQ: `queue`'s three priority queues (`textlstm.wire.queues`) in
+    `task_queues`. The client app, shared by every queue on one broker, names none (None): it
+    publishes with the kombu Queue of `amqp_queue`, which Celery declares as given, with the
+    very same exchange, binding and arguments (checked in tests/unit/test_broker_options.py).
+    Missing queues Celery would create by name (none of textlstm's) are quorum queues too."""
     config: dict[str, Any] = {
         "task_default_queue_type": "quorum",
         "task_create_missing_queue_type": "quorum",
@@ -373,8 +434,85 @@ def amqp_celery_config(queue: str | None) -> dict[str, Any]:
     if queue is not None:
         from textlstm.wire.queues import consume_order
 
-        config["task_queues"] = amqp_queues(consume_order(queue))
+        if max_deliveries is None:
+            raise ValueError("the worker's queues need max_deliveries (x-delivery-limit)")
+        config["task_queues"] = amqp_queues(queue, consume_order(queue), max_deliveries)
     return config
+
+
+class QueueArgumentsMismatch(ConnectionError):
+    """A queue exists on RabbitMQ with arguments other than this version declares."""
+
+
+#: Where the migration is described (the one line names it).
+MIGRATION_DOC = "docs/brokers.md, 'Changing the RabbitMQ queue arguments'"
+
+
+def mismatch_line(queue: str, reply: str) -> str:
+    """The one line for a queue RabbitMQ refused to declare again (PRECONDITION_FAILED):
+    which queue, which argument (from RabbitMQ's own reply text), and what to do. Pure."""
+    text = " ".join(str(reply).split())
+    why = text.split("PRECONDITION_FAILED - ", 1)[-1][:200]
+    return (
+        f"RabbitMQ queue {queue!r} exists with other arguments than this version declares "
+        f"({why}): drain it with the workers that declared it, delete it (rabbitmqctl "
+        f"delete_queue {queue}) and start again ({MIGRATION_DOC})"
+    )
+
+
+def check_amqp_queues(
+    broker_url: str,
+    queues: Iterable[Any],
+    transport_options: Mapping[str, Any] | None = None,
+    *,
+    create: bool = False,
+    timeout: float = 5.0,
+) -> None:
+    """Declare each kombu Queue of `queues` (and its exchange and binding) as this version
+    does, each on a channel of its own. A queue that does not exist yet is left alone unless
+    `create` (it is created right by whoever declares it first); one that exists with other
+    arguments (a deployment of an older version, or other TEXTLSTM_WORKER_MAX_DELIVERIES) is
+    QueueArgumentsMismatch with `mismatch_line`, instead of PRECONDITION_FAILED in a traceback
+    from inside Celery on the first publish or consume."""
+    from amqp.exceptions import PreconditionFailed
+    from kombu import Connection
+
+    with Connection(
+        broker_url, connect_timeout=timeout, transport_options=dict(transport_options or {})
+    ) as conn:
+        conn.ensure_connection(max_retries=1, timeout=timeout)
+        for queue in queues:
+            if not create and not _exists(conn, queue.name):
+                continue
+            channel = conn.channel()
+            try:
+                queue(channel).declare()
+            except PreconditionFailed as exc:
+                raise QueueArgumentsMismatch(mismatch_line(queue.name, str(exc))) from None
+            finally:
+                _close(channel)
+
+
+def _exists(conn: Any, name: str) -> bool:
+    """Whether the queue `name` exists (a passive declare, on a channel of its own: a missing
+    queue closes the channel)."""
+    from amqp.exceptions import NotFound
+
+    channel = conn.channel()
+    try:
+        channel.queue_declare(queue=name, passive=True)
+        return True
+    except NotFound:
+        return False
+    finally:
+        _close(channel)
+
+
+def _close(channel: Any) -> None:
+    try:
+        channel.close()
+    except Exception:  # noqa: BLE001 - already closed by the broker
+        pass
 
 
 def amqp_queue_depths(
@@ -501,12 +639,33 @@ def probe_amqp(
     raise ConnectionError(first or "TEXTLSTM_BROKER_URL: no amqp:// URL given")
 
 
-def probe_broker(broker_url: str, options: Mapping[str, Any], timeout: float = 3.0) -> None:
+def amqp_topology(base: str, max_deliveries: int) -> list[Any]:
+    """Every queue textlstm declares on RabbitMQ for `base`: its three priority queues and its
+    dead-letter queue (what `probe_broker` checks at start-up)."""
+    from textlstm.wire.queues import consume_order
+
+    return [*amqp_queues(base, consume_order(base), max_deliveries), amqp_dead_letter_queues(base)]
+
+
+def probe_broker(
+    broker_url: str,
+    options: Mapping[str, Any],
+    timeout: float = 3.0,
+    *,
+    queues: Iterable[Any] = (),
+    create: bool = False,
+) -> None:
     """Whether the broker answers, asked once at start-up by every command: the Sentinels on
     `sentinel://` (`probe_sentinels`), an AMQP handshake on amqp:// (`probe_amqp`); nothing
-    on plain Redis, whose client already fails fast with a short line. ConnectionError with
-    one line naming the setting."""
+    on plain Redis, whose client already fails fast with a short line. On amqp:// the
+    `queues` that exist (`amqp_topology`) are declared as this version declares them, so a
+    queue declared by an older version is one line (`QueueArgumentsMismatch`); with `create`
+    (the worker) the missing ones are declared too. ConnectionError with one line naming the
+    setting or the queue."""
     if is_sentinel(broker_url):
         probe_sentinels(broker_url, options, timeout)
     elif is_amqp(broker_url):
         probe_amqp(broker_url, options, timeout)
+        queues = list(queues)
+        if queues:
+            check_amqp_queues(broker_url, queues, options, create=create, timeout=timeout)

@@ -13,8 +13,9 @@ opens no connection; the worker process reads them when it starts.
   Both flags are still set, for anything else that runs through Celery's normal path.
 - Redis `visibility_timeout` (default 600 s) far above the worst batch time (well under 1 s;
   a database outage can last longer, and then the redelivered copy is stored idempotently).
-- On amqp:// (RabbitMQ): durable quorum queues and publisher confirms
-  (`textlstm.broker_options.amqp_celery_config`), none of the Redis transport's options; see
+- On amqp:// (RabbitMQ): durable quorum queues with a delivery limit and a dead-letter queue,
+  and publisher confirms (`textlstm.broker_options.amqp_celery_config`), a prefetch that
+  starts at 1 (`prefetch`), none of the Redis transport's options; see
   docs/operations.md "RabbitMQ" for what holds there and what does not yet.
 - Queues are consumed in priority order (`queue_order_strategy: priority`); `worker.control`
   adds the `textlstm_info` inspect command that `textlstm-admin status` uses.
@@ -95,6 +96,17 @@ def transport_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def prefetch(settings: Settings) -> int:
+    """The prefetch each consumer starts with. On Redis the full window: the batcher needs up
+    to max_items one-text messages to fill one micro-batch (see worker_prefetch in settings),
+    so never fewer. On amqp:// 1: a quorum queue counts a dead worker's return against every
+    message it held, so a worker takes messages delivered before one at a time and opens the
+    full window once a new one arrives (`worker.strategy.Prefetch`)."""
+    if is_amqp(settings.broker_url):
+        return 1
+    return max(settings.worker_prefetch, settings.worker_batch_max_items)
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     tls = {}
     if settings.broker_use_ssl:  # sentinel:// only (checked in textlstm.settings)
@@ -105,7 +117,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": transport_options(settings),
-        **(amqp_celery_config(settings.queue) if is_amqp(settings.broker_url) else {}),
+        **(
+            amqp_celery_config(settings.queue, settings.worker_max_deliveries)
+            if is_amqp(settings.broker_url)
+            else {}
+        ),
         "result_backend": None,
         "task_ignore_result": True,
         "task_serializer": "json",
@@ -116,11 +132,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": settings.queue,
         "worker_pool": "solo",
         "worker_concurrency": 1,
-        # Unacked messages this process may hold: the batcher needs up to max_items one-text
-        # messages to fill one micro-batch (see worker_prefetch in settings), so never fewer.
-        "worker_prefetch_multiplier": max(
-            settings.worker_prefetch, settings.worker_batch_max_items
-        ),
+        # Unacked messages this process may hold (per consumer on amqp://), to start with.
+        "worker_prefetch_multiplier": prefetch(settings),
         "worker_send_task_events": False,
     }
 

@@ -68,11 +68,26 @@ class RefuseUnfitKombu(bootsteps.Step):
         super().__init__(worker, **kwargs)
 
 
+def amqp_queues_of(url: str) -> list[Any]:
+    """On amqp://, every queue of the worker's `TEXTLSTM_QUEUE` with its arguments, the
+    dead-letter queue included (Celery declares only the ones it consumes): declared here, so
+    that queues an older version declared differently stop the worker with one line rather
+    than with PRECONDITION_FAILED inside Celery's consumer, restarted for ever."""
+    from textlstm.broker_options import amqp_topology, is_amqp
+    from textlstm.settings import get_settings
+
+    if not is_amqp(url):
+        return []
+    settings = get_settings()
+    return amqp_topology(settings.queue, settings.worker_max_deliveries)
+
+
 class RefuseUnreachableBroker(bootsteps.Step):
     """Worker bootstep: exits with one line before consuming when, on a `sentinel://` broker,
     no Sentinel answers or none knows `master_name`, or, on amqp://, RabbitMQ refuses the
-    login or the vhost or does not answer (a hand-started `celery` worker would otherwise
-    retry the connection for ever, logging kombu's error each time). A failover in progress
+    login or the vhost or does not answer, or one of its queues exists with other arguments
+    (a hand-started `celery` worker would otherwise retry the connection for ever, logging
+    kombu's error each time). A failover in progress
     passes: the Sentinels answer while they promote a replica."""
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
@@ -83,7 +98,8 @@ class RefuseUnreachableBroker(bootsteps.Step):
         url = str(conf.broker_url or "")
         if url:
             try:
-                probe_broker(url, conf.broker_transport_options or {})
+                probe_broker(url, conf.broker_transport_options or {}, queues=amqp_queues_of(url),
+                             create=True)  # fmt: skip
             except ConnectionError as exc:
                 refuse(f"textlstm worker: broker {mask_url(url)}: {exc}")
         super().__init__(worker, **kwargs)

@@ -54,7 +54,8 @@ Celery 5.x:
   handler the strategy returns is called with the kombu message first; that call is inside
   Celery's consumer and not checkable here (tests/e2e covers it).
 - Consumer.timer: set by Consumer.__init__; the event loop's timer (batch deadlines).
-- consumer.Tasks.task_consumer: set by consumer.Tasks.start; the queues consumed.
+- consumer.Tasks.task_consumer: set by consumer.Tasks.start; the queues consumed, and on
+  amqp:// the kombu Consumer whose consumers `consume_with_prefetch` cancels and starts again.
 - worker.state.should_stop, worker.state.should_terminate: set when a stop was requested.
 
 Not a library name, but kept here with them: the strategy's state rides on the task object as
@@ -238,6 +239,19 @@ def consumed_queues(consumer: Any) -> list[str]:
     if task_consumer is None:
         return []
     return [q.name for q in task_consumer.queues]
+
+
+def consume_with_prefetch(consumer: Any, prefetch: int) -> None:
+    """Consume the task queues again with a per-consumer prefetch of `prefetch`. RabbitMQ
+    applies a per-consumer `basic.qos` (the only kind quorum queues take) to consumers created
+    after it, never to the running ones: so the task consumer's consumers are cancelled (what
+    they delivered stays held, and is acked as before: delivery tags belong to the channel),
+    the prefetch set, and the queues consumed again (kombu's public `Consumer.cancel`, `qos`
+    and `consume`; the consumer reached through Celery's `task_consumer`)."""
+    task_consumer = consumer.task_consumer
+    task_consumer.cancel()
+    task_consumer.qos(prefetch_count=prefetch, apply_global=False)
+    task_consumer.consume()
 
 
 def worker_stopping() -> bool:

@@ -34,12 +34,13 @@ from celery import bootsteps
 from textlstm.broker_options import is_amqp
 from textlstm.errors import ValidationError
 from textlstm.gc_tuning import tune_gc
+from textlstm.ops.amqp_deadletters import DeadLetterPublisher
 from textlstm.serving.cancel import CancelledJobs, without_cancelled
 from textlstm.serving.metrics import get_metrics
 from textlstm.serving.microbatch import Batcher, MicroBatch
 from textlstm.serving.retry import ShutdownRequested
 from textlstm.serving.stages import BatchStats, StatsWriter
-from textlstm.wire.deadletters import DeadLetter
+from textlstm.wire.deadletters import DeadLetter, quarantine_reason
 from textlstm.wire.messages import ClassifyMessage, Limits, parse_body, parse_timestamp
 from textlstm.wire.redis_layout import broker_client, cancelled_job_ids, is_redis_url
 from textlstm.wire.salvage import salvage
@@ -135,7 +136,62 @@ def decode_json(message: Any) -> tuple[Any, int, str | None]:
     found = take(message.delivery_tag) if take is not None else None
     if found is not None:
         return found
-    return message.decode(), 1, None
+    info = message.delivery_info if isinstance(message.delivery_info, dict) else {}
+    source = info.get("routing_key")
+    return message.decode(), amqp_deliveries(message.headers), source or None
+
+
+def amqp_deliveries(headers: Any) -> int:
+    """How many times a RabbitMQ message has been delivered, this time included (1 = first):
+    a quorum queue counts in `x-delivery-count` the times it was returned (its consumer died
+    or disconnected holding it, or requeued it). 1 when the header is absent or unreadable
+    (another broker, a classic queue)."""
+    count = headers.get("x-delivery-count") if isinstance(headers, dict) else None
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        return 1
+    return count + 1
+
+
+class Prefetch:
+    """amqp:// only: the prefetch the worker's consumers have, 1 while it takes messages that
+    were delivered before ("careful"), the full window otherwise.
+
+    A quorum queue counts a return against *every* message the dead consumer held, not only
+    the one that killed it. With a full window, the messages RabbitMQ had sent behind a poison
+    message would be counted at each death exactly as often as it is, and quarantined with it.
+    So every consumer starts with a prefetch of 1 (Celery's `worker_prefetch_multiplier`,
+    `worker.app`), and a message delivered before is taken alone: nothing else is in flight if
+    it kills the process. The first message delivered for the first time opens the full window
+    (max(worker_prefetch, worker_batch_max_items)); a message delivered again (another worker
+    died) closes it. Changing it means consuming again (`kombu_seam.consume_with_prefetch`), done
+    from the event loop's timer, never inside a delivery."""
+
+    def __init__(self, consumer: Any, timer: Any, full: int) -> None:
+        self.consumer = consumer
+        self.timer = timer
+        self.full = max(1, full)
+        self.current = 1
+        self.wanted = 1
+        self._tref: Any = None
+
+    def saw(self, deliveries: int) -> None:
+        """Note a message delivered `deliveries` times; switch the window after it."""
+        self.wanted = 1 if deliveries > 1 else self.full
+        if self.wanted != self.current and self._tref is None:
+            self._tref = self.timer.call_after(0, self._apply)
+
+    def _apply(self) -> None:
+        self._tref = None
+        wanted = self.wanted
+        if wanted == self.current:
+            return
+        try:
+            kombu_seam.consume_with_prefetch(self.consumer, wanted)
+        except Exception as exc:  # noqa: BLE001 - connection lost: the next one starts at 1
+            log.warning("could not set the prefetch to %d: %s", wanted, exc)
+            return
+        self.current = wanted
+        log.info("prefetch %d (%s)", wanted, "full" if wanted == self.full else "careful")
 
 
 def finished(handles: list[_Handle]) -> list[_Handle]:
@@ -190,6 +246,14 @@ def cancel_reader(settings: Any, session_factory: Any = None) -> Callable[[], li
     return lambda: cancelled_job_ids(client, settings.queue)
 
 
+def _raw_body(message: Any) -> str | None:
+    """A delivered message's body as text, for a dead-letter record's `entry`."""
+    body = getattr(message, "body", None)
+    if isinstance(body, bytes):
+        return body.decode("utf-8", "replace")
+    return body if isinstance(body, str) else None
+
+
 def _job_of(part: Any) -> str | None:
     job = part.get("job_id") if isinstance(part, dict) else None
     return job[:64] if isinstance(job, str) else None
@@ -234,6 +298,15 @@ class MicroBatchConsumer:
         self._read_tref: Any = None
         #: amqp:// only: delivery tags received and not yet settled, for `multiple=True` acks.
         self.outstanding: Outstanding | None = Outstanding() if self.read_ahead else None
+        #: amqp:// only: the poison-message quarantine (the Redis transport's pop does its own),
+        #: the careful prefetch it needs, and where dead letters are published.
+        self.max_deliveries = s.worker_max_deliveries
+        self.prefetch: Prefetch | None = None
+        self.amqp_dead: DeadLetterPublisher | None = None
+        if self.read_ahead:
+            full = max(s.worker_prefetch, s.worker_batch_max_items)
+            self.prefetch = Prefetch(consumer, self.timer, full)
+            self.amqp_dead = DeadLetterPublisher(s.broker_url, s.queue, s.broker_transport_options)
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -262,6 +335,11 @@ class MicroBatchConsumer:
         if whole:
             self._dead_letter(message, "every part of the envelope was refused", "body", source)
             return
+        if self.prefetch is not None:
+            self.prefetch.saw(deliveries)
+            if deliveries > self.max_deliveries:
+                self._quarantine(message, args[0], deliveries - 1, source)
+                return
         if self.crash_text and any(
             i.text == self.crash_text for m in parsed.messages for i in m.items
         ):
@@ -343,27 +421,67 @@ class MicroBatchConsumer:
     ) -> None:
         """Move a whole delivered message to the dead-letter list, as its ack."""
         channel = message.channel
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        if self.amqp_dead is not None:
+            record = DeadLetter.new(stage, reason, list=source, task_id=headers.get("id"),
+                                    job_id=_job_of(part), entry=_raw_body(message),
+                                    body=part if isinstance(part, dict) else None)  # fmt: skip
+            self._dead_letter_amqp(message, record)
+            return
         if not hasattr(channel, "dead_letter_delivered"):
             self._reject_message(message)  # another transport: its own dead-lettering, if any
             if self.outstanding is not None:
                 self.outstanding.settled(channel, [message.delivery_tag])
             return
-        headers = message.headers if isinstance(message.headers, dict) else {}
         record = DeadLetter.new(stage, reason, id=message.delivery_tag, list=source,
                                 task_id=headers.get("id"), job_id=_job_of(part))  # fmt: skip
         channel.dead_letter_delivered(message, record)
 
-    @staticmethod
-    def _dead_letter_part(message: Any, part: Any, reason: str, stage: str) -> None:
+    def _dead_letter_amqp(self, message: Any, record: DeadLetter) -> None:
+        """On amqp://: publish the record to the dead-letter queue, then ack the message it
+        replaces. When the record cannot be published, reject the message without requeueing
+        it: RabbitMQ dead-letters it itself (at least once), with `x-death` saying `rejected`
+        instead of the reason, which the log line above still has."""
+        assert self.amqp_dead is not None
+        if self.amqp_dead.publish([record]):
+            transport.count_dead([record.stage])
+            _Handle(message).ack()
+        else:
+            self._reject_message(message)
+        if self.outstanding is not None:
+            self.outstanding.settled(message.channel, [message.delivery_tag])
+
+    def _quarantine(self, message: Any, part: Any, taken: int, source: str | None) -> None:
+        """amqp:// only: a message delivered `taken` times before without an ack (each time a
+        worker died holding it, alone: `Prefetch`) is not run again. Its job records the
+        reason (error rows, as on Redis), and it moves to the dead-letter queue, as its ack."""
+        reason = quarantine_reason(taken)
+        log.error("message %s on %s (job %s) %s; moved to the dead-letter queue",
+                  message.delivery_tag, source, _job_of(part) or "unreadable",
+                  reason)  # fmt: skip
+        if not self.record_refusal(part, reason):
+            return  # shutting down: not acked, delivered again to the next worker
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        record = DeadLetter.new("poison", reason, list=source, task_id=headers.get("id"),
+                                job_id=_job_of(part), deliveries=taken,
+                                entry=_raw_body(message),
+                                body=part if isinstance(part, dict) else None)  # fmt: skip
+        self._dead_letter_amqp(message, record)
+
+    def _dead_letter_part(self, message: Any, part: Any, reason: str, stage: str) -> None:
         """Record one part of an envelope on the dead-letter list (the message itself is
         acked once its other parts are committed)."""
-        dead_letter = getattr(message.channel, "dead_letter", None)
-        if dead_letter is None:
-            return
         body = part if isinstance(part, dict) else {"unreadable part": repr(part)[:2000]}
         headers = message.headers if isinstance(message.headers, dict) else {}
         record = DeadLetter.new(stage, reason, task_id=headers.get("id"), job_id=_job_of(part),
                                 body=body)  # fmt: skip
+        if self.amqp_dead is not None:
+            if self.amqp_dead.publish([record]):
+                transport.count_dead([stage])
+            return
+        dead_letter = getattr(message.channel, "dead_letter", None)
+        if dead_letter is None:
+            return
         dead_letter([(record, None)])
 
     @staticmethod
@@ -522,6 +640,10 @@ class MicroBatchConsumer:
             by_channel.setdefault(id(channel), (channel, []))[1].append((record, None))
             log.error("job %s: %d item(s) dead-lettered: %s", msg.job_id, len(sl.items), reason)
         for channel, records in by_channel.values():
+            if self.amqp_dead is not None:  # amqp://: the dead-letter queue
+                if self.amqp_dead.publish(r for r, _ in records):
+                    transport.count_dead(r.stage for r, _ in records)
+                continue
             dead_letter = getattr(channel, "dead_letter", None)
             if dead_letter is not None:
                 dead_letter(records)

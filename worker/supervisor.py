@@ -72,10 +72,13 @@ def _broker_answers(settings: Settings) -> None:
     process retrying the broker connection for ever: that is a wrong setting or a broker that
     is down, not a failover (Sentinels answer during one)."""
     from textlstm.broker_options import probe_broker
+    from textlstm.client.publisher import checked_queues
     from textlstm.settings import mask_url
 
     try:
-        probe_broker(settings.broker_url, settings.broker_transport_options)
+        probe_broker(
+            settings.broker_url, settings.broker_transport_options, queues=checked_queues(settings)
+        )
     except ConnectionError as exc:
         raise click.ClickException(f"broker {mask_url(settings.broker_url)}: {exc}") from None
 

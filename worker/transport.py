@@ -46,7 +46,7 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 
-from textlstm.wire.deadletters import DeadLetter
+from textlstm.wire.deadletters import DeadLetter, quarantine_reason
 from textlstm.wire.redis_layout import DELIVERIES_KEY, dead_letter_key
 from worker import kombu_seam
 from worker.envelope import Accepted, Refused, inspect
@@ -359,11 +359,10 @@ class Channel(kombu_seam.PopChannel):
 
     def _quarantined(self, queue: str, verdict: Accepted | Refused, taken: int) -> None:
         body = verdict.body[0][0] if isinstance(verdict, Accepted) else verdict.message
-        reason = (f"quarantined after {taken} deliveries: a worker died each time it held "
-                  "this message")  # fmt: skip
+        reason = quarantine_reason(taken)
         log.error("message %s on %s (job %s) %s; moved to the dead-letter list", verdict.tag,
                   queue, _job_id(body) or "unreadable", reason)  # fmt: skip
-        _count_dead(["poison"])
+        count_dead(["poison"])
         self._record_on_job(body, reason)
 
     @staticmethod
@@ -401,7 +400,7 @@ class Channel(kombu_seam.PopChannel):
         except Exception as exc:  # noqa: BLE001
             log.warning("could not dead-letter %d message(s) now: %s", len(records), exc)
             return False
-        _count_dead(r.stage for r, _ in records)
+        count_dead(r.stage for r, _ in records)
         return True
 
     def dead_letter_delivered(self, message: Any, record: DeadLetter) -> bool:
@@ -486,7 +485,7 @@ class Channel(kombu_seam.PopChannel):
         return key.rsplit(self.sep, 1)[0]
 
 
-def _count_dead(stages: Iterable[str]) -> None:
+def count_dead(stages: Iterable[str]) -> None:
     try:
         from textlstm.serving.metrics import get_metrics
 

@@ -149,6 +149,16 @@ def test_amqp_schemes() -> None:
     assert not is_amqp("redis://a:6379/0") and not is_amqp(SENTINELS)
 
 
+WANT_ARGS = {
+    "x-queue-type": "quorum",
+    "x-delivery-limit": 3,
+    "x-dead-letter-exchange": "tl.dead-letters",
+    "x-dead-letter-routing-key": "tl.dead-letters",
+    "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
+
+
 def test_worker_declares_three_durable_quorum_queues_with_confirms() -> None:
     from worker.app import celery_config
 
@@ -157,13 +167,35 @@ def test_worker_declares_three_durable_quorum_queues_with_confirms() -> None:
     assert list(queues) == ["tl.high", "tl", "tl.bulk"]
     for name, q in queues.items():
         assert q.durable and not q.auto_delete and not q.exclusive
-        assert q.queue_arguments == {"x-queue-type": "quorum"}
+        # One dead-letter queue for the three, a delivery limit of worker_max_deliveries.
+        assert q.queue_arguments == WANT_ARGS
         assert (q.exchange.name, q.exchange.type, q.routing_key) == (name, "direct", name)
     assert conf["task_default_queue_type"] == "quorum"
     # Publisher confirms, and none of the Redis transport's options.
     assert conf["broker_transport_options"] == {"confirm_publish": True}
     assert "broker_transport" not in conf
-    assert conf["worker_prefetch_multiplier"] >= Settings(_env_file=None).worker_batch_max_items  # type: ignore[call-arg]
+    # Each consumer starts at 1 (worker.strategy.Prefetch opens the full window later).
+    assert conf["worker_prefetch_multiplier"] == 1
+
+
+def test_the_delivery_limit_follows_worker_max_deliveries() -> None:
+    from worker.app import celery_config
+
+    s = Settings(broker_url=AMQP, queue="tl", worker_max_deliveries=5, _env_file=None)  # type: ignore[call-arg]
+    assert {q.queue_arguments["x-delivery-limit"] for q in celery_config(s)["task_queues"]} == {5}
+
+
+def test_the_dead_letter_queue_is_a_plain_quorum_queue_bound_to_its_exchange() -> None:
+    from textlstm.broker_options import amqp_dead_letter_queues, amqp_topology
+
+    dead = amqp_dead_letter_queues("tl")
+    assert (dead.name, dead.exchange.name, dead.exchange.type, dead.routing_key) == (
+        "tl.dead-letters", "tl.dead-letters", "direct", "tl.dead-letters"
+    )  # fmt: skip
+    assert dead.queue_arguments == {"x-queue-type": "quorum"} and dead.durable
+    assert [q.name for q in amqp_topology("tl", 3)] == [
+        "tl.high", "tl", "tl.bulk", "tl.dead-letters"
+    ]  # fmt: skip
 
 
 def test_redis_worker_config_is_unchanged_by_amqp_support() -> None:
@@ -174,19 +206,22 @@ def test_redis_worker_config_is_unchanged_by_amqp_support() -> None:
     assert conf["broker_transport_options"]["queue_order_strategy"] == "priority"
 
 
-def test_client_creates_the_queues_the_worker_declares() -> None:
-    """The client app names no queue; what Celery creates for the one it publishes to must be
-    what the worker declares, or RabbitMQ refuses the second declaration
-    (PRECONDITION_FAILED)."""
+def test_client_publishes_to_the_queues_the_worker_declares() -> None:
+    """The client app names no queue; the publisher names each as the kombu Queue of
+    `amqp_queue`, which Celery declares as given. It must be what the worker declares, or
+    RabbitMQ refuses the second declaration (PRECONDITION_FAILED)."""
     from celery import Celery
 
-    from textlstm.broker_options import amqp_celery_config, amqp_queues
+    from textlstm.broker_options import amqp_celery_config, amqp_queue
+    from worker.app import celery_config
 
     app = Celery("t", broker=AMQP, set_as_current=False)
     app.conf.update(amqp_celery_config(None))
-    for want in amqp_queues(["tl.high", "tl", "tl.bulk"]):
-        got = app.amqp.queues[want.name]
-        assert got.queue_arguments == want.queue_arguments
+    worker = celery_config(Settings(broker_url=AMQP, queue="tl", _env_file=None))  # type: ignore[call-arg]
+    for want in worker["task_queues"]:
+        route = app.amqp.router.route({"queue": amqp_queue("tl", want.name, 3)}, "x")
+        got = route["queue"]
+        assert got.queue_arguments == want.queue_arguments == WANT_ARGS
         assert (got.durable, got.auto_delete, got.exclusive) == (True, False, False)
         assert (got.exchange.name, got.exchange.type, got.exchange.durable) == (
             want.exchange.name,
@@ -202,6 +237,40 @@ def test_client_app_confirms_publishes_on_amqp() -> None:
     app = client_app(Settings(broker_url=AMQP, _env_file=None))  # type: ignore[call-arg]
     assert app.conf.broker_transport_options == {"confirm_publish": True}
     assert app.conf.task_create_missing_queue_type == "quorum"
+
+
+def test_a_queue_declared_with_other_arguments_is_one_line_naming_it() -> None:
+    from textlstm.broker_options import mismatch_line
+
+    reply = (
+        "Queue.declare: (406) PRECONDITION_FAILED - inequivalent arg 'x-delivery-limit' for "
+        "queue 'tl' in vhost '/': received the value '3' of type 'signedint' but current is none"
+    )
+    line = mismatch_line("tl", reply)
+    assert "\n" not in line and line.startswith("RabbitMQ queue 'tl' exists with other arguments")
+    assert "inequivalent arg 'x-delivery-limit'" in line and "Queue.declare" not in line
+    assert "rabbitmqctl delete_queue tl" in line and "docs/brokers.md" in line
+
+
+def test_a_dead_letter_of_rabbitmq_reads_as_a_record() -> None:
+    """A message RabbitMQ dead-lettered itself (delivery limit) is the Celery message with
+    `x-death`: read as a poison record with its job, task id and a stable id."""
+    import datetime
+
+    from textlstm.wire.deadletters import RECORD_HEADER, DeadLetter, from_amqp
+
+    body = json.dumps([[{"job_id": "j-1", "items": []}], {}, {}]).encode()
+    death = {"reason": "delivery_limit", "queue": "tl", "count": 1,
+             "time": datetime.datetime(2026, 1, 2, tzinfo=datetime.UTC)}  # fmt: skip
+    headers = {"id": "task-1", "x-death": [death]}
+    record = from_amqp(body, headers)
+    assert (record.stage, record.list, record.task_id) == ("poison", "tl", "task-1")
+    assert record.readable_job_id() == "j-1" and record.entry == body.decode()
+    assert from_amqp(body, headers).id == record.id  # the same on every read
+    assert "x-delivery-limit" in record.reason
+    ours = DeadLetter.new("store", "the write failed", job_id="j-2")
+    assert from_amqp(ours.to_json().encode(), {RECORD_HEADER: 1}) == ours
+    assert from_amqp(b"not json", {}).stage == "body"  # still listed, with what it holds
 
 
 def test_amqp_target_names_no_password() -> None:

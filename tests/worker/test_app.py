@@ -18,6 +18,9 @@ def test_config_is_json_only_without_results_and_with_a_long_visibility_timeout(
     assert conf["broker_transport_options"]["unacked_mutex_expire"] <= 10
     assert conf["worker_pool"] == "solo" and conf["task_default_queue"] == "q"
     assert conf["worker_prefetch_multiplier"] == 512  # never below one batch of messages
+    # On amqp:// each consumer starts at 1 (worker.strategy.Prefetch opens the window later).
+    amqp = s.model_copy(update={"broker_url": "amqp://guest:guest@h:5672//"})
+    assert celery_config(amqp)["worker_prefetch_multiplier"] == 1
 
 
 def test_app_registers_the_task_lazily_from_settings() -> None:

@@ -92,9 +92,10 @@ def _build(broker_url: str, transport_options: dict[str, Any], tls: dict[str, An
     # find the same master the same way.
     app.conf.broker_transport_options = dict(transport_options)
     if is_amqp(broker_url):
-        # RabbitMQ: publisher confirms (a publish returns only once the broker acked it), and
-        # every queue published to declared as the workers declare it, a durable quorum queue
-        # (a queue declared twice with different arguments is a channel error).
+        # RabbitMQ: publisher confirms (a publish returns only once the broker acked it). The
+        # publisher names each queue as a kombu Queue with the workers' arguments
+        # (`textlstm.broker_options.amqp_queue`); a queue declared twice with different
+        # arguments is a channel error.
         app.conf.broker_transport_options = {**AMQP_TRANSPORT_OPTIONS, **transport_options}
         app.conf.update(amqp_celery_config(None))
     if tls:

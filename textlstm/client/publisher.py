@@ -17,8 +17,9 @@ once:
   retried twice within about a second, as fast as the backpressure `Gate` admits them;
 - on Redis Sentinel (`sentinel://`) and RabbitMQ (`amqp://`) the broker is asked once per
   process before the first send (`broker_answers`: who the master is; one AMQP handshake), so
-  a wrong or dead Sentinel set, a refused login or a missing vhost is one BrokerError at once
-  rather than a traceback after the retries; each send is retried for up to
+  a wrong or dead Sentinel set, a refused login, a missing vhost or a RabbitMQ queue declared
+  with other arguments (`checked_queues`) is one BrokerError at once rather than a traceback
+  after the retries; each send is retried for up to
   `broker_failover_timeout_s` (a failover takes the Sentinels' down-after-milliseconds plus the
   promotion), and a call returns only once `broker_wait_replicas` replicas hold what it sent
   (`confirm_replicated`, Redis `WAIT`): Redis replicates asynchronously, so without it the last
@@ -40,7 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from textlstm.broker_options import is_amqp, is_sentinel, probe_broker
+from textlstm.broker_options import amqp_queue, amqp_topology, is_amqp, is_sentinel, probe_broker
 from textlstm.client.backpressure import Gate
 from textlstm.client.celery_app import client_app
 from textlstm.errors import BrokerError
@@ -74,10 +75,21 @@ def broker_answers(settings: Settings) -> None:
     if key in _brokers_checked:
         return
     try:
-        probe_broker(settings.broker_url, settings.broker_transport_options)
+        probe_broker(
+            settings.broker_url, settings.broker_transport_options, queues=checked_queues(settings)
+        )
     except ConnectionError as exc:
         raise BrokerError(f"broker {mask_url(settings.broker_url)}: {exc}") from None
     _brokers_checked.add(key)
+
+
+def checked_queues(settings: Settings) -> list[Any]:
+    """On amqp://, the queues whose arguments every command checks at start-up
+    (`textlstm.broker_options.amqp_topology`: a queue declared by an older version is one
+    line); none elsewhere."""
+    if not is_amqp(settings.broker_url):
+        return []
+    return amqp_topology(settings.queue, settings.worker_max_deliveries)
 
 
 def confirm_replicated(settings: Settings, producer: Any, what: str) -> None:
@@ -179,6 +191,12 @@ def publish(
 
     total = len(outgoing)
     policy = retry_policy(settings)
+    # On RabbitMQ the queue as a kombu Queue: Celery declares it with exactly the arguments
+    # the workers declare (a declaration that differs is refused), where a name alone would
+    # make it create a quorum queue with no delivery limit or dead-lettering.
+    destination: Any = queue
+    if is_amqp(settings.broker_url):
+        destination = amqp_queue(settings.queue, queue, settings.worker_max_deliveries)
     broker_answers(settings)
     try:
         app = client_app(settings)  # in the try: building it looks the broker's pool up
@@ -190,7 +208,7 @@ def publish(
                     app.send_task(
                         TASK_NAME,
                         args=[out.body],
-                        queue=queue,
+                        queue=destination,
                         task_id=out.task_id,
                         **headers_repr(out.summary),
                         serializer="json",

@@ -80,7 +80,11 @@ def _broker_answers(settings: Settings, st: FleetStatus) -> bool:
     if not (is_sentinel(settings.broker_url) or is_amqp(settings.broker_url)):
         return True
     try:
-        probe_broker(settings.broker_url, settings.broker_transport_options)
+        from textlstm.client.publisher import checked_queues
+
+        probe_broker(
+            settings.broker_url, settings.broker_transport_options, queues=checked_queues(settings)
+        )
     except ConnectionError as exc:
         st.errors["broker"] = str(exc)
         return False
@@ -91,14 +95,17 @@ def _queues(settings: Settings, st: FleetStatus) -> None:
     if is_amqp(settings.broker_url):
         # RabbitMQ: ready messages per queue (passive declare); no unacked count, no
         # dead-letter list (textlstm.broker_options.amqp_queue_depths).
-        from textlstm.broker_options import amqp_queue_depths
+        from textlstm.broker_options import amqp_dead_letter_queue, amqp_queue_depths
 
+        dead = amqp_dead_letter_queue(settings.queue)
         try:
-            st.queues = amqp_queue_depths(
+            depths = amqp_queue_depths(
                 settings.broker_url,
-                consume_order(settings.queue),
+                [*consume_order(settings.queue), dead],
                 settings.broker_transport_options,
             )
+            st.dead_letters = depths.pop(dead)
+            st.queues = depths
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             st.errors["queues"] = _why(exc)
         return

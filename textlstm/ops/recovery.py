@@ -133,13 +133,15 @@ def amqp_copies(settings: Settings, job_id: uuid.UUID, *, limits: Limits) -> lis
     """The messages of `job_id` waiting in its queues on RabbitMQ (`textlstm.ops.amqp_scan`),
     each put back on its queue. BrokerError (one line, naming TEXTLSTM_BROKER_URL) when the
     broker refuses the login or the vhost, or does not answer."""
-    from textlstm.broker_options import probe_amqp
-    from textlstm.client.publisher import broker_error
+    from textlstm.broker_options import probe_broker
+    from textlstm.client.publisher import broker_error, checked_queues
     from textlstm.ops.amqp_scan import waiting_messages
 
     doing = f"read the broker's copies of job {job_id}"
     try:
-        probe_amqp(settings.broker_url, settings.broker_transport_options)
+        probe_broker(
+            settings.broker_url, settings.broker_transport_options, queues=checked_queues(settings)
+        )
         found = waiting_messages(
             settings.broker_url, consume_order(settings.queue), settings.broker_transport_options
         )

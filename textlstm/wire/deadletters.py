@@ -17,12 +17,21 @@ first, trimmed to `dead_letter_max`):
      "worker": "host:pid" | null}
 
 The worker's Lua pop script writes `poison` records itself (worker/transport.py), with the same
-field names. `textlstm-admin dead-letters list|show|requeue|purge` reads and edits the list through
-`textlstm.ops.deadletters`. This module does no I/O.
+field names.
+
+On RabbitMQ (amqp://) the records are messages of the dead-letter queue `<queue>.dead-letters`
+(`textlstm.broker_options.amqp_queue_arguments`): those the worker publishes are these same
+JSON records (`RECORD_HEADER`); RabbitMQ's own dead letters (a message returned more times than
+`x-delivery-limit`, or rejected) are the refused message itself, read as a record by
+`from_amqp`. The dead-letter queue is not trimmed (`dead_letter_max` is Redis's).
+
+`textlstm-admin dead-letters list|show|requeue|purge` reads and edits them through
+`textlstm.ops.deadletters` (Redis) and `textlstm.ops.amqp_deadletters`. This module does no I/O.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -34,7 +43,15 @@ from typing import Any
 
 from textlstm.wire.redis_layout import dead_letter_key, loads, task_argument
 
-__all__ = ["STAGES", "DeadLetter", "dead_letter_key", "message_of_entry"]
+__all__ = [
+    "RECORD_HEADER",
+    "STAGES",
+    "DeadLetter",
+    "dead_letter_key",
+    "from_amqp",
+    "message_of_entry",
+    "quarantine_reason",
+]
 
 STAGES = ("envelope", "body", "part", "store", "poison")
 #: Longest reason kept in a record.
@@ -98,3 +115,72 @@ def message_of_entry(entry: str | None) -> Any:
     """The textlstm message (the task's first argument) inside a raw list entry, or None.
     Best effort: never raises."""
     return task_argument(loads(entry))
+
+
+def quarantine_reason(taken: int) -> str:
+    """Why a message was quarantined after being taken `taken` times without an ack: the
+    reason recorded on its job's rows and in its dead-letter record, on every broker."""
+    return f"quarantined after {taken} deliveries: a worker died each time it held this message"
+
+
+# -- RabbitMQ (amqp://): records as messages of the dead-letter queue ---------------------------
+
+#: The header that marks a message of the dead-letter queue as a record the worker published
+#: (its body is `DeadLetter.to_json()`); any other message there was dead-lettered by RabbitMQ
+#: itself and is the refused Celery message, with RabbitMQ's `x-death` header.
+RECORD_HEADER = "textlstm-dead-letter"
+
+#: RabbitMQ's dead-lettering reasons (`x-death[].reason`) as a record's stage and reason.
+_BROKER_REASONS = {
+    "delivery_limit": (
+        "poison",
+        "dead-lettered by RabbitMQ: returned more times than the queue's x-delivery-limit (a "
+        "worker died each time it held this message, and the quarantine never completed)",
+    ),
+    "rejected": ("body", "dead-lettered by RabbitMQ: a worker rejected it"),
+    "expired": ("body", "dead-lettered by RabbitMQ: its message TTL expired"),
+    "maxlen": ("body", "dead-lettered by RabbitMQ: its queue exceeded a length limit"),
+}
+
+
+def from_amqp(body: bytes | str, headers: Mapping[str, Any] | None) -> DeadLetter:
+    """The record a message of the dead-letter queue stands for: the record itself when the
+    worker published it (`RECORD_HEADER`), else a record made from RabbitMQ's `x-death`
+    header around the refused Celery message (its `entry`, whose task argument is the
+    textlstm message). Its id is stable while it sits in the queue (the worker's record id,
+    or a digest of the message and its death), so `show`, `requeue` and `purge` find it again.
+    Raises ValueError on a record that does not parse."""
+    headers = dict(headers or {})
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    if headers.get(RECORD_HEADER):
+        return DeadLetter.from_json(text)
+    deaths = headers.get("x-death")
+    death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
+    why = str(death.get("reason") or "unknown")
+    stage, reason = _BROKER_REASONS.get(why, ("body", f"dead-lettered by RabbitMQ ({why})"))
+    when = death.get("time")
+    at = when.timestamp() if hasattr(when, "timestamp") else 0.0
+    queue = death.get("queue")
+    digest = hashlib.sha256(f"{text}\0{queue}\0{why}\0{at}".encode()).hexdigest()[:24]
+    task_id = headers.get("id")
+    argument = loads(text)
+    message = argument[0][0] if _is_task_body(argument) else None
+    job = message.get("job_id") if isinstance(message, Mapping) else None
+    return DeadLetter(
+        id=digest, at=at, stage=stage, reason=reason,
+        list=str(queue) if queue else None,
+        task_id=task_id if isinstance(task_id, str) else None,
+        job_id=job[:64] if isinstance(job, str) else None,
+        entry=text,
+        body=message if isinstance(message, Mapping) else None,
+    )  # fmt: skip
+
+
+def _is_task_body(value: Any) -> bool:
+    """A Celery protocol 2 body `[args, kwargs, embed]` whose args hold one argument."""
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], list)
+        and len(value[0]) == 1
+    )

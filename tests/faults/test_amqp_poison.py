@@ -1,0 +1,96 @@
+"""Poison-message quarantine on amqp:// against a real worker and the test's own RabbitMQ node,
+as tests/faults/test_poison.py does on Redis: a message that kills the worker process every time
+it is handled (the test-only `TEXTLSTM_WORKER_TEST_CRASH_TEXT` hook, a SIGKILL as the OOM killer
+would send) is delivered `worker_max_deliveries` times, then moved to the dead-letter queue with
+the reason and recorded on its job, while every valid message queued around it is stored
+exactly once and the queues drain.
+
+What makes it hold on RabbitMQ: the quorum queue counts each return in `x-delivery-count`
+(`x-delivery-limit` and the dead-letter queue are declared with it), and a worker takes
+messages delivered before with a prefetch of 1 (`worker.strategy.Prefetch`), so the innocent
+messages RabbitMQ had sent behind the poison one are not counted with it at each death.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.fixtures.jobs import assert_exactly_once, stored, submit, texts, wait_job
+from tests.fixtures.workers import Fleet
+from textlstm.broker_options import amqp_dead_letter_queue
+from textlstm.ops import amqp_deadletters
+from textlstm.settings import Settings
+from textlstm.testing.processes import paused
+from textlstm.testing.rabbitmq import OwnRabbitMQ
+from textlstm.testing.waiting import wait_until
+from textlstm.wire.queues import consume_order
+
+pytestmark = [pytest.mark.faults, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
+
+CRASH = "__this text kills the worker process__"
+
+
+def test_a_message_that_kills_the_worker_is_dead_lettered_after_three_deliveries(
+    topics: dict,
+    e2e_settings: Settings,
+    worker_env: dict[str, str],
+    own_rabbitmq: OwnRabbitMQ,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = e2e_settings.model_copy(update={"broker_url": own_rabbitmq.url})
+    env = {**worker_env, "TEXTLSTM_BROKER_URL": own_rabbitmq.url,
+           "TEXTLSTM_WORKER_TEST_CRASH_TEXT": CRASH}  # fmt: skip
+    fleet = Fleet(env, tmp_path)
+    try:
+        w = fleet.start("--batch-max-items", "64")
+        with paused(w):  # all queued before the worker takes any: the poison one mid-queue
+            before = submit(settings, texts(60, seed=180), per_message=3)
+            poison = submit(settings, ["a fine text", CRASH], per_message=2)
+            after = submit(settings, texts(60, seed=181), per_message=3)
+        for job in (before, after):
+            st = wait_job(settings, job, timeout=180)
+            assert (st.status, st.ok) == ("done", 60)
+        st = wait_job(settings, poison, timeout=180)
+        assert (st.status, st.errors) == ("failed", 2)
+        rows = stored(session_factory, poison)
+        assert all("quarantined after 3 deliveries" in r.error for r in rows), rows[0].error
+        assert_exactly_once(session_factory, {before: 60, after: 60})
+        assert_exactly_once(session_factory, {poison: 2}, ok=False)
+
+        log = fleet.logs()
+        assert log.count("exited with") == 3, log[-3000:]  # three deaths, then no more
+        assert "running it alone" in log
+        (record,) = amqp_deadletters.read(settings.broker_url, settings.queue, {})
+        assert (record.stage, record.deliveries) == ("poison", 3)
+        assert record.readable_job_id() == str(poison)
+        assert record.list == settings.queue
+        for name in consume_order(settings.queue):
+            wait_until(lambda q=name: own_rabbitmq.depth(q) == 0, 30, f"{name} drained")
+        assert own_rabbitmq.depth(amqp_dead_letter_queue(settings.queue)) == 1  # read, put back
+        assert w.alive()
+
+        # The operator sees it, in status and in the dead-letter commands.
+        from textlstm.cli import cli
+        from textlstm.settings import get_settings
+
+        monkeypatch.setenv("TEXTLSTM_BROKER_URL", own_rabbitmq.url)
+        monkeypatch.setenv("TEXTLSTM_QUEUE", settings.queue)
+        monkeypatch.setenv("TEXTLSTM_DATABASE_URL", settings.database_url)
+        get_settings.cache_clear()
+        runner = CliRunner()
+        out = runner.invoke(cli, ["dead-letters", "list"])
+        assert out.exit_code == 0 and record.id in out.output and "poison" in out.output
+        shown = json.loads(runner.invoke(cli, ["dead-letters", "show", record.id]).output)
+        assert shown["job_id"] == str(poison) and shown["deliveries"] == 3
+        status = runner.invoke(cli, ["status", "--json", "--timeout", "1"])
+        assert json.loads(status.output)["dead_letters"] == 1
+        get_settings.cache_clear()
+    finally:
+        fleet.close()
