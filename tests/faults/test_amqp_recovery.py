@@ -7,8 +7,8 @@ holds as many as before), leaves their items alone, and reports the others as in
 there is no unacked copy to re-send on AMQP (RabbitMQ redelivers a worker's unacked messages
 itself). `reap` reports the same; `reap --requeue` has no texts to send and says so; `requeue
 --input` re-sends the missing items with publisher confirms, and a worker completes the job,
-every item exactly once. The `dead-letters` commands, whose Redis list has no RabbitMQ
-counterpart, say so in one line.
+every item exactly once. The `dead-letters` commands read, requeue and purge the dead-letter
+queue.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.fixtures.jobs import assert_exactly_once, texts, wait_job
+from tests.fixtures.jobs import assert_exactly_once, submit, texts, wait_job
 from tests.fixtures.workers import Fleet
 from textlstm.cli import cli
 from textlstm.settings import Settings, get_settings
@@ -126,9 +126,56 @@ def test_requeue_and_reap_on_amqp(
     assert worker.alive()
 
 
-def test_dead_letters_say_there_is_no_list_on_amqp(cli_env: Settings) -> None:
-    """The Redis dead-letter list has no RabbitMQ counterpart: one line, not a traceback."""
-    from textlstm.cli.deadletters import NO_LIST_ON_AMQP
+def test_dead_letters_on_amqp_list_show_requeue_purge(
+    topics: dict, cli_env: Settings, own_rabbitmq: OwnRabbitMQ
+) -> None:
+    """The dead-letter queue through `textlstm-admin dead-letters`: a message RabbitMQ
+    dead-lettered itself (rejected) and a record a worker published (a failed write) are both
+    listed and shown with their job; `requeue` sends one back to its queue (validated again)
+    and takes it off the dead-letter queue, `purge` deletes the rest; reading puts back what
+    it does not settle."""
+    from kombu import Connection
 
-    for args in (["list"], ["show", "x"], ["requeue", "--all"], ["purge", "--all"]):
-        assert admin("dead-letters", *args) == (1, f"Error: {NO_LIST_ON_AMQP}")
+    from textlstm.broker_options import amqp_dead_letter_queue, amqp_topology, check_amqp_queues
+    from textlstm.ops.amqp_deadletters import DeadLetterPublisher
+    from textlstm.wire.deadletters import DeadLetter
+
+    settings = cli_env
+    url, dead = settings.broker_url, amqp_dead_letter_queue(settings.queue)
+    # What a worker declares at start-up (the dead-letter queue with the others).
+    check_amqp_queues(
+        url, amqp_topology(settings.queue, settings.worker_max_deliveries), create=True
+    )
+    assert admin("dead-letters", "list") == (0, "no dead letters")
+    job = submit(settings, texts(4, seed=190), per_message=2)  # two messages
+    with Connection(url, connect_timeout=5) as conn:
+        channel = conn.channel()
+        rejected = channel.basic_get(queue=settings.queue, no_ack=False)
+        channel.basic_reject(rejected.delivery_tag, requeue=False)  # RabbitMQ dead-letters it
+        taken = channel.basic_get(queue=settings.queue, no_ack=False)
+        part = json.loads(taken.body)[0][0]
+        record = DeadLetter.new("store", "could not be stored: the write failed", job_id=str(job),
+                                body=part)  # fmt: skip
+        assert DeadLetterPublisher(url, settings.queue, {}).publish([record])
+        channel.basic_ack(taken.delivery_tag)
+    wait_until(lambda: own_rabbitmq.depth(dead) == 2, 10, "two dead letters")
+
+    code, out = admin("dead-letters", "list", "--json")
+    assert code == 0, out
+    listed = [json.loads(line) for line in out.splitlines()]
+    assert [d["stage"] for d in listed] == ["store", "body"]  # newest first
+    assert {d["job_id"] for d in listed} == {str(job)}
+    assert "a worker rejected it" in listed[1]["reason"]
+    code, out = admin("dead-letters", "list")
+    assert code == 0 and record.id in out and "store" in out, out
+    code, out = admin("dead-letters", "show", listed[1]["id"])
+    assert code == 0 and json.loads(out)["job_id"] == str(job), out
+    assert own_rabbitmq.depth(dead) == 2  # read and put back
+
+    assert admin("dead-letters", "requeue", listed[1]["id"]) == (0, "requeued 1 message(s)")
+    assert own_rabbitmq.depth(settings.queue) == 1 and own_rabbitmq.depth(dead) == 1
+    code, out = admin("dead-letters", "requeue", "no-such-id")
+    assert code == 1 and "not found: no-such-id" in out, out
+    assert admin("dead-letters", "purge", record.id) == (0, "purged 1 dead letter(s)")
+    assert admin("dead-letters", "purge", "--all") == (0, "purged 0 dead letter(s)")
+    assert admin("dead-letters", "list") == (0, "no dead letters")

@@ -26,14 +26,11 @@ def _queue_lines(st: Any) -> list[str]:
     if "queues" in st.errors:
         return [f"queues: unavailable ({st.errors['queues']})"]
     rows = [(name, n) for name, n in st.queues.items()]
-    if st.unacked is None and st.dead_letters is None:  # amqp:// (broker_options.amqp_queue_depths)
-        return [
-            format_table(("queue", "waiting"), rows),
-            "delivered, not yet acked, and dead letters: not counted on this broker",
-        ]
+    # amqp:// (broker_options.amqp_queue_depths): no unacked count to a client.
+    unacked = "not counted on this broker" if st.unacked is None else st.unacked
     return [
         format_table(("queue", "waiting"), rows),
-        f"delivered, not yet acked: {st.unacked}",
+        f"delivered, not yet acked: {unacked}",
         f"dead letters: {st.dead_letters}"
         + ("  (textlstm-admin dead-letters list)" if st.dead_letters else ""),
     ]
