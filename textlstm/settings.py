@@ -237,10 +237,12 @@ class Settings(BaseSettings):
     #: again (the atomic pop cannot block; docs/worker.md). A message on the queue
     #: that last had work wakes it at once; one on another queue waits at most this long.
     worker_idle_poll_ms: int = Field(default=25, ge=1, le=1000)
-    #: Redis: times one message may be taken by a worker without being acked before it is
-    #: moved to the dead-letter list instead (poison-message quarantine: a worker died each
-    #: time it held it, e.g. a native crash or the OOM killer). A message taken again after
-    #: such a death runs alone, so its neighbours are not counted with it.
+    #: Times one message may be taken by a worker without being acked before it is moved to
+    #: the dead-letter list instead (poison-message quarantine: a worker died each time it held
+    #: it, e.g. a native crash or the OOM killer). A message taken again after such a death
+    #: runs alone, so its neighbours are not counted with it. On amqp:// also the queues'
+    #: `x-delivery-limit`: producers and workers must agree, and changing it means draining
+    #: and deleting the queues (docs/brokers.md).
     worker_max_deliveries: int = Field(default=3, ge=1, le=1000)
     #: Redis: dead-letter records kept (`<queue>.dead-letters`, newest first; each holds the
     #: refused message itself). `textlstm-admin dead-letters` lists, requeues and purges them.

@@ -35,6 +35,7 @@ from textlstm.broker_options import is_amqp
 from textlstm.errors import ValidationError
 from textlstm.gc_tuning import tune_gc
 from textlstm.ops.amqp_deadletters import DeadLetterPublisher
+from textlstm.ops.amqp_scan import RETURNS_HEADER
 from textlstm.serving.cancel import CancelledJobs, without_cancelled
 from textlstm.serving.metrics import get_metrics
 from textlstm.serving.microbatch import Batcher, MicroBatch
@@ -144,12 +145,16 @@ def decode_json(message: Any) -> tuple[Any, int, str | None]:
 def amqp_deliveries(headers: Any) -> int:
     """How many times a RabbitMQ message has been delivered, this time included (1 = first):
     a quorum queue counts in `x-delivery-count` the times it was returned (its consumer died
-    or disconnected holding it, or requeued it). 1 when the header is absent or unreadable
-    (another broker, a classic queue)."""
-    count = headers.get("x-delivery-count") if isinstance(headers, dict) else None
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+    or disconnected holding it, or requeued it), and a message an operator's scan published
+    again carries the returns it had before in `textlstm-returns` (`textlstm.ops.amqp_scan`).
+    Either header absent or unreadable counts 0 (another broker, a classic queue)."""
+    if not isinstance(headers, dict):
         return 1
-    return count + 1
+    return 1 + sum(_returns(headers.get(h)) for h in ("x-delivery-count", RETURNS_HEADER))
+
+
+def _returns(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 class Prefetch:

@@ -9,11 +9,15 @@ What makes it hold on RabbitMQ: the quorum queue counts each return in `x-delive
 (`x-delivery-limit` and the dead-letter queue are declared with it), and a worker takes
 messages delivered before with a prefetch of 1 (`worker.strategy.Prefetch`), so the innocent
 messages RabbitMQ had sent behind the poison one are not counted with it at each death.
+
+Items of a batch whose SQL write failed for good go to the same dead-letter queue (stage
+`store`), as they go to the dead-letter list on Redis.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -94,3 +98,45 @@ def test_a_message_that_kills_the_worker_is_dead_lettered_after_three_deliveries
         get_settings.cache_clear()
     finally:
         fleet.close()
+
+
+def test_a_part_whose_write_fails_for_good_goes_to_the_dead_letter_queue(
+    rabbit_fleet: tuple[Settings, Fleet],
+    own_rabbitmq: OwnRabbitMQ,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """As on Redis (tests/security/test_hostile_worker.py): two messages of one new job id that
+    disagree on the total land in one micro-batch; the first is stored, the other's items get
+    no row and are published to the dead-letter queue (stage `store`) with why, and every
+    neighbour is stored once."""
+    from kombu import Connection
+
+    from tests.security.test_hostile_worker import msg, task_body
+    from textlstm.wire.messages import TASK_NAME
+
+    settings, fleet = rabbit_fleet
+    w = fleet.start("--batch-max-items", "4096", "--batch-max-wait-ms", "2000")
+    job = uuid.uuid4()
+
+    def publish(body: bytes) -> None:  # a foreign producer, to the queue the worker declared
+        with Connection(settings.broker_url, connect_timeout=5) as conn:
+            conn.Producer().publish(
+                body, exchange="", routing_key=settings.queue, content_type="application/json",
+                content_encoding="utf-8", headers={"task": TASK_NAME, "id": str(uuid.uuid4())},
+            )  # fmt: skip
+
+    with paused(w):
+        before = submit(settings, texts(30, seed=182), per_message=3)
+        publish(task_body(msg(job, [{"index": 0, "text": "a"}, {"index": 1, "text": "b"}])))
+        publish(task_body(msg(job, [{"index": 4, "text": "c"}], total=5)))
+        after = submit(settings, texts(30, seed=183), per_message=3)
+    for j in (before, after):
+        assert wait_job(settings, j, timeout=90).status == "done"
+    assert_exactly_once(session_factory, {before: 30, after: 30, job: 2})
+    records = amqp_deadletters.read(settings.broker_url, settings.queue, {})
+    assert [(r.stage, r.job_id) for r in records] == [("store", str(job))]
+    assert "already used by a job of 2 items" in records[0].reason
+    assert records[0].body is not None and records[0].body["total"] == 5
+    for name in consume_order(settings.queue):
+        wait_until(lambda q=name: own_rabbitmq.depth(q) == 0, 30, f"{name} drained")
+    assert w.alive()

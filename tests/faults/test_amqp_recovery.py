@@ -116,6 +116,8 @@ def test_requeue_and_reap_on_amqp(
     )
     assert own_rabbitmq.depth(settings.queue) == 3  # confirmed before requeue returned
 
+    # Five scans above, none counted as a delivery (each message is published again with the
+    # returns it had, textlstm.ops.amqp_scan): at three the worker would quarantine them.
     worker = fleet.start("--batch-max-items", "8")
     st = wait_job(settings, job, timeout=120)
     assert (st.status, st.ok) == ("done", 12)

@@ -222,8 +222,11 @@ def test_metrics_add_up_over_processes_and_dead_ones_leave_the_live_gauges(
 
 
 def test_render_on_amqp_says_what_is_not_counted() -> None:
-    """On amqp:// status has ready depths only (textlstm.broker_options.amqp_queue_depths)."""
+    """On amqp:// status has ready depths and the dead-letter queue's, no unacked count
+    (textlstm.broker_options.amqp_queue_depths)."""
     st = FleetStatus(broker="amqp://guest:***@r:5672//", database="d", queues={"q": 75})
     text = render(st)
     assert " 75" in text
     assert "not counted on this broker" in text and "acked: None" not in text
+    st.dead_letters = 2
+    assert "dead letters: 2  (textlstm-admin dead-letters list)" in render(st)

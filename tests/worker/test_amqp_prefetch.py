@@ -15,6 +15,8 @@ from worker.strategy import Prefetch, amqp_deliveries
 def test_deliveries_are_the_returns_counted_by_rabbitmq_plus_this_one() -> None:
     assert amqp_deliveries({"x-delivery-count": 0}) == 1
     assert amqp_deliveries({"x-delivery-count": 3}) == 4
+    # Returns it had before an operator's scan published it again (textlstm.ops.amqp_scan).
+    assert amqp_deliveries({"x-delivery-count": 1, "textlstm-returns": 2}) == 4
     for unreadable in ({}, None, {"x-delivery-count": "3"}, {"x-delivery-count": True},
                        {"x-delivery-count": -1}):  # fmt: skip
         assert amqp_deliveries(unreadable) == 1

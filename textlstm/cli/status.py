@@ -28,10 +28,11 @@ def _queue_lines(st: Any) -> list[str]:
     rows = [(name, n) for name, n in st.queues.items()]
     # amqp:// (broker_options.amqp_queue_depths): no unacked count to a client.
     unacked = "not counted on this broker" if st.unacked is None else st.unacked
+    dead = "not counted on this broker" if st.dead_letters is None else st.dead_letters
     return [
         format_table(("queue", "waiting"), rows),
         f"delivered, not yet acked: {unacked}",
-        f"dead letters: {st.dead_letters}"
+        f"dead letters: {dead}"
         + ("  (textlstm-admin dead-letters list)" if st.dead_letters else ""),
     ]
 

@@ -8,8 +8,10 @@ reading of RabbitMQ's own dead letters are `textlstm.wire.deadletters` (pure); t
 the I/O around it.
 
 AMQP cannot look at a queue in place: reading takes every message with `basic.get` without
-acking it, on one channel, and closes the channel, which puts them all back (as
-`textlstm.ops.amqp_scan` does for the work queues). Requeue and purge ack exactly the messages
+acking it, on one channel, and closes the channel, which puts them all back. RabbitMQ counts
+that return in `x-delivery-count`, which matters nowhere here: the dead-letter queue has no
+delivery limit and no worker reads it (the work queues' scan, `textlstm.ops.amqp_scan`,
+publishes its messages again instead). Requeue and purge ack exactly the messages
 they took care of and put the rest back the same way, so two operators at once never lose a
 record (one of them finds it gone). It holds the whole dead-letter queue in memory while it
 reads: an operator's tool, not a hot path.
