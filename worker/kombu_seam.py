@@ -55,7 +55,9 @@ Celery 5.x:
   Celery's consumer and not checkable here (tests/e2e covers it).
 - Consumer.timer: set by Consumer.__init__; the event loop's timer (batch deadlines).
 - consumer.Tasks.task_consumer: set by consumer.Tasks.start; the queues consumed, and on
-  amqp:// the kombu Consumer whose consumers `consume_with_prefetch` cancels and starts again.
+  amqp:// the kombu Consumer whose consumers `consume_with_prefetch` cancels and starts again
+  (with kombu's public Consumer.cancel(), .qos() and .consume(); tests/worker/
+  test_amqp_prefetch.py and tests/faults/test_amqp_poison.py cover the call on a real node).
 - worker.state.should_stop, worker.state.should_terminate: set when a stop was requested.
 
 Not a library name, but kept here with them: the strategy's state rides on the task object as
