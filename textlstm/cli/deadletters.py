@@ -8,6 +8,7 @@ and put back. The same subcommands and output on both."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +37,7 @@ def _amqp_settings() -> Any:
     return settings
 
 
-def _amqp(settings: Any, doing: str, fun: Any, *args: Any, **kwargs: Any) -> Any:
+def _amqp(settings: Any, doing: str, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """`fun(broker_url, queue, options, ...)` of `textlstm.ops.amqp_deadletters`; a broker
     failure as one line."""
     from textlstm.client.publisher import broker_error
@@ -45,7 +46,7 @@ def _amqp(settings: Any, doing: str, fun: Any, *args: Any, **kwargs: Any) -> Any
         return fun(
             settings.broker_url, settings.queue, settings.broker_transport_options, *args, **kwargs
         )
-    except (OSError, ConnectionError) as exc:
+    except OSError as exc:  # a refused or lost connection
         raise broker_error(settings, doing, exc) from None
     except Exception as exc:
         if type(exc).__module__.split(".")[0] in ("amqp", "kombu"):
