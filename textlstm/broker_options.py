@@ -312,7 +312,20 @@ def probe_sentinels(broker_url: str, options: Mapping[str, Any], timeout: float 
         )
     raise ConnectionError(
         f"cannot reach the Redis master through Sentinel: {why} (check TEXTLSTM_BROKER_URL and "
-        "master_name / sentinel_kwargs in TEXTLSTM_BROKER_TRANSPORT_OPTIONS)"
+        f"master_name / sentinel_kwargs in TEXTLSTM_BROKER_TRANSPORT_OPTIONS{_tls_hint(problems)})"
+    )
+
+
+def _tls_hint(problems: list[str]) -> str:
+    """Where TLS to the Sentinels is set, when their errors look like a TLS mismatch: a
+    TLS-only Sentinel resets a plain connection ("Connection reset by peer", which alone says
+    nothing about TLS), and a certificate the CA given does not verify says SSL."""
+    tls_like = ("SSL", "certificate", "Connection reset by peer", "wrong version number")
+    if not any(marker in p for p in problems for marker in tls_like):
+        return ""
+    return (
+        '; TLS to the Sentinels is sentinel_kwargs {"ssl": true, "ssl_ca_certs": "<CA file>"}, '
+        "to the master TEXTLSTM_BROKER_USE_SSL"
     )
 
 

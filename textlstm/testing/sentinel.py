@@ -115,10 +115,14 @@ class OwnSentinelSet:
 
     @property
     def url(self) -> str:
-        """`TEXTLSTM_BROKER_URL`: one `sentinel://` URL per Sentinel, each carrying the Redis
-        master's password (kombu takes it from whichever URL it connects through)."""
+        """`TEXTLSTM_BROKER_URL` as docs/brokers.md writes it: one `sentinel://` URL per
+        Sentinel, the Redis master's password and database on the first only."""
         auth = f":{self.password}@" if self.password else ""
-        return ";".join(f"sentinel://{auth}127.0.0.1:{s.port}/0" for s in self.sentinels)
+        first, *rest = self.sentinels
+        return ";".join(
+            [f"sentinel://{auth}127.0.0.1:{first.port}/0"]
+            + [f"sentinel://127.0.0.1:{s.port}" for s in rest]
+        )
 
     @property
     def sentinel_kwargs(self) -> dict[str, Any]:
@@ -127,7 +131,8 @@ class OwnSentinelSet:
         if self.sentinel_password:
             kwargs["password"] = self.sentinel_password
         if self.tls:
-            kwargs.update(ssl=True, ssl_ca_certs=str(self.tls["ca"]), ssl_cert_reqs="required")
+            # As docs/brokers.md gives it: redis-py verifies the certificate by default.
+            kwargs.update(ssl=True, ssl_ca_certs=str(self.tls["ca"]))
         return kwargs
 
     @property
