@@ -403,8 +403,8 @@ def amqp_queue_depths(
     A passive `queue.declare` returns the queue's `message_count`: messages *ready* (not yet
     delivered to a consumer), what Redis's `LLEN` counts. Messages delivered to a worker and
     not yet acked are not in it, and AMQP offers no count of them to a client (the management
-    HTTP API or `rabbitmqctl list_queues messages_unacknowledged` has it). A queue not declared
-    yet (no producer or worker has used it) counts 0."""
+    HTTP API has it: `amqp_unacked_counts`). A queue not declared yet (no producer or worker
+    has used it) counts 0."""
     return per_amqp_queue(
         broker_url,
         names,
@@ -446,6 +446,63 @@ def per_amqp_queue(
                     channel.close()
                 except Exception:  # noqa: BLE001 - already closed by the broker
                     pass
+    return out
+
+
+def amqp_unacked_counts(
+    management_url: str, broker_url: str, names: Iterable[str], *, timeout: float = 5.0
+) -> dict[str, int]:
+    """Messages delivered to a consumer and not yet acked, per queue, from the RabbitMQ
+    management HTTP API (`GET /api/queues/<vhost>/<name>`, `messages_unacknowledged`), for
+    `status` when `TEXTLSTM_RABBITMQ_MANAGEMENT_URL` is set.
+
+    AMQP itself gives a client no unacked count, and the workers' replies to `status` count
+    only what each has handed to its batcher (not what is still in transit to it, nor workers
+    busy past the probe), so this API is the exact source. Its figures are the node's
+    statistics, refreshed every `collect_statistics_interval` (5 s by default). A queue not
+    declared yet counts 0. The vhost is the broker URL's. Any failure is a ConnectionError of
+    one line naming the setting, never the password."""
+    import base64
+    import json as _json
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote
+
+    parts = urlsplit(management_url)
+    where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    base = f"{parts.scheme}://{where}{parts.path.rstrip('/')}"
+    headers = {"Accept": "application/json"}
+    if parts.username is not None:
+        token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+    _, _, vhost = amqp_target(urls_of(broker_url)[0])
+
+    def fail(why: str) -> ConnectionError:
+        return ConnectionError(
+            f"TEXTLSTM_RABBITMQ_MANAGEMENT_URL: cannot read unacked counts from the RabbitMQ "
+            f"management API at {where} ({why})"
+        )
+
+    out: dict[str, int] = {}
+    for name in names:
+        url = f"{base}/api/queues/{quote(vhost, safe='')}/{quote(name, safe='')}"
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) checked
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310
+                body = _json.loads(reply.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:  # no such queue (yet)
+                out[name] = 0
+                continue
+            if exc.code == 401:
+                raise fail("401: the user name or password is refused") from None
+            raise fail(f"HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise fail(" ".join(str(reason).split())[:160] or type(exc).__name__) from None
+        except ValueError:
+            raise fail("the reply is not JSON: is this the management port?") from None
+        out[name] = int(body.get("messages_unacknowledged") or 0)
     return out
 
 

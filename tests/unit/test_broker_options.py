@@ -9,6 +9,7 @@ import json
 import pytest
 
 from textlstm.broker_options import (
+    _tls_hint,
     is_sentinel,
     masked_options,
     parse_transport_options,
@@ -135,6 +136,33 @@ def test_tls_to_the_master_is_verified_by_default(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("TEXTLSTM_BROKER_TRANSPORT_OPTIONS", '{"master_name": "m"}')
     monkeypatch.setenv("TEXTLSTM_BROKER_USE_SSL", '{"ssl_ca_certs": "/ca.pem"}')
     assert settings().broker_use_ssl == {"ssl_ca_certs": "/ca.pem", "ssl_cert_reqs": "required"}
+
+
+def test_a_tls_looking_sentinel_failure_points_at_where_tls_is_set() -> None:
+    """A TLS-only Sentinel resets a plain connection; a foreign CA fails verification: both
+    name sentinel_kwargs and TEXTLSTM_BROKER_USE_SSL. A refused connection says nothing of TLS."""
+    reset = "Error while reading from 127.0.0.1:26379 : (104, 'Connection reset by peer')"
+    verify = "Error 1 connecting to s1:26379. [SSL: CERTIFICATE_VERIFY_FAILED] certificate …"
+    for problem in (reset, verify):
+        hint = _tls_hint([problem])
+        assert 'sentinel_kwargs {"ssl": true' in hint and "TEXTLSTM_BROKER_USE_SSL" in hint
+    assert _tls_hint(["Error 111 connecting to s1:26379. Connection refused."]) == ""
+    assert _tls_hint([]) == ""
+
+
+def test_management_url_is_http_and_its_password_is_never_echoed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    line = one_line(monkeypatch, RABBITMQ_MANAGEMENT_URL=f"amqp://mon:{PW}@rabbitmq:15672")
+    assert line.startswith(
+        "TEXTLSTM_RABBITMQ_MANAGEMENT_URL: must be an http(s):// URL of the RabbitMQ management"
+    )
+    monkeypatch.setenv("TEXTLSTM_RABBITMQ_MANAGEMENT_URL", f"http://mon:{PW}@rabbitmq:15672/")
+    s = settings()
+    assert s.rabbitmq_management_url == f"http://mon:{PW}@rabbitmq:15672"
+    assert PW not in repr(s)
+    monkeypatch.setenv("TEXTLSTM_RABBITMQ_MANAGEMENT_URL", "")
+    assert settings().rabbitmq_management_url is None
 
 
 # -- RabbitMQ (issue 17 deliverable 2) -------------------------------------------------------

@@ -26,10 +26,21 @@ def _queue_lines(st: Any) -> list[str]:
     if "queues" in st.errors:
         return [f"queues: unavailable ({st.errors['queues']})"]
     rows = [(name, n) for name, n in st.queues.items()]
-    if st.unacked is None and st.dead_letters is None:  # amqp:// (broker_options.amqp_queue_depths)
+    if st.dead_letters is None:  # amqp:// (broker_options.amqp_queue_depths): no dead letters
+        if "unacked" in st.errors:  # TEXTLSTM_RABBITMQ_MANAGEMENT_URL did not answer
+            unacked = f"delivered, not yet acked: unavailable ({st.errors['unacked']})"
+        elif st.unacked is not None:  # from the management API
+            unacked = f"delivered, not yet acked: {st.unacked}  (RabbitMQ management API)"
+        else:
+            return [
+                format_table(("queue", "waiting"), rows),
+                "delivered, not yet acked, and dead letters: not counted on this broker "
+                "(unacked: set TEXTLSTM_RABBITMQ_MANAGEMENT_URL)",
+            ]
         return [
             format_table(("queue", "waiting"), rows),
-            "delivered, not yet acked, and dead letters: not counted on this broker",
+            unacked,
+            "dead letters: not kept on this broker",
         ]
     return [
         format_table(("queue", "waiting"), rows),
