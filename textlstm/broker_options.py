@@ -20,9 +20,12 @@ own Redis database number instead.
 `broker_use_ssl`, checked the same way; certificates are verified unless it says otherwise.
 
 The last part is the Sentinel URL: `sentinel://[:password@]host:port[/db];sentinel://…`, one
-URL per Sentinel. As in kombu, the password and database of the URLs are the *Redis* master's;
-the Sentinels' own password goes in `sentinel_kwargs`. Pure apart from `probe_sentinels`, which
-asks the Sentinels (never the master) who the master is.
+URL per Sentinel. As in kombu, the password and database of the URLs are the *Redis* master's
+(given on the first URL, copied onto the others by `with_master_auth_on_every_url`); the
+Sentinels' own password goes in `sentinel_kwargs`, and TLS to them too. Pure apart from
+`probe_sentinels`, which asks the Sentinels (never the master) who the master is, and
+`amqp_queue_depths`, `per_amqp_queue`, `amqp_unacked_counts` and `probe_amqp`, which talk to
+RabbitMQ.
 """
 
 from __future__ import annotations
@@ -252,6 +255,33 @@ def sentinel_target(broker_url: str) -> tuple[list[tuple[str, int]], dict[str, A
             if parts.password:
                 master["password"] = unquote(parts.password)
     return hosts, master
+
+
+def with_master_auth_on_every_url(broker_url: str) -> str:
+    """A `sentinel://` list with the first URL's user, password and database copied onto every
+    other URL that names none of its own (anything else is returned unchanged).
+
+    kombu reads the master's credentials from the first URL when it connects, but when a
+    connection breaks (a failover) Celery and kombu move on to the *next* URL of the list and
+    take the credentials from that one: a URL without the password then reaches the master
+    unauthenticated ("Authentication required") and the client only gets back in once the
+    round-robin returns to the first URL, a retry interval or two later, with an error logged
+    per URL. The documented form gives the password once, on the first URL, so the settings
+    complete the others."""
+    urls = urls_of(broker_url)
+    if len(urls) < 2 or not is_sentinel(broker_url):
+        return broker_url
+    first = urlsplit(urls[0])
+    userinfo = first.netloc.rpartition("@")[0] if "@" in first.netloc else ""
+    out = [urls[0]]
+    for url in urls[1:]:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if userinfo and "@" not in netloc:
+            netloc = f"{userinfo}@{netloc}"
+        path = parts.path if parts.path.strip("/") else first.path
+        out.append(parts._replace(netloc=netloc, path=path).geturl())
+    return ";".join(out)
 
 
 def sentinel_problem(broker_url: str, options: Mapping[str, Any]) -> str | None:

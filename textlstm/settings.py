@@ -31,6 +31,7 @@ from textlstm.broker_options import (
     parse_transport_options,
     parse_use_ssl,
     sentinel_problem,
+    with_master_auth_on_every_url,
 )
 from textlstm.durations import parse_duration
 from textlstm.errors import SettingsError, ValidationError
@@ -348,7 +349,9 @@ class Settings(BaseSettings):
     @classmethod
     def _supported_broker(cls, value: str) -> str:
         check_broker_url(value)
-        return value
+        # sentinel://: the master's password on every URL, so a reconnection through another
+        # Sentinel's URL authenticates too (broker_options.with_master_auth_on_every_url).
+        return with_master_auth_on_every_url(value)
 
     @field_validator("rabbitmq_management_url")
     @classmethod

@@ -19,6 +19,7 @@ shared Redis (`e2e_settings`/`worker_env` would, to clean up their queue's keys)
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -40,6 +41,8 @@ pytestmark = pytest.mark.skipif(not HAVE_OPENSSL, reason="needs openssl for its 
 REDIS_PW = "Rd-Tls-S3cret-4b1"
 SENTINEL_PW = "Sn-Tls-S3cret-8d2"
 ADMIN = Path(sys.executable).with_name("textlstm-admin")
+#: How a Redis node refuses a client that did not authenticate (redis-py's wording or Redis's).
+NOT_AUTHENTICATED = r"(?i)already authenticated|authentication required|NOAUTH"
 
 
 @pytest.fixture
@@ -140,10 +143,9 @@ def test_worker_submit_and_status_over_tls_sentinels_and_a_failover(
         assert [w["node"].startswith("tls") for w in st["workers"]] == [True], st["workers"]
 
         # Failover over TLS: the master's host is lost, and the first Sentinel with it (the
-        # one whose URL carries the master's password: kombu's reconnection moves on to the
-        # next URL, and the password must still reach the promoted master). The other two
-        # Sentinels promote the replica, and the same worker process, a new `submit` and
-        # `status` reach it through them.
+        # one whose URL carries the master's password; kombu's reconnection moves on to the
+        # next URLs). The other two Sentinels promote the replica, and the same worker
+        # process, a new `submit` and `status` reach it through them.
         old = tls_set.master.port
         tls_set.master.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
         tls_set.master.proc.wait(10)  # type: ignore[union-attr]
@@ -163,6 +165,9 @@ def test_worker_submit_and_status_over_tls_sentinels_and_a_failover(
         assert_exactly_once(session_factory, {first: 40, second: 40})
         assert worker.alive(), worker.log()[-3000:]
         assert "exited with" not in worker.log()
+        # Every URL it reconnected through carried the master's password (the settings copy
+        # the first URL's onto the others): no attempt reached the master unauthenticated.
+        assert not re.search(NOT_AUTHENTICATED, worker.log()), worker.log()[-3000:]
 
         st = json.loads(admin(["status", "--json"], tmp_path, env))
         assert not st["errors"] and len(st["workers"]) == 1, (st["errors"], st["workers"])
@@ -206,3 +211,34 @@ def test_certificates_are_verified_and_a_tls_mistake_is_one_line(
             assert "certificate verify failed" in lines[0], (case, out)
         if case != "master":  # the Sentinels' errors point at where their TLS is set
             assert 'sentinel_kwargs {"ssl": true, "ssl_ca_certs"' in lines[0], (case, out)
+
+
+def test_a_reconnection_through_another_sentinels_url_authenticates(
+    tls_set: OwnSentinelSet, tmp_path: Path
+) -> None:
+    """kombu, moving to the next URL of the list after a lost connection, reads the master's
+    password from that URL. As given (first URL only) the other URLs reach the TLS master
+    unauthenticated; as the settings read it, every URL carries it."""
+    from kombu import Connection
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import AuthenticationError
+
+    from textlstm.broker_options import ssl_context_options
+
+    settings = settings_of(user_env(tls_set, "sqlite://", "q", tmp_path))
+    assert tls_set.url.count(REDIS_PW) == 1 and settings.broker_url.count(REDIS_PW) == 3
+
+    def through_second_url(url: str) -> None:
+        conn = Connection(url, transport_options=settings.broker_transport_options,
+                          ssl=ssl_context_options(settings.broker_use_ssl))  # fmt: skip
+        try:
+            conn.switch(conn.alt[1])
+            conn.connect()  # one try, then the next URL (the third), as a reconnection does
+        finally:
+            conn.release()
+
+    # redis-py's AuthenticationError ("HELLO must be called with the client already
+    # authenticated…"), or kombu's wrapping of it.
+    with pytest.raises((OperationalError, AuthenticationError), match=NOT_AUTHENTICATED):
+        through_second_url(tls_set.url)
+    through_second_url(settings.broker_url)
