@@ -127,7 +127,9 @@ def test_worker_submit_and_status_over_tls_sentinels_and_a_failover(
     settings = settings_of(env)
     # Nothing is reachable in plain text: every listener is TLS (and the nodes want a password).
     assert all("port 0\n" in s.conf.read_text() for s in tls_set.sentinels)
-    assert "--port" in tls_set.master.argv() and "0" in tls_set.master.argv()
+    for node in (tls_set.master, tls_set.replica):
+        argv = node.argv()
+        assert argv[argv.index("--port") + 1] == "0" and "--tls-port" in argv
 
     fleet = Fleet(env, tmp_path)
     try:
