@@ -20,9 +20,12 @@ own Redis database number instead.
 `broker_use_ssl`, checked the same way; certificates are verified unless it says otherwise.
 
 The last part is the Sentinel URL: `sentinel://[:password@]host:port[/db];sentinel://…`, one
-URL per Sentinel. As in kombu, the password and database of the URLs are the *Redis* master's;
-the Sentinels' own password goes in `sentinel_kwargs`. Pure apart from `probe_sentinels`, which
-asks the Sentinels (never the master) who the master is.
+URL per Sentinel. As in kombu, the password and database of the URLs are the *Redis* master's
+(given on the first URL, copied onto the others by `with_master_auth_on_every_url`); the
+Sentinels' own password goes in `sentinel_kwargs`, and TLS to them too. Pure apart from
+`probe_sentinels`, which asks the Sentinels (never the master) who the master is, and
+`amqp_queue_depths`, `per_amqp_queue`, `amqp_unacked_counts` and `probe_amqp`, which talk to
+RabbitMQ.
 """
 
 from __future__ import annotations
@@ -254,6 +257,33 @@ def sentinel_target(broker_url: str) -> tuple[list[tuple[str, int]], dict[str, A
     return hosts, master
 
 
+def with_master_auth_on_every_url(broker_url: str) -> str:
+    """A `sentinel://` list with the first URL's user, password and database copied onto every
+    other URL that names none of its own (anything else is returned unchanged).
+
+    kombu reads the master's credentials from the first URL when it connects, but when a
+    connection breaks (a failover) Celery and kombu move on to the *next* URL of the list and
+    take the credentials from that one: a URL without the password then reaches the master
+    unauthenticated ("Authentication required") and the client only gets back in once the
+    round-robin returns to the first URL, a retry interval or two later, with an error logged
+    per URL. The documented form gives the password once, on the first URL, so the settings
+    complete the others."""
+    urls = urls_of(broker_url)
+    if len(urls) < 2 or not is_sentinel(broker_url):
+        return broker_url
+    first = urlsplit(urls[0])
+    userinfo = first.netloc.rpartition("@")[0] if "@" in first.netloc else ""
+    out = [urls[0]]
+    for url in urls[1:]:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if userinfo and "@" not in netloc:
+            netloc = f"{userinfo}@{netloc}"
+        path = parts.path if parts.path.strip("/") else first.path
+        out.append(parts._replace(netloc=netloc, path=path).geturl())
+    return ";".join(out)
+
+
 def sentinel_problem(broker_url: str, options: Mapping[str, Any]) -> str | None:
     """What a Sentinel broker lacks in the settings (the one line to print), or None."""
     if not is_sentinel(broker_url):
@@ -312,7 +342,20 @@ def probe_sentinels(broker_url: str, options: Mapping[str, Any], timeout: float 
         )
     raise ConnectionError(
         f"cannot reach the Redis master through Sentinel: {why} (check TEXTLSTM_BROKER_URL and "
-        "master_name / sentinel_kwargs in TEXTLSTM_BROKER_TRANSPORT_OPTIONS)"
+        f"master_name / sentinel_kwargs in TEXTLSTM_BROKER_TRANSPORT_OPTIONS{_tls_hint(problems)})"
+    )
+
+
+def _tls_hint(problems: list[str]) -> str:
+    """Where TLS to the Sentinels is set, when their errors look like a TLS mismatch: a
+    TLS-only Sentinel resets a plain connection ("Connection reset by peer", which alone says
+    nothing about TLS), and a certificate the CA given does not verify says SSL."""
+    tls_like = ("SSL", "certificate", "Connection reset by peer", "wrong version number")
+    if not any(marker in p for p in problems for marker in tls_like):
+        return ""
+    return (
+        '; TLS to the Sentinels is sentinel_kwargs {"ssl": true, "ssl_ca_certs": "<CA file>"}, '
+        "to the master TEXTLSTM_BROKER_USE_SSL"
     )
 
 
@@ -528,8 +571,8 @@ def amqp_queue_depths(
     A passive `queue.declare` returns the queue's `message_count`: messages *ready* (not yet
     delivered to a consumer), what Redis's `LLEN` counts. Messages delivered to a worker and
     not yet acked are not in it, and AMQP offers no count of them to a client (the management
-    HTTP API or `rabbitmqctl list_queues messages_unacknowledged` has it). A queue not declared
-    yet (no producer or worker has used it) counts 0."""
+    HTTP API has it: `amqp_unacked_counts`). A queue not declared yet (no producer or worker
+    has used it) counts 0."""
     return per_amqp_queue(
         broker_url,
         names,
@@ -571,6 +614,63 @@ def per_amqp_queue(
                     channel.close()
                 except Exception:  # noqa: BLE001 - already closed by the broker
                     pass
+    return out
+
+
+def amqp_unacked_counts(
+    management_url: str, broker_url: str, names: Iterable[str], *, timeout: float = 5.0
+) -> dict[str, int]:
+    """Messages delivered to a consumer and not yet acked, per queue, from the RabbitMQ
+    management HTTP API (`GET /api/queues/<vhost>/<name>`, `messages_unacknowledged`), for
+    `status` when `TEXTLSTM_RABBITMQ_MANAGEMENT_URL` is set.
+
+    AMQP itself gives a client no unacked count, and the workers' replies to `status` count
+    only what each has handed to its batcher (not what is still in transit to it, nor workers
+    busy past the probe), so this API is the exact source. Its figures are the node's
+    statistics, refreshed every `collect_statistics_interval` (5 s by default). A queue not
+    declared yet counts 0. The vhost is the broker URL's. Any failure is a ConnectionError of
+    one line naming the setting, never the password."""
+    import base64
+    import json as _json
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote
+
+    parts = urlsplit(management_url)
+    where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    base = f"{parts.scheme}://{where}{parts.path.rstrip('/')}"
+    headers = {"Accept": "application/json"}
+    if parts.username is not None:
+        token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+    _, _, vhost = amqp_target(urls_of(broker_url)[0])
+
+    def fail(why: str) -> ConnectionError:
+        return ConnectionError(
+            f"TEXTLSTM_RABBITMQ_MANAGEMENT_URL: cannot read unacked counts from the RabbitMQ "
+            f"management API at {where} ({why})"
+        )
+
+    out: dict[str, int] = {}
+    for name in names:
+        url = f"{base}/api/queues/{quote(vhost, safe='')}/{quote(name, safe='')}"
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) checked
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310
+                body = _json.loads(reply.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:  # no such queue (yet)
+                out[name] = 0
+                continue
+            if exc.code == 401:
+                raise fail("401: the user name or password is refused") from None
+            raise fail(f"HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise fail(" ".join(str(reason).split())[:160] or type(exc).__name__) from None
+        except ValueError:
+            raise fail("the reply is not JSON: is this the management port?") from None
+        out[name] = int(body.get("messages_unacknowledged") or 0)
     return out
 
 

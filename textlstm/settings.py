@@ -31,6 +31,7 @@ from textlstm.broker_options import (
     parse_transport_options,
     parse_use_ssl,
     sentinel_problem,
+    with_master_auth_on_every_url,
 )
 from textlstm.durations import parse_duration
 from textlstm.errors import SettingsError, ValidationError
@@ -138,6 +139,13 @@ class Settings(BaseSettings):
     #: `sentinel://` only: how long a producer keeps retrying a send while the Sentinels
     #: promote a replica (their down-after-milliseconds plus the failover), before BrokerError.
     broker_failover_timeout_s: float = Field(default=30.0, ge=0)
+    #: amqp:// only, optional: the RabbitMQ management HTTP API
+    #: (`http://user:password@rabbitmq:15672`), where `status` reads the queues' unacked
+    #: counts. AMQP gives a client no such count (a passive queue.declare has ready messages
+    #: and consumers only) and the workers' own replies miss what is in transit and workers
+    #: busy past the probe, so the management API is the one exact source. Unset: `status`
+    #: shows no unacked count on amqp://.
+    rabbitmq_management_url: str | None = Field(default=None, repr=False)
     #: Celery queue (and routing key) that classify messages are sent to. Priorities use
     #: `<queue>.high` and `<queue>.bulk` next to it (normal keeps this name).
     queue: str = Field(default="textlstm", min_length=1)
@@ -343,7 +351,22 @@ class Settings(BaseSettings):
     @classmethod
     def _supported_broker(cls, value: str) -> str:
         check_broker_url(value)
-        return value
+        # sentinel://: the master's password on every URL, so a reconnection through another
+        # Sentinel's URL authenticates too (broker_options.with_master_auth_on_every_url).
+        return with_master_auth_on_every_url(value)
+
+    @field_validator("rabbitmq_management_url")
+    @classmethod
+    def _management_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"must be an http(s):// URL of the RabbitMQ management API, got {mask_url(value)}"
+                " (e.g. http://user:password@rabbitmq:15672)"
+            )
+        return value.strip().rstrip("/")
 
     @field_validator("webhook_secret")
     @classmethod
@@ -492,7 +515,14 @@ class Settings(BaseSettings):
 
 #: Settings whose values are secrets (URLs with passwords): echoed masked, or not at all.
 _SECRET_FIELDS = frozenset(
-    {"database_url", "broker_url", "broker_transport_options", "webhook_secret", "api_tokens"}
+    {
+        "database_url",
+        "broker_url",
+        "broker_transport_options",
+        "rabbitmq_management_url",
+        "webhook_secret",
+        "api_tokens",
+    }
 )
 
 

@@ -230,3 +230,16 @@ def test_render_on_amqp_says_what_is_not_counted() -> None:
     assert "not counted on this broker" in text and "acked: None" not in text
     st.dead_letters = 2
     assert "dead letters: 2  (textlstm-admin dead-letters list)" in render(st)
+    assert "set TEXTLSTM_RABBITMQ_MANAGEMENT_URL" in text
+
+
+def test_render_on_amqp_with_the_management_api() -> None:
+    """TEXTLSTM_RABBITMQ_MANAGEMENT_URL set: its unacked count, or its one-line error."""
+    st = FleetStatus(broker="amqp://g:***@r//", database="d", queues={"q": 6}, unacked=4)
+    text = render(st)
+    assert "delivered, not yet acked: 4  (RabbitMQ management API)" in text
+    why = "TEXTLSTM_RABBITMQ_MANAGEMENT_URL: cannot read unacked counts (x)"
+    st = FleetStatus(broker="amqp://g:***@r//", database="d", queues={"q": 6},
+                     errors={"unacked": why})  # fmt: skip
+    text = render(st)
+    assert f"delivered, not yet acked: unavailable ({why})" in text and " 6" in text

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -28,27 +27,11 @@ from tests.fixtures.workers import Fleet
 from textlstm.errors import BrokerError
 from textlstm.settings import Settings, get_settings
 from textlstm.testing.redis_server import OwnRedis
+from textlstm.testing.tls import HAVE_OPENSSL, make_certs
 
 PG = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 DB_SECRET = "Db-S3cret-7f1e"
 REDIS_SECRET = "Rd-S3cret-9a2c"
-
-
-def make_certs(d: Path) -> dict[str, Path]:
-    """A throwaway CA and a server certificate for 127.0.0.1, signed by it."""
-    d.mkdir(parents=True, exist_ok=True)
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-        "-days", "1", "-subj", "/CN=textlstm-test-ca")  # fmt: skip
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "redis.key", "-out", "redis.csr",
-        "-subj", "/CN=127.0.0.1")  # fmt: skip
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("x509", "-req", "-in", "redis.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "redis.crt", "-days", "1", "-extfile", "ext.cnf")  # fmt: skip
-    return {"cert": d / "redis.crt", "key": d / "redis.key", "ca": d / "ca.crt"}
 
 
 def run_job_through(
@@ -99,7 +82,7 @@ def test_redis_password_and_acl_user_end_to_end(
 
 
 @PG
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+@pytest.mark.skipif(not HAVE_OPENSSL, reason="needs openssl")
 def test_rediss_tls_end_to_end_and_a_foreign_certificate_is_refused(
     topics: dict,
     e2e_settings: Settings,

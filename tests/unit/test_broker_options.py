@@ -9,11 +9,13 @@ import json
 import pytest
 
 from textlstm.broker_options import (
+    _tls_hint,
     is_sentinel,
     masked_options,
     parse_transport_options,
     sentinel_problem,
     sentinel_target,
+    with_master_auth_on_every_url,
 )
 from textlstm.errors import SettingsError
 from textlstm.settings import Settings, mask_url
@@ -135,6 +137,61 @@ def test_tls_to_the_master_is_verified_by_default(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("TEXTLSTM_BROKER_TRANSPORT_OPTIONS", '{"master_name": "m"}')
     monkeypatch.setenv("TEXTLSTM_BROKER_USE_SSL", '{"ssl_ca_certs": "/ca.pem"}')
     assert settings().broker_use_ssl == {"ssl_ca_certs": "/ca.pem", "ssl_cert_reqs": "required"}
+
+
+def test_the_masters_password_and_database_reach_every_sentinel_url() -> None:
+    """kombu takes the master's credentials from whichever URL of the list it is on, and a
+    reconnection moves to the next one: given once on the first URL (as documented), the
+    settings copy them onto the others, so the switch keeps them."""
+    from kombu import Connection
+
+    given = f"sentinel://:{PW}@s1:26379/2;sentinel://s2:26380;sentinel://s3"
+    as_given = Connection(given, transport_options={"master_name": "m"})
+    as_given.switch(as_given.alt[1])
+    assert as_given.password is None  # why: kombu's own reading of the list
+
+    url = settings(broker_url=given, broker_transport_options={"master_name": "m"}).broker_url
+    assert url.split(";") == [
+        f"sentinel://:{PW}@s1:26379/2",
+        f"sentinel://:{PW}@s2:26380/2",
+        f"sentinel://:{PW}@s3/2",
+    ]
+    conn = Connection(url, transport_options={"master_name": "m"})
+    for alt in conn.alt[1:]:
+        conn.switch(alt)
+        assert (conn.password, conn.virtual_host) == (PW, "2")
+    # A URL naming its own user, password or database keeps them; other schemes are left be.
+    own = f"sentinel://:{PW}@s1/2;sentinel://u:other@s2/3"
+    assert with_master_auth_on_every_url(own) == own
+    assert with_master_auth_on_every_url("redis://:p@a/0;redis://b") == "redis://:p@a/0;redis://b"
+    assert PW not in mask_url(url)
+
+
+def test_a_tls_looking_sentinel_failure_points_at_where_tls_is_set() -> None:
+    """A TLS-only Sentinel resets a plain connection; a foreign CA fails verification: both
+    name sentinel_kwargs and TEXTLSTM_BROKER_USE_SSL. A refused connection says nothing of TLS."""
+    reset = "Error while reading from 127.0.0.1:26379 : (104, 'Connection reset by peer')"
+    verify = "Error 1 connecting to s1:26379. [SSL: CERTIFICATE_VERIFY_FAILED] certificate …"
+    for problem in (reset, verify):
+        hint = _tls_hint([problem])
+        assert 'sentinel_kwargs {"ssl": true' in hint and "TEXTLSTM_BROKER_USE_SSL" in hint
+    assert _tls_hint(["Error 111 connecting to s1:26379. Connection refused."]) == ""
+    assert _tls_hint([]) == ""
+
+
+def test_management_url_is_http_and_its_password_is_never_echoed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    line = one_line(monkeypatch, RABBITMQ_MANAGEMENT_URL=f"amqp://mon:{PW}@rabbitmq:15672")
+    assert line.startswith(
+        "TEXTLSTM_RABBITMQ_MANAGEMENT_URL: must be an http(s):// URL of the RabbitMQ management"
+    )
+    monkeypatch.setenv("TEXTLSTM_RABBITMQ_MANAGEMENT_URL", f"http://mon:{PW}@rabbitmq:15672/")
+    s = settings()
+    assert s.rabbitmq_management_url == f"http://mon:{PW}@rabbitmq:15672"
+    assert PW not in repr(s)
+    monkeypatch.setenv("TEXTLSTM_RABBITMQ_MANAGEMENT_URL", "")
+    assert settings().rabbitmq_management_url is None
 
 
 # -- RabbitMQ (issue 17 deliverable 2) -------------------------------------------------------

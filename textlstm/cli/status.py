@@ -26,8 +26,18 @@ def _queue_lines(st: Any) -> list[str]:
     if "queues" in st.errors:
         return [f"queues: unavailable ({st.errors['queues']})"]
     rows = [(name, n) for name, n in st.queues.items()]
-    # amqp:// (broker_options.amqp_queue_depths): no unacked count to a client.
-    unacked = "not counted on this broker" if st.unacked is None else st.unacked
+    # amqp:// (broker_options.amqp_queue_depths): no unacked count to a client; the RabbitMQ
+    # management API gives one when TEXTLSTM_RABBITMQ_MANAGEMENT_URL is set.
+    if "unacked" in st.errors:  # TEXTLSTM_RABBITMQ_MANAGEMENT_URL did not answer
+        unacked = f"unavailable ({st.errors['unacked']})"
+    elif st.unacked is None:
+        unacked = "not counted on this broker"
+        if st.broker.startswith("amqp"):
+            unacked += " (set TEXTLSTM_RABBITMQ_MANAGEMENT_URL)"
+    elif st.broker.startswith("amqp"):
+        unacked = f"{st.unacked}  (RabbitMQ management API)"
+    else:
+        unacked = str(st.unacked)
     dead = "not counted on this broker" if st.dead_letters is None else st.dead_letters
     return [
         format_table(("queue", "waiting"), rows),

@@ -108,6 +108,8 @@ def _queues(settings: Settings, st: FleetStatus) -> None:
             st.queues = depths
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             st.errors["queues"] = _why(exc)
+        if settings.rabbitmq_management_url:
+            _amqp_unacked(settings, st)
         return
     try:
         client = broker_client(settings)
@@ -119,6 +121,23 @@ def _queues(settings: Settings, st: FleetStatus) -> None:
             client.close()
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         st.errors["queues"] = _why(exc)
+
+
+def _amqp_unacked(settings: Settings, st: FleetStatus) -> None:
+    """Unacked messages on amqp:// from the management API (TEXTLSTM_RABBITMQ_MANAGEMENT_URL,
+    `textlstm.broker_options.amqp_unacked_counts`): summed over the queue's three priority
+    queues as on Redis; when it does not answer, its one line under `unacked`."""
+    from textlstm.broker_options import amqp_unacked_counts
+
+    assert settings.rabbitmq_management_url is not None
+    try:
+        counts = amqp_unacked_counts(
+            settings.rabbitmq_management_url, settings.broker_url, consume_order(settings.queue)
+        )
+    except ConnectionError as exc:
+        st.errors["unacked"] = str(exc)
+        return
+    st.unacked = sum(counts.values())
 
 
 def parse_replies(replies: dict[str, Any] | None) -> list[WorkerInfo]:

@@ -8,7 +8,10 @@ the `/usr/sbin` wrapper would switch to the `rabbitmq` user and its shared home)
 - a unique node name (`textlstm-test-<random>@localhost`) and free AMQP and distribution ports;
 - its database, logs, config and Erlang cookie in `workdir` (`HOME` is `workdir`, so a fresh
   `.erlang.cookie` is made there and `rabbitmqctl` run through `ctl` uses the same one);
-- no plugin at all (an empty `enabled_plugins`): no management listener on 15672.
+- no plugin at all (an empty `enabled_plugins`): no management listener on 15672; or, with
+  `management=True`, the management plugin alone, listening on a free loopback port
+  (`management_url`), its statistics refreshed every 500 ms instead of 5 s so a test sees a
+  change at once.
 
 `start` returns once an AMQP handshake succeeds (kombu's `ensure_connection`), `stop` asks
 the node to stop and kills its process group if it does not. The default user is `guest`, allowed
@@ -56,7 +59,7 @@ def rabbitmq_available() -> bool:
 class OwnRabbitMQ:
     """A private RabbitMQ node. `url` is what workers and producers are given."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, management: bool = False) -> None:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.nodename = f"textlstm-test-{secrets.token_hex(4)}@localhost"
@@ -64,16 +67,33 @@ class OwnRabbitMQ:
         self.dist_port = free_port()
         while self.dist_port == self.port:
             self.dist_port = free_port()
-        (self.dir / "enabled_plugins").write_text("[].\n")
-        (self.dir / "rabbitmq.conf").write_text(
-            "loopback_users.guest = true\nlog.console = false\nlog.file.level = info\n"
-        )
+        self.management_port: int | None = None
+        conf = "loopback_users.guest = true\nlog.console = false\nlog.file.level = info\n"
+        plugins = "[]"
+        if management:
+            self.management_port = free_port()
+            while self.management_port in (self.port, self.dist_port):
+                self.management_port = free_port()
+            plugins = "[rabbitmq_management]"
+            conf += (
+                f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {self.management_port}\n"
+                "collect_statistics_interval = 500\n"
+            )
+        (self.dir / "enabled_plugins").write_text(f"{plugins}.\n")
+        (self.dir / "rabbitmq.conf").write_text(conf)
         self.proc: subprocess.Popen[bytes] | None = None
         self.start_seconds: float | None = None
 
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @property
+    def management_url(self) -> str:
+        """The management HTTP API (`TEXTLSTM_RABBITMQ_MANAGEMENT_URL`), guest over loopback."""
+        if self.management_port is None:
+            raise RuntimeError("this node was started without management=True")
+        return f"http://guest:guest@127.0.0.1:{self.management_port}"
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
