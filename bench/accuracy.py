@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from textlstm.classifier.inference import batched_logits
 from textlstm.classifier.language_model import (
     LoadedLM,
     load_language_model,
@@ -84,7 +85,7 @@ class _EpochLog(Callback):
 
     def on_epoch_end(self, stats: EpochStats) -> None:
         print(
-            f"    epoch {stats.epoch}: val acc {stats.val_accuracy:.4f} "
+            f"    {stats.branch or ''} epoch {stats.epoch}: val acc {stats.val_accuracy:.4f} "
             f"F1 {stats.val_macro_f1:.4f} loss {stats.val_loss:.4f}, {stats.seconds:.0f}s"
             + (" *" if stats.best else ""),
             file=sys.stderr,
@@ -124,7 +125,9 @@ def run_lstm(
     y = np.array([clf.labels.index(t) if t in clf.labels else -1 for t in truth])
     known = y >= 0
     epochs_run = len(result.report.history)
+    branches = _branch_accuracies(clf, test_texts, y)
     return {
+        **branches,
         "seed": seed,
         "accuracy": _accuracy(truth, predicted),
         "macro_f1": macro_f1(truth, predicted),
@@ -141,6 +144,23 @@ def run_lstm(
         "temperature": result.metrics["calibration"]["temperature"],
         "predict_texts_per_s": len(test_texts) / predict_seconds,
         "parameters": sum(p.numel() for p in clf.model.parameters()),
+    }
+
+
+def _branch_accuracies(clf: Any, texts: list[str], y: np.ndarray) -> dict[str, Any]:
+    """A stacked network's branches scored alone on the test texts, and their fitted mix."""
+    model = clf.model
+    if getattr(model, "ngram_head", None) is None:
+        return {}
+    encoded = [clf.tokenizer.encode(t, clf.max_length) for t in texts]
+    rows = [i for i, s in enumerate(encoded) if s and y[i] >= 0]
+    logits = batched_logits(model, [encoded[i] for i in rows], forward=model.branch_logits)
+    lstm, bag = (part.argmax(1).numpy() for part in logits.chunk(2, dim=1))
+    truth = y[rows]
+    return {
+        "branch_weights": model.branch_weights.tolist(),
+        "lstm_branch_accuracy": float((lstm == truth).mean()),
+        "bag_branch_accuracy": float((bag == truth).mean()),
     }
 
 
@@ -241,6 +261,13 @@ def run_dataset(
             f"test ECE {run['test_ece']:.3f}, {run['predict_texts_per_s']:,.0f} texts/s",
             flush=True,
         )
+        if "branch_weights" in run:
+            print(
+                f"    branches alone: LSTM {run['lstm_branch_accuracy']:.4f}, "
+                f"bag {run['bag_branch_accuracy']:.4f}; mix weights "
+                + ", ".join(f"{w:.2f}" for w in run["branch_weights"]),
+                flush=True,
+            )
         runs.append(run)
     row: dict[str, Any] = {
         "dataset": folder.name,

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 Pooling = Literal["last", "max", "mean"]
 NgramWeighting = Literal["mean", "tfidf"]
+NgramFusion = Literal["joint", "stacked"]
 
 # What a bundle written before a field existed meant by leaving it out: the architecture of
 # that time. `LSTMConfig.from_dict` fills these in, so an old config rebuilds the old network
@@ -22,6 +23,7 @@ LEGACY_VALUES: dict[str, Any] = {
     "ngram_order": 2,
     "ngram_max_length": 0,
     "ngram_weighting": "mean",
+    "ngram_fusion": "joint",
     "lstm_max_length": 0,
 }
 
@@ -73,6 +75,14 @@ class ModelOptions:
     # better (test ECE trec 0.056 -> 0.027, sst5 0.047 -> 0.029, seed 13) at the same
     # accuracy. "mean": the plain fastText mean (every bundle before the field).
     ngram_weighting: NgramWeighting = "tfidf"
+    # How the bag's evidence meets the LSTM's. "joint": one output layer over both feature
+    # vectors, trained as one network (every bundle before the field). "stacked": each branch
+    # has its own output layer and its own loss, so neither is trained to lean on the other,
+    # and two weights fitted on the validation split mix their logits (a stacked ensemble).
+    # Trained jointly, the bag fits the training texts first and leaves the LSTM little
+    # gradient, and the output layer learns to trust the branch that is best on texts it has
+    # already seen; mixing on held-out texts trusts the one that generalises.
+    ngram_fusion: NgramFusion = "stacked"
 
     def __post_init__(self) -> None:
         if self.pooling not in ("last", "max", "mean"):
@@ -95,6 +105,8 @@ class ModelOptions:
             raise ValueError(f"ngram_order must be 2 or 3, not {self.ngram_order}")
         if self.ngram_weighting not in ("mean", "tfidf"):
             raise ValueError(f"ngram_weighting must be mean or tfidf, not {self.ngram_weighting!r}")
+        if self.ngram_fusion not in ("joint", "stacked"):
+            raise ValueError(f"ngram_fusion must be joint or stacked, not {self.ngram_fusion!r}")
 
     @property
     def uses_ngrams(self) -> bool:

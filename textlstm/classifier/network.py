@@ -59,6 +59,7 @@ class LSTMClassifier(nn.Module):
         if config.embedding_skip:
             features += config.embedding_dim
         self.ngrams: nn.EmbeddingBag | None = None
+        self.stacked = config.uses_ngrams and config.ngram_fusion == "stacked"
         if config.uses_ngrams:
             rows = config.vocab_size + config.ngram_buckets
             tfidf = config.ngram_weighting == "tfidf"
@@ -80,8 +81,15 @@ class LSTMClassifier(nn.Module):
                 bound = 1.0 / config.ngram_dim
                 self.ngrams.weight.uniform_(-bound, bound)
                 self.ngrams.weight[config.padding_idx].zero_()
-            features += config.ngram_dim
+            if not self.stacked:
+                features += config.ngram_dim
         self.head = nn.Linear(features, config.num_classes)
+        self.ngram_head: nn.Linear | None = None
+        if self.stacked:
+            self.ngram_head = nn.Linear(config.ngram_dim, config.num_classes)
+            # logits = w[0] · LSTM logits + w[1] · bag logits; set after training from the
+            # validation split (set_branch_weights) and saved with the weights.
+            self.register_buffer("branch_weights", torch.ones(2))
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids (B, T) int64 right-padded, lengths (B,) ≥ 1 → logits (B, C).
@@ -89,28 +97,62 @@ class LSTMClassifier(nn.Module):
         With `lstm_max_length`, the LSTM reads each text's first that many tokens and the bag
         all of them: a long document's tail still counts, at the bag's cost per token.
         """
-        lstm_ids, lstm_lengths = ids, lengths
+        if self.ngram_head is not None:
+            branches = self.branch_logits(ids, lengths)
+            lstm_logits, bag_logits = branches.chunk(2, dim=1)
+            weights = self.branch_weights
+            return weights[0] * lstm_logits + weights[1] * bag_logits
+        features = self._lstm_features(ids, lengths)
+        if self.ngrams is not None:
+            features = torch.cat([features, self._bag_features(ids, lengths)], 1)
+        return self.head(self.output_dropout(features))
+
+    def branch_logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """A stacked network's two branches' own logits side by side: (B, 2C), the LSTM's
+        first."""
+        return torch.cat([self.lstm_logits(ids, lengths), self.bag_logits(ids, lengths)], 1)
+
+    def lstm_logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """A stacked network's LSTM branch alone (training scores it with its own loss)."""
+        if self.ngram_head is None:
+            raise ValueError("only a stacked network (ngram_fusion 'stacked') has branches")
+        return self.head(self.output_dropout(self._lstm_features(ids, lengths)))
+
+    def bag_logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """A stacked network's n-gram bag alone: a linear model of the text's tf-idf n-grams."""
+        if self.ngram_head is None:
+            raise ValueError("only a stacked network (ngram_fusion 'stacked') has branches")
+        return self.ngram_head(self.output_dropout(self._bag_features(ids, lengths)))
+
+    def set_branch_weights(self, lstm: float, bag: float) -> None:
+        """Mix a stacked network's branches as lstm · LSTM logits + bag · bag logits."""
+        if self.ngram_head is None:
+            raise ValueError("only a stacked network (ngram_fusion 'stacked') has branch weights")
+        with torch.no_grad():
+            self.branch_weights.copy_(torch.tensor([lstm, bag]))
+
+    def _lstm_features(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         cap = self.config.lstm_max_length
         if cap and ids.size(1) > cap:
-            lstm_ids, lstm_lengths = ids[:, :cap], lengths.clamp(max=cap)
+            ids, lengths = ids[:, :cap], lengths.clamp(max=cap)
         if self.config.pooling == "last":
-            features = self._last_state(lstm_ids, lstm_lengths)
-        else:
-            features = self._pooled(lstm_ids, lstm_lengths)
-        if self.ngrams is not None:
-            bag_ids = ngram_ids(
-                ids,
-                lengths,
-                vocab_size=self.config.vocab_size,
-                buckets=self.config.ngram_buckets,
-                order=self.config.ngram_order,
-            )
-            weights, idf = None, self.ngram_idf
-            if idf is not None:
-                weights = idf[bag_ids]
-                weights = weights / weights.square().sum(1, keepdim=True).sqrt().clamp_min(1e-12)
-            features = torch.cat([features, self.ngrams(bag_ids, per_sample_weights=weights)], 1)
-        return self.head(self.output_dropout(features))
+            return self._last_state(ids, lengths)
+        return self._pooled(ids, lengths)
+
+    def _bag_features(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        assert self.ngrams is not None
+        bag_ids = ngram_ids(
+            ids,
+            lengths,
+            vocab_size=self.config.vocab_size,
+            buckets=self.config.ngram_buckets,
+            order=self.config.ngram_order,
+        )
+        weights, idf = None, self.ngram_idf
+        if idf is not None:
+            weights = idf[bag_ids]
+            weights = weights / weights.square().sum(1, keepdim=True).sqrt().clamp_min(1e-12)
+        return self.ngrams(bag_ids, per_sample_weights=weights)
 
     @property
     def ngram_idf(self) -> torch.Tensor | None:

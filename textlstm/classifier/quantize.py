@@ -34,12 +34,13 @@ def quantize_int8(model: nn.Module) -> tuple[nn.Module, str | None]:
             quantized = quantize_dynamic(
                 copy.deepcopy(model).cpu().eval(), {nn.LSTM, nn.Linear}, dtype=torch.qint8
             )
-            head = getattr(model, "head", None)
-            if isinstance(head, nn.Linear):
-                # The output layer stays fp32: it reads the LSTM's features and the n-gram
-                # bag's, whose ranges differ, and one activation scale for both cost more
-                # than int8 saves on a (classes × features) product.
-                quantized.head = copy.deepcopy(head).cpu()
+            for name in ("head", "ngram_head"):
+                head = getattr(model, name, None)
+                if isinstance(head, nn.Linear):
+                    # The output layers stay fp32: a joint one reads the LSTM's features and
+                    # the n-gram bag's, whose ranges differ, and one activation scale for both
+                    # cost more than int8 saves on a (classes × features) product.
+                    setattr(quantized, name, copy.deepcopy(head).cpu())
     except Exception as exc:  # noqa: BLE001 - any failure keeps the fp32 network
         return model, f"int8 quantization failed: {type(exc).__name__}: {exc}"
     return quantized.eval(), None

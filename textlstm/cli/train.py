@@ -13,8 +13,11 @@ from textlstm.training.config import ModelOptions, TokenizerOptions, TrainConfig
 
 
 def _epoch_line(stats: Any) -> str:
+    # A stacked network trains its bag, then its LSTM: say which one each line is about.
+    branch = f"{stats.branch:<4}  " if getattr(stats, "branch", None) else ""
     return (
-        f"epoch {stats.epoch:>2}  loss {stats.train_loss:.4f}  val_loss {stats.val_loss:.4f}  "
+        f"{branch}epoch {stats.epoch:>2}  loss {stats.train_loss:.4f}  "
+        f"val_loss {stats.val_loss:.4f}  "
         f"val_acc {stats.val_accuracy:.4f}  val_macro_f1 {stats.val_macro_f1:.4f}  "
         f"{stats.examples_per_s:,.0f} ex/s"
     )
@@ -160,6 +163,14 @@ PROBABILITY = click.FloatRange(0, 1, max_open=True)
     show_default=True,
     help="How the n-gram bag weighs a text's n-grams: tf-idf, unit length (as TF-IDF + "
     "logistic regression does), or a plain mean (fastText).",
+)
+@click.option(
+    "--ngram-fusion",
+    type=click.Choice(["stacked", "joint"]),
+    default=M.ngram_fusion,
+    show_default=True,
+    help="How the n-gram bag meets the LSTM: stacked (each trained alone, their logits mixed "
+    "by weights fitted on the validation split) or joint (one output layer over both).",
 )
 @click.option(
     "--ngram-min-mean-tokens",

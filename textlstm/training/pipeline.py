@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from textlstm.classifier.calibration import fit_temperature
+from textlstm.classifier.calibration import fit_branch_weights, fit_temperature
 from textlstm.classifier.embeddings import load_vectors
 from textlstm.classifier.inference import batched_logits
 from textlstm.classifier.language_model import LoadedLM, check_compatible, classifier_state
@@ -182,6 +182,20 @@ def fit_classifier(
         _load_pretrained(model, init)
         pretrained = ("embedding.", "lstm.")
 
+    bag_report: TrainReport | None = None
+    if model.ngram_head is not None:
+        # Stacked: the bag first, alone, then the LSTM alone; neither learns to lean on the
+        # other, and the mix is fitted on the validation split below.
+        bag_report = train(
+            model,
+            train_split,
+            val_split,
+            train_config,
+            num_classes=len(labels),
+            device=device,
+            callbacks=callbacks,
+            branch="bag",
+        )
     report = train(
         model,
         train_split,
@@ -191,12 +205,22 @@ def fit_classifier(
         device=device,
         callbacks=callbacks,
         pretrained=pretrained,
+        branch="lstm" if bag_report is not None else None,
     )
 
     # Calibrate on the validation split: one temperature, fitted after early stopping picked
     # the epoch, so the split has already steered training once (documented in the README).
-    val_logits = batched_logits(model, val_split.sequences, device=device)
+    # A stacked network's branch mix is fitted there first, for the same reason a
+    # temperature is: held-out texts show which branch generalises.
     val_targets = torch.tensor(val_split.targets)
+    branch_weights: list[float] | None = None
+    if model.ngram_head is not None:
+        branches = batched_logits(
+            model, val_split.sequences, device=device, forward=model.branch_logits
+        ).chunk(2, dim=1)
+        branch_weights = fit_branch_weights(list(branches), val_targets)
+        model.set_branch_weights(*branch_weights)
+    val_logits = batched_logits(model, val_split.sequences, device=device)
     temperature = fit_temperature(val_logits, val_targets)
     before = classification_report(val_targets.numpy(), val_logits.softmax(-1).numpy(), labels)
     after = classification_report(
@@ -205,6 +229,7 @@ def fit_classifier(
     metrics: dict[str, Any] = {
         "validation": after,
         "calibration": {
+            "branch_weights": branch_weights,
             "temperature": temperature,
             "ece_before": before["ece"],
             "ece_after": after["ece"],
@@ -215,6 +240,14 @@ def fit_classifier(
             "stopped_early": report.stopped_early,
             "seconds": time.perf_counter() - started,
             "history": [h.__dict__ for h in report.history],
+            "bag_branch": None
+            if bag_report is None
+            else {
+                "best_epoch": bag_report.best_epoch,
+                "epochs_run": len(bag_report.history),
+                "seconds": bag_report.seconds,
+                "history": [h.__dict__ for h in bag_report.history],
+            },
         },
     }
     classifier = Classifier(

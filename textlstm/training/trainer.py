@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ class EpochStats:
     examples_per_s: float
     seconds: float
     best: bool = False
+    branch: str | None = None  # which branch of a stacked network this epoch trained
 
 
 @dataclass
@@ -66,6 +67,9 @@ class Callback:
 
     def on_train_end(self, report: TrainReport) -> None: ...
 
+
+Branch = Literal["lstm", "bag"]
+BAG_PREFIXES = ("ngrams.", "ngram_head.")  # a stacked network's bag branch; the rest is the LSTM's
 
 _WARMUP_SHARE = 0.3  # OneCycleLR's default share of steps spent raising the rate
 
@@ -118,12 +122,17 @@ def train(
     device: torch.device | str = "cpu",
     callbacks: Sequence[Callback] = (),
     pretrained: Sequence[str] = (),
+    branch: Branch | None = None,
 ) -> TrainReport:
     """Train `model` in place; on return it holds the weights of the best validation epoch.
 
     `pretrained` lists parameter-name prefixes whose weights came from a language model, lowest
     layer first (e.g. "embedding.", "lstm."): they get discriminative learning rates and stay
     frozen for the first `config.freeze_epochs` epochs. Empty (the default), nothing changes.
+
+    `branch` trains one branch of a stacked network alone, on its own logits and loss, and
+    leaves the other's weights as they are: "bag" for the n-gram bag (cheap per epoch, so it
+    gets `config.epochs` whatever the token budget says), "lstm" for the rest.
     """
     device = torch.device(device)
     model.to(device)
@@ -133,6 +142,10 @@ def train(
     # n-gram bag's ~10M dense parameters the step took 175 ms unfused vs 25 ms fused on one
     # CPU thread (imdb_10k batches), a third of all training time.
     named = list(model.named_parameters())
+    forward = model
+    if branch is not None:
+        named = [(n, p) for n, p in named if n.startswith(BAG_PREFIXES) == (branch == "bag")]
+        forward = getattr(model, f"{branch}_logits")
     bag = [p for n, p in named if n.startswith("ngrams.")]
     # Lowest pretrained layer first: it gets the smallest rate (lr × scale^depth).
     layers = [[p for n, p in named if n.startswith(prefix)] for prefix in pretrained]
@@ -177,7 +190,7 @@ def train(
     steps = -(-len(lengths) // config.batch_size)
     if config.max_steps_per_epoch is not None:
         steps = min(steps, config.max_steps_per_epoch)
-    epochs = config.planned_epochs(sum(read))
+    epochs = config.epochs if branch == "bag" else config.planned_epochs(sum(read))
     scheduler = (
         torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=rates, total_steps=epochs * steps, pct_start=_WARMUP_SHARE
@@ -214,7 +227,7 @@ def train(
         for step, batch in enumerate(batches, start=1):
             ids, lens = pad_batch([train_split.sequences[i] for i in batch])
             ids = _apply_word_dropout(ids, config.word_dropout, generator).to(device)
-            logits = model(ids, lens)
+            logits = forward(ids, lens)
             loss = F.cross_entropy(logits, targets[batch].to(device), weight=weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -230,7 +243,12 @@ def train(
                 cb.on_batch_end(epoch=epoch, step=step, loss=loss.item(), examples=len(batch))
         train_seconds = time.perf_counter() - t0
 
-        val_logits = batched_logits(scored, val_split.sequences, device=device)
+        val_logits = batched_logits(
+            scored,
+            val_split.sequences,
+            device=device,
+            forward=getattr(scored, f"{branch}_logits") if branch else None,
+        )
         val_loss = float(F.cross_entropy(val_logits, val_targets))
         report = classification_report(
             val_targets.numpy(),
@@ -252,6 +270,7 @@ def train(
             examples_per_s=seen / max(train_seconds, 1e-9),
             seconds=time.perf_counter() - t0,
             best=improved,
+            branch=branch,
         )
         history.append(stats)
         for cb in callbacks:

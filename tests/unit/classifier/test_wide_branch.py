@@ -131,6 +131,10 @@ def test_a_wide_bundle_round_trips(wide_classifier: Classifier, tmp_path: Path) 
     loaded = Classifier.load(tmp_path / "b")
     assert loaded.model.config == wide_classifier.model.config
     assert loaded.max_length == 60
+    # Stacked by default: the mix fitted on the validation split travels with the weights.
+    weights = wide_classifier.model.branch_weights
+    assert not torch.equal(weights, torch.ones(2))
+    torch.testing.assert_close(loaded.model.branch_weights, weights)
     texts = ["goal cup " * 40, "bank shares"]
     assert (loaded.predict_proba(texts) == wide_classifier.predict_proba(texts)).all()
 
@@ -201,12 +205,14 @@ def test_a_tfidf_bag_weighs_a_text_by_its_idf_and_unit_length() -> None:
         plain.set_ngram_idf(idf)
 
 
-def test_a_bag_bundle_from_before_tfidf_loads_as_a_mean(tmp_path: Path) -> None:
-    """A bundle whose config has no ngram_weighting (and whose weights have no idf)."""
-    clf = _trained_small(ngram_weighting="mean")
-    _saved_without(clf, tmp_path / "old", ("ngram_weighting",))
+def test_a_bag_bundle_from_before_tfidf_loads_as_a_joint_mean(tmp_path: Path) -> None:
+    """A bundle whose config has no ngram_weighting or ngram_fusion (and whose weights have
+    no idf and one output layer over both branches)."""
+    clf = _trained_small(ngram_weighting="mean", ngram_fusion="joint")
+    _saved_without(clf, tmp_path / "old", ("ngram_weighting", "ngram_fusion"))
     loaded = Classifier.load(tmp_path / "old")
     assert loaded.model.config.ngram_weighting == "mean" and loaded.model.ngram_idf is None
+    assert loaded.model.config.ngram_fusion == "joint" and loaded.model.ngram_head is None
     texts = ["goal cup " * 30, "bank"]
     assert (loaded.predict_proba(texts) == clf.predict_proba(texts)).all()
 
@@ -224,6 +230,8 @@ def test_a_trained_tfidf_bag_keeps_its_idf_in_the_bundle(tmp_path: Path) -> None
 def test_bad_wide_options_are_refused_in_one_line() -> None:
     with pytest.raises(ValueError, match="^ngram_weighting must be mean or tfidf, not 'l1'$"):
         ModelOptions(ngram_weighting="l1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="^ngram_fusion must be joint or stacked, not 'sum'$"):
+        ModelOptions(ngram_fusion="sum")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="^ngram_order must be 2 or 3, not 4$"):
         ModelOptions(ngram_order=4)
     with pytest.raises(ValueError, match="^ngram_max_length must be 0"):
