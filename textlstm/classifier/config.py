@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 Pooling = Literal["last", "max", "mean"]
-NgramWeighting = Literal["mean", "tfidf"]
+NgramWeighting = Literal["mean", "tfidf", "sublinear"]
 NgramFusion = Literal["joint", "stacked"]
 
 # What a bundle written before a field existed meant by leaving it out: the architecture of
@@ -73,8 +73,12 @@ class ModelOptions:
     # regression does, so rare telling bigrams outweigh "of the". A bag alone on imdb_10k:
     # 88.7 mean, 89.8 tfidf (TF-IDF + LR 89.6); beside the LSTM it calibrates short texts far
     # better (test ECE trec 0.056 -> 0.027, sst5 0.047 -> 0.029, seed 13) at the same
-    # accuracy. "mean": the plain fastText mean (every bundle before the field).
-    ngram_weighting: NgramWeighting = "tfidf"
+    # accuracy. "sublinear" (the default): the same with 1 + ln(count) in place of the count,
+    # as TfidfVectorizer(sublinear_tf=True) does, so a word a long review repeats ten times
+    # weighs 3.3 times one mention, not 10 (imdb_10k, seed 13, stacked: bag alone 89.2 -> 89.3,
+    # the mix 89.3 -> 89.4; short texts rarely repeat an n-gram). "mean": the plain fastText
+    # mean (every bundle before the field).
+    ngram_weighting: NgramWeighting = "sublinear"
     # How the bag's evidence meets the LSTM's. "joint": one output layer over both feature
     # vectors, trained as one network (every bundle before the field). "stacked": each branch
     # has its own output layer and its own loss, so neither is trained to lean on the other,
@@ -103,8 +107,10 @@ class ModelOptions:
                 raise ValueError(f"{name} must be 0 (off) or positive")
         if self.ngram_order not in (2, 3):
             raise ValueError(f"ngram_order must be 2 or 3, not {self.ngram_order}")
-        if self.ngram_weighting not in ("mean", "tfidf"):
-            raise ValueError(f"ngram_weighting must be mean or tfidf, not {self.ngram_weighting!r}")
+        if self.ngram_weighting not in ("mean", "tfidf", "sublinear"):
+            raise ValueError(
+                f"ngram_weighting must be mean, tfidf or sublinear, not {self.ngram_weighting!r}"
+            )
         if self.ngram_fusion not in ("joint", "stacked"):
             raise ValueError(f"ngram_fusion must be joint or stacked, not {self.ngram_fusion!r}")
 

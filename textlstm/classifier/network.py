@@ -62,7 +62,7 @@ class LSTMClassifier(nn.Module):
         self.stacked = config.uses_ngrams and config.ngram_fusion == "stacked"
         if config.uses_ngrams:
             rows = config.vocab_size + config.ngram_buckets
-            tfidf = config.ngram_weighting == "tfidf"
+            tfidf = config.ngram_weighting != "mean"
             self.ngrams = nn.EmbeddingBag(
                 rows,
                 config.ngram_dim,
@@ -151,7 +151,17 @@ class LSTMClassifier(nn.Module):
         weights, idf = None, self.ngram_idf
         if idf is not None:
             weights = idf[bag_ids]
-            weights = weights / weights.square().sum(1, keepdim=True).sqrt().clamp_min(1e-12)
+            if self.config.ngram_weighting == "sublinear":
+                # Each occurrence of an n-gram seen c times in the text weighs (1 + ln c) / c,
+                # so the n-gram's entry in the text's vector is idf · (1 + ln c), as
+                # TfidfVectorizer(sublinear_tf=True) makes it; the norm sums c · w² per
+                # occurrence, which is that vector's squared length.
+                counts = _occurrences(bag_ids).to(weights.dtype)
+                weights = weights * (1.0 + counts.log()) / counts
+                norm = (counts * weights.square()).sum(1, keepdim=True).sqrt()
+            else:
+                norm = weights.square().sum(1, keepdim=True).sqrt()
+            weights = weights / norm.clamp_min(1e-12)
         return self.ngrams(bag_ids, per_sample_weights=weights)
 
     @property
@@ -220,3 +230,15 @@ class LSTMClassifier(nn.Module):
             return seq.masked_fill(~mask[:, :, None], float("-inf")).amax(dim=1)
         summed = (seq * mask[:, :, None]).sum(dim=1)
         return summed / lengths.to(ids.device)[:, None].to(seq.dtype)
+
+
+def _occurrences(ids: torch.Tensor) -> torch.Tensor:
+    """(B, L) → how many times each entry's id occurs in its row (padding included)."""
+    ordered, order = ids.sort(dim=1)
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    run = starts.long().cumsum(1) - 1  # (B, L) which run of equal ids each entry is in
+    per_run = torch.zeros_like(ordered).scatter_add_(1, run, torch.ones_like(ordered))
+    counts = torch.empty_like(ordered)
+    counts.scatter_(1, order, per_run.gather(1, run))
+    return counts

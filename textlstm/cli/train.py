@@ -158,11 +158,12 @@ PROBABILITY = click.FloatRange(0, 1, max_open=True)
 )
 @click.option(
     "--ngram-weighting",
-    type=click.Choice(["tfidf", "mean"]),
+    type=click.Choice(["tfidf", "sublinear", "mean"]),
     default=M.ngram_weighting,
     show_default=True,
     help="How the n-gram bag weighs a text's n-grams: tf-idf, unit length (as TF-IDF + "
-    "logistic regression does), or a plain mean (fastText).",
+    "logistic regression does); sublinear, the same with 1 + ln(count) for the count; or a "
+    "plain mean (fastText).",
 )
 @click.option(
     "--ngram-fusion",

@@ -162,7 +162,7 @@ def train(
     if bag:
         scale = config.bag_lr_scale(sum(read) / max(1, len(read)))
         model_config = getattr(model, "config", None)
-        if getattr(model_config, "ngram_weighting", "mean") == "tfidf":
+        if getattr(model_config, "ngram_weighting", "mean") != "mean":
             # A unit-length tf-idf bag sums its n-grams' vectors where a mean averages them:
             # a step moves its output about √n times as far for a text of n n-grams. Dividing
             # the rate by √n keeps ngram_lr_scale meaning what it means for a mean.

@@ -205,6 +205,25 @@ def test_a_tfidf_bag_weighs_a_text_by_its_idf_and_unit_length() -> None:
         plain.set_ngram_idf(idf)
 
 
+def test_a_sublinear_bag_weighs_each_ngram_by_idf_times_one_plus_log_count() -> None:
+    """TfidfVectorizer(sublinear_tf=True)'s vector: idf · (1 + ln c) per distinct n-gram, unit
+    length, whatever order the occurrences come in and whatever padding follows."""
+    torch.manual_seed(0)
+    model = LSTMClassifier(_small(ngram_order=2, ngram_weighting="sublinear")).eval()
+    idf = torch.rand(60 + 128) + 0.5
+    model.set_ngram_idf(idf)
+    ids, lengths = pad_batch([[4, 9, 4, 4, 9, 11], [7]])
+    bag_ids = ngram_ids(ids, lengths, vocab_size=60, buckets=128)[0]
+    real = bag_ids[bag_ids != 0]
+    distinct, counts = real.unique(return_counts=True)
+    entries = idf[distinct] * (1 + counts.double().log().float())
+    expected = (model.ngrams.weight[distinct] * (entries / entries.norm())[:, None]).sum(0)
+    with torch.inference_mode():
+        got = model._bag_features(ids, lengths)
+    torch.testing.assert_close(got[0], expected)
+    assert counts.max() == 3  # the text does repeat n-grams
+
+
 def test_a_bag_bundle_from_before_tfidf_loads_as_a_joint_mean(tmp_path: Path) -> None:
     """A bundle whose config has no ngram_weighting or ngram_fusion (and whose weights have
     no idf and one output layer over both branches)."""
@@ -228,7 +247,7 @@ def test_a_trained_tfidf_bag_keeps_its_idf_in_the_bundle(tmp_path: Path) -> None
 
 
 def test_bad_wide_options_are_refused_in_one_line() -> None:
-    with pytest.raises(ValueError, match="^ngram_weighting must be mean or tfidf, not 'l1'$"):
+    with pytest.raises(ValueError, match="^ngram_weighting must be mean, tfidf or .*, not 'l1'$"):
         ModelOptions(ngram_weighting="l1")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="^ngram_fusion must be joint or stacked, not 'sum'$"):
         ModelOptions(ngram_fusion="sum")  # type: ignore[arg-type]
