@@ -533,7 +533,7 @@ def check_amqp_queues(
             except PreconditionFailed as exc:
                 raise QueueArgumentsMismatch(mismatch_line(queue.name, str(exc))) from None
             finally:
-                _close(channel)
+                close_quietly(channel)
 
 
 def _exists(conn: Any, name: str) -> bool:
@@ -548,10 +548,11 @@ def _exists(conn: Any, name: str) -> bool:
     except NotFound:
         return False
     finally:
-        _close(channel)
+        close_quietly(channel)
 
 
-def _close(channel: Any) -> None:
+def close_quietly(channel: Any) -> None:
+    """Close an AMQP channel the broker may already have closed (a failed passive declare)."""
     try:
         channel.close()
     except Exception:  # noqa: BLE001 - already closed by the broker

@@ -16,15 +16,20 @@ Items of a batch whose SQL write failed for good go to the same dead-letter queu
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.fixtures.jobs import assert_exactly_once, stored, submit, texts, wait_job
+from tests.fixtures.jobs import (
+    assert_exactly_once,
+    assert_operator_sees_poison,
+    stored,
+    submit,
+    texts,
+    wait_job,
+)
 from tests.fixtures.workers import Fleet
 from textlstm.broker_options import amqp_dead_letter_queue
 from textlstm.ops import amqp_deadletters
@@ -81,21 +86,7 @@ def test_a_message_that_kills_the_worker_is_dead_lettered_after_three_deliveries
         assert w.alive()
 
         # The operator sees it, in status and in the dead-letter commands.
-        from textlstm.cli import cli
-        from textlstm.settings import get_settings
-
-        monkeypatch.setenv("TEXTLSTM_BROKER_URL", own_rabbitmq.url)
-        monkeypatch.setenv("TEXTLSTM_QUEUE", settings.queue)
-        monkeypatch.setenv("TEXTLSTM_DATABASE_URL", settings.database_url)
-        get_settings.cache_clear()
-        runner = CliRunner()
-        out = runner.invoke(cli, ["dead-letters", "list"])
-        assert out.exit_code == 0 and record.id in out.output and "poison" in out.output
-        shown = json.loads(runner.invoke(cli, ["dead-letters", "show", record.id]).output)
-        assert shown["job_id"] == str(poison) and shown["deliveries"] == 3
-        status = runner.invoke(cli, ["status", "--json", "--timeout", "1"])
-        assert json.loads(status.output)["dead_letters"] == 1
-        get_settings.cache_clear()
+        assert_operator_sees_poison(monkeypatch, own_rabbitmq.url, settings, record.id, poison)
     finally:
         fleet.close()
 

@@ -7,15 +7,14 @@ on its job, while every valid message queued around it is stored exactly once.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.fixtures.jobs import (
     assert_exactly_once,
+    assert_operator_sees_poison,
     assert_queue_drained,
     stored,
     submit,
@@ -78,21 +77,7 @@ def test_a_message_that_kills_the_worker_is_quarantined_after_three_deliveries(
         assert w.alive()
 
         # The operator sees it, in status and in the dead-letter commands.
-        from textlstm.cli import cli
-        from textlstm.settings import get_settings
-
-        monkeypatch.setenv("TEXTLSTM_BROKER_URL", own_redis.url)
-        monkeypatch.setenv("TEXTLSTM_QUEUE", settings.queue)
-        monkeypatch.setenv("TEXTLSTM_DATABASE_URL", settings.database_url)
-        get_settings.cache_clear()
-        runner = CliRunner()
-        out = runner.invoke(cli, ["dead-letters", "list"])
-        assert out.exit_code == 0 and record.id in out.output and "poison" in out.output
-        shown = json.loads(runner.invoke(cli, ["dead-letters", "show", record.id]).output)
-        assert shown["job_id"] == str(poison) and shown["deliveries"] == 3
-        status = runner.invoke(cli, ["status", "--json", "--timeout", "1"])
-        assert json.loads(status.output)["dead_letters"] == 1
-        get_settings.cache_clear()
+        assert_operator_sees_poison(monkeypatch, own_redis.url, settings, record.id, poison)
     finally:
         redis.close()
         fleet.close()

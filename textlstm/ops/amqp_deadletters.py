@@ -27,6 +27,7 @@ from textlstm.broker_options import (
     AMQP_TRANSPORT_OPTIONS,
     amqp_dead_letter_queue,
     amqp_dead_letter_queues,
+    close_quietly,
 )
 from textlstm.wire.deadletters import RECORD_HEADER, DeadLetter, from_amqp
 
@@ -131,7 +132,7 @@ def read(
         try:
             return [r for _, r in reversed(_take_all(channel, amqp_dead_letter_queue(base)))]
         finally:
-            _quiet_close(channel)
+            close_quietly(channel)
 
 
 def settle(
@@ -156,7 +157,7 @@ def settle(
                     channel.basic_ack(message.delivery_tag)
                     done.append(record)
         finally:
-            _quiet_close(channel)
+            close_quietly(channel)
     return done
 
 
@@ -173,11 +174,4 @@ def purge_all(
         except NotFound:
             return 0
         finally:
-            _quiet_close(channel)
-
-
-def _quiet_close(channel: Any) -> None:
-    try:
-        channel.close()
-    except Exception:  # noqa: BLE001 - already closed by the broker
-        pass
+            close_quietly(channel)

@@ -30,6 +30,7 @@ from textlstm.training.config import ModelOptions, TokenizerOptions, TrainConfig
 from textlstm.training.datasets import Example
 from textlstm.training.metrics import classification_report
 from textlstm.training.trainer import (
+    Branch,
     Callback,
     EncodedSplit,
     TrainReport,
@@ -182,11 +183,8 @@ def fit_classifier(
         _load_pretrained(model, init)
         pretrained = ("embedding.", "lstm.")
 
-    bag_report: TrainReport | None = None
-    if model.ngram_head is not None:
-        # Stacked: the bag first, alone, then the LSTM alone; neither learns to lean on the
-        # other, and the mix is fitted on the validation split below.
-        bag_report = train(
+    def run(branch: Branch | None, prefixes: tuple[str, ...] = ()) -> TrainReport:
+        return train(
             model,
             train_split,
             val_split,
@@ -194,19 +192,15 @@ def fit_classifier(
             num_classes=len(labels),
             device=device,
             callbacks=callbacks,
-            branch="bag",
+            pretrained=prefixes,
+            branch=branch,
         )
-    report = train(
-        model,
-        train_split,
-        val_split,
-        train_config,
-        num_classes=len(labels),
-        device=device,
-        callbacks=callbacks,
-        pretrained=pretrained,
-        branch="lstm" if bag_report is not None else None,
-    )
+
+    # Stacked: the bag first, alone, then the LSTM alone; neither learns to lean on the
+    # other, and the mix is fitted on the validation split below.
+    stacked = model.ngram_head is not None
+    bag_report = run("bag") if stacked else None
+    report = run("lstm" if stacked else None, pretrained)
 
     # Calibrate on the validation split: one temperature, fitted after early stopping picked
     # the epoch, so the split has already steered training once (documented in the README).
