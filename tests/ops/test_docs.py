@@ -142,6 +142,20 @@ def test_no_page_refers_outside_the_repository() -> None:
             assert needle not in text, f"{source.relative_to(ROOT)} mentions {needle}"
 
 
+def test_no_tracked_file_refers_outside_the_repository() -> None:
+    """Benchmark results included: a report records DATA/…, not where the data was."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for name in filter(None, listed):
+        path = ROOT / name.decode()
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        for needle in OUTSIDE:
+            assert needle.encode() not in data, f"{name.decode()} mentions {needle}"
+
+
 def test_included_benchmark_ranges_cover_whole_tables() -> None:
     """`--8<-- "file.md:A:B"` includes lines A..B of bench/results/file.md: when a benchmark
     rewrites its file, a range that no longer starts and ends on a whole table fails here."""
