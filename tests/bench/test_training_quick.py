@@ -12,7 +12,7 @@ from tests.bench.runner import run_bench
 @pytest.mark.slow
 def test_training_quick_times_one_epoch(tmp_path: Path) -> None:
     out = tmp_path / "training"
-    proc = run_bench("training.py", "--quick", "--out", str(out), timeout=60)
+    proc = run_bench("training.py", "--quick", "--out", str(out), timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["meta"]["source"] == "measured"
