@@ -25,11 +25,12 @@ def env() -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(330)
 def test_quick_falls_back_to_cpu_and_writes_sweep_parity_and_pipeline(tmp_path: Path) -> None:
     out = tmp_path / "gpu"
     proc = run_bench(
         "pipeline_gpu.py", "--device", "cuda", "--quick", "--threads", "1", "--out", str(out),
-        timeout=150, env=env(),
+        timeout=300, env=env(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     fallback = [line for line in proc.stdout.splitlines() if FALLBACK_LINE in line]
