@@ -11,23 +11,17 @@ is a free port nothing listens on. Real subprocesses with a controlled environme
 from __future__ import annotations
 
 import datetime
-import os
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.cli_runs import PW, ROOT, admin, amqp_env, run
 from textlstm.errors import EX_CONFIG
 from textlstm.testing.ports import free_port
 from textlstm.testing.rabbitmq import OwnRabbitMQ, rabbitmq_available
-
-PW = "pa55-Secret-9"  # must never be printed
-ROOT = Path(__file__).resolve().parents[2]
-ADMIN = Path(sys.executable).with_name("textlstm-admin")
 
 #: case -> (the URL's problem, a fragment of the one line that must say it)
 CASES = {
@@ -52,31 +46,6 @@ def bad_url(node: OwnRabbitMQ, case: str) -> str:
     if case == "password":
         return f"amqp://guest:{PW}@127.0.0.1:{node.port}//"
     return f"amqp://guest:{PW}@127.0.0.1:{free_port()}//"
-
-
-def amqp_env(tmp_path: Path, url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEXTLSTM_")}
-    env["TEXTLSTM_BROKER_URL"] = url
-    env["TEXTLSTM_DATABASE_URL"] = f"sqlite:///{tmp_path / 'jobs.db'}"
-    return env
-
-
-def run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    started = time.monotonic()
-    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-    out = proc.stdout + proc.stderr
-    assert "Traceback" not in out and PW not in out, out
-    assert time.monotonic() - started < 60, "no minute of connection retries"
-    return proc.returncode, out
-
-
-def admin(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    argv = (
-        [str(ADMIN)]
-        if ADMIN.exists()
-        else [sys.executable, "-c", "from textlstm.cli import cli; cli()"]
-    )
-    return run([*argv, *args], cwd, env)
 
 
 def the_line(out: str, case: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_amqp_errors import ROOT, admin, amqp_env, run
+from tests.fixtures.cli_runs import ROOT, admin, amqp_env, run
 from textlstm.errors import EX_CONFIG
 from textlstm.testing.rabbitmq import OwnRabbitMQ, rabbitmq_available
 

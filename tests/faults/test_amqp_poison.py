@@ -102,7 +102,7 @@ def test_a_part_whose_write_fails_for_good_goes_to_the_dead_letter_queue(
     neighbour is stored once."""
     from kombu import Connection
 
-    from tests.security.test_hostile_worker import msg, task_body
+    from tests.fixtures.jobs import msg, task_body
     from textlstm.wire.messages import TASK_NAME
 
     settings, fleet = rabbit_fleet

@@ -6,7 +6,6 @@ unaffected. A pickle payload is refused by content type and never deserialised: 
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from pathlib import Path
@@ -18,8 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.fixtures.jobs import (
     assert_exactly_once,
     assert_queue_drained,
+    msg,
     stored,
     submit,
+    task_body,
     texts,
     wait_job,
 )
@@ -54,22 +55,6 @@ def publish(url: str, queue: str, body: bytes, content_type: str, **headers: Any
             headers={"task": TASK_NAME, "id": str(uuid.uuid4()), **headers},
             declare=[Queue(queue)],
         )
-
-
-def task_body(message: Any, kwargs: dict[str, Any] | None = None) -> bytes:
-    embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-    return json.dumps([[message], kwargs or {}, embed]).encode()
-
-
-def msg(job: uuid.UUID, items: list[dict[str, Any]], total: int | None = None, **extra: Any):  # type: ignore[no-untyped-def]
-    return {
-        "schema_version": 1,
-        "job_id": str(job),
-        "model": "topics",
-        "total": total if total is not None else len(items),
-        "items": items,
-        **extra,
-    }
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
