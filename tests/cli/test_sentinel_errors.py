@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import datetime
 import os
-import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.cli_runs import PW, ROOT, admin, run
 from textlstm.errors import EX_CONFIG
 from textlstm.testing.ports import free_port
 
-PW = "pa55-Secret-9"  # must never be printed
-ROOT = Path(__file__).resolve().parents[2]
-ADMIN = Path(sys.executable).with_name("textlstm-admin")
 NOBODY = "none of the Sentinels"
 
 
@@ -34,24 +30,6 @@ def sentinel_env(tmp_path: Path, *, options: str = '{"master_name": "mymaster"}'
     env["TEXTLSTM_BROKER_TRANSPORT_OPTIONS"] = options
     env["TEXTLSTM_DATABASE_URL"] = f"sqlite:///{tmp_path / 'jobs.db'}"
     return env
-
-
-def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 120) -> tuple[int, str]:
-    started = time.monotonic()
-    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    out = proc.stdout + proc.stderr
-    assert "Traceback" not in out and PW not in out, out
-    assert time.monotonic() - started < 60, "no minute of connection retries"
-    return proc.returncode, out
-
-
-def admin(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    argv = (
-        [str(ADMIN)]
-        if ADMIN.exists()
-        else [sys.executable, "-c", "from textlstm.cli import cli; cli()"]
-    )
-    return run([*argv, *args], cwd, env)
 
 
 def the_line(out: str, fragment: str) -> str:
