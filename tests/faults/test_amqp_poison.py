@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.fixtures.jobs import (
     assert_exactly_once,
     assert_operator_sees_poison,
-    stored,
+    poison_between_two_jobs,
     submit,
     texts,
     wait_job,
@@ -58,24 +58,7 @@ def test_a_message_that_kills_the_worker_is_dead_lettered_after_three_deliveries
            "TEXTLSTM_WORKER_TEST_CRASH_TEXT": CRASH}  # fmt: skip
     fleet = Fleet(env, tmp_path)
     try:
-        w = fleet.start("--batch-max-items", "64")
-        with paused(w):  # all queued before the worker takes any: the poison one mid-queue
-            before = submit(settings, texts(60, seed=180), per_message=3)
-            poison = submit(settings, ["a fine text", CRASH], per_message=2)
-            after = submit(settings, texts(60, seed=181), per_message=3)
-        for job in (before, after):
-            st = wait_job(settings, job, timeout=180)
-            assert (st.status, st.ok) == ("done", 60)
-        st = wait_job(settings, poison, timeout=180)
-        assert (st.status, st.errors) == ("failed", 2)
-        rows = stored(session_factory, poison)
-        assert all("quarantined after 3 deliveries" in r.error for r in rows), rows[0].error
-        assert_exactly_once(session_factory, {before: 60, after: 60})
-        assert_exactly_once(session_factory, {poison: 2}, ok=False)
-
-        log = fleet.logs()
-        assert log.count("exited with") == 3, log[-3000:]  # three deaths, then no more
-        assert "running it alone" in log
+        poison, w = poison_between_two_jobs(fleet, settings, session_factory, CRASH, seed=180)
         (record,) = amqp_deadletters.read(settings.broker_url, settings.queue, {})
         assert (record.stage, record.deliveries) == ("poison", 3)
         assert record.readable_job_id() == str(poison)

@@ -13,17 +13,12 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.fixtures.jobs import (
-    assert_exactly_once,
     assert_operator_sees_poison,
     assert_queue_drained,
-    stored,
-    submit,
-    texts,
-    wait_job,
+    poison_between_two_jobs,
 )
 from tests.fixtures.workers import Fleet
 from textlstm.settings import Settings
-from textlstm.testing.processes import paused
 from textlstm.testing.redis_server import OwnRedis
 from textlstm.wire.deadletters import DeadLetter, dead_letter_key
 
@@ -50,24 +45,7 @@ def test_a_message_that_kills_the_worker_is_quarantined_after_three_deliveries(
     fleet = Fleet(env, tmp_path)
     redis = own_redis.client()
     try:
-        w = fleet.start("--batch-max-items", "64")
-        with paused(w):  # all queued before the worker takes any: the poison one mid-queue
-            before = submit(settings, texts(60, seed=160), per_message=3)
-            poison = submit(settings, ["a fine text", CRASH], per_message=2)
-            after = submit(settings, texts(60, seed=161), per_message=3)
-        for job in (before, after):
-            st = wait_job(settings, job, timeout=180)
-            assert (st.status, st.ok) == ("done", 60)
-        st = wait_job(settings, poison, timeout=180)
-        assert (st.status, st.errors) == ("failed", 2)
-        rows = stored(session_factory, poison)
-        assert all("quarantined after 3 deliveries" in r.error for r in rows), rows[0].error
-        assert_exactly_once(session_factory, {before: 60, after: 60})
-        assert_exactly_once(session_factory, {poison: 2}, ok=False)
-
-        log = fleet.logs()
-        assert log.count("exited with") == 3, log[-3000:]  # three deaths, then no more
-        assert "running it alone" in log
+        poison, w = poison_between_two_jobs(fleet, settings, session_factory, CRASH, seed=160)
         (raw,) = redis.lrange(dead_letter_key(settings.queue), 0, -1)
         record = DeadLetter.from_json(raw)
         assert (record.stage, record.deliveries) == ("poison", 3)
