@@ -214,7 +214,11 @@ def fit_classifier(
         ).chunk(2, dim=1)
         branch_weights = fit_branch_weights(list(branches), val_targets)
         model.set_branch_weights(*branch_weights)
-    val_logits = batched_logits(model, val_split.sequences, device=device)
+        # What the network's forward computes from the branches: no second pass over the split.
+        weights = model.branch_weights.cpu()
+        val_logits = weights[0] * branches[0] + weights[1] * branches[1]
+    else:
+        val_logits = batched_logits(model, val_split.sequences, device=device)
     temperature = fit_temperature(val_logits, val_targets)
     before = classification_report(val_targets.numpy(), val_logits.softmax(-1).numpy(), labels)
     after = classification_report(
