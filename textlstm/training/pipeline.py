@@ -144,7 +144,7 @@ def fit_classifier(
             f"tokens found ({vectors.coverage:.1%} coverage), dim {embedding_dim}"
         )
     # The bag's table is sized by the data like the vocabulary is: a few thousand short texts
-    # need a few thousand buckets, not the upper bound's quarter million.
+    # need a few thousand buckets, not the upper bound's million.
     read = sum(min(len(s), max_length) for s in train_split.sequences)
     mean_tokens = read / max(1, len(train_split.sequences))
     long_texts = mean_tokens >= model_options.ngram_min_mean_tokens
