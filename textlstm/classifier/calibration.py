@@ -9,25 +9,33 @@ import torch
 from torch.nn import functional as F
 
 
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, max_iter: int = 100) -> float:
-    """The T > 0 that minimises the NLL of softmax(logits / T) on (logits, labels)."""
-    logits = logits.detach().double().cpu()
+def _fit_log_linear(stacked: torch.Tensor, labels: torch.Tensor, max_iter: int) -> list[float]:
+    """Scales w_i > 0 minimising the NLL of softmax(Σ w_i · stacked[i]) on (stacked, labels).
+
+    Fitted as log w (so each stays positive) from w = 1 by L-BFGS; one tensor of K logit sets
+    (K, N, C). A temperature is the one-set case, T = 1 / w.
+    """
+    stacked = stacked.detach().double().cpu()
     labels = labels.detach().long().cpu()
-    # Optimise log T so T stays positive; start from T = 1.
-    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+    log_w = torch.zeros(stacked.shape[0], dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_w], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss = F.cross_entropy((log_w.exp()[:, None, None] * stacked).sum(0), labels)
         loss.backward()
         return loss
 
     optimizer.step(closure)
-    temperature = float(log_t.detach().exp())
-    if not (0.05 <= temperature <= 20.0) or temperature != temperature:
+    return log_w.detach().exp().tolist()
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, max_iter: int = 100) -> float:
+    """The T > 0 that minimises the NLL of softmax(logits / T) on (logits, labels)."""
+    (scale,) = _fit_log_linear(logits[None], labels, max_iter)
+    if not (0.05 <= scale <= 20.0):  # also false for NaN
         return 1.0  # degenerate fit (e.g. a perfectly separated tiny split): leave logits alone
-    return temperature
+    return 1.0 / scale
 
 
 def fit_branch_weights(
@@ -38,20 +46,7 @@ def fit_branch_weights(
     Stacking (Wolpert 1992) with a log-linear mix: the branch that generalises better gets
     the larger weight, and the weights' overall size does what a temperature would.
     """
-    stacked = torch.stack([b.detach().double().cpu() for b in branches])  # (K, N, C)
-    labels = labels.detach().long().cpu()
-    log_w = torch.zeros(len(branches), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_w], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        mixed = (log_w.exp()[:, None, None] * stacked).sum(0)
-        loss = F.cross_entropy(mixed, labels)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    weights = log_w.detach().exp().tolist()
+    weights = _fit_log_linear(torch.stack(branches), labels, max_iter)
     # A weight near 0 is an answer (that branch adds nothing on held-out texts); a huge or
     # undefined one is a degenerate fit (a tiny, perfectly separated split).
     if not all(0.0 <= w <= 50.0 for w in weights):
