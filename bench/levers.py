@@ -710,9 +710,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=None, help="default 5 (1 with --quick)")
     p.add_argument("--n", type=int, default=None, help="texts timed (default 40000, 300 quick)")
     p.add_argument("--dataset", default="trec")
-    p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--data-dir", type=Path, help="the datasets' folder (needed without --quick)")
     p.add_argument("--out", type=Path, default=None, help="stem (default bench/results/levers)")
     args = p.parse_args()
+    if not args.quick and args.data_dir is None:
+        p.error("--data-dir is required without --quick (the folder of the benchmark datasets)")
     repeats = args.repeats or (1 if args.quick else 5)
     n = args.n or (300 if args.quick else 40_000)
     out = args.out or ROOT / "bench" / "results" / ("levers_quick" if args.quick else "levers")
@@ -769,7 +771,7 @@ def main() -> None:
         "repeats": repeats,
         "quick": args.quick,
         "command": "python bench/levers.py"
-        + (" --quick" if args.quick else "")
+        + (" --quick" if args.quick else " --data-dir DATA")
         + (f" --repeats {args.repeats}" if args.repeats else "")
         + (f" --n {args.n}" if args.n else ""),
         "model": {

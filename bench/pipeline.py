@@ -1,8 +1,8 @@
 """The pipeline against its own ceiling and against the naive way, in one run.
 
-    python bench/pipeline.py                 # 20,000 texts, 3 repeats, ~10 min
-    python bench/pipeline.py --quick         # 300 texts, 1 repeat, a smoke run (~1 min)
-    python bench/pipeline.py --n 40000 --repeats 5 --producers 3 --out bench/results/pipeline
+    python bench/pipeline.py --data-dir DATA   # 20,000 texts, 3 repeats, ~10 min
+    python bench/pipeline.py --quick           # 300 texts, 1 repeat, a smoke run (~1 min)
+    python bench/pipeline.py --data-dir DATA --n 40000 --repeats 5 --producers 3
 
 Every mode classifies the same texts (the test split of a shared dataset, repeated to --n) with
 the same bundle (the reference shape: embedding 100, one-direction LSTM 128, trained one epoch
@@ -560,8 +560,8 @@ def main() -> None:
     ap.add_argument(
         "--data-dir",
         type=Path,
-        default=ROOT.parent / "shared" / "data",
-        help="the datasets' folder (README: where the public datasets come from)",
+        default=None,
+        help="the datasets' folder (docs/development.md: where the public datasets come from)",
     )
     ap.add_argument(
         "--train",
@@ -602,8 +602,6 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="300 texts, 1 repeat: a smoke run")
     ap.add_argument("--out", type=Path, default=None, help="results stem")
     args = ap.parse_args()
-    args.train = args.train or args.data_dir / "ag_news_small" / "train.csv"
-    args.texts = args.texts or args.data_dir / "ag_news_small" / "test.csv"
     if args.quick:
         args.n, args.naive_n, args.repeats, args.light_s, args.timeout = 300, 150, 1, 3.0, 120
         args.train = ROOT / "examples/data/news_train.csv"
@@ -611,6 +609,11 @@ def main() -> None:
     brokers = [b.strip() for b in args.broker.split(",") if b.strip()]
     if not brokers or set(brokers) - set(BROKERS) or len(set(brokers)) < len(brokers):
         ap.error(f"--broker {args.broker!r}: one or more of {', '.join(BROKERS)}, each once")
+    if not args.quick and (args.train is None or args.texts is None):
+        if args.data_dir is None:
+            ap.error("--data-dir is required (or --train and --texts, or --quick)")
+        args.train = args.train or args.data_dir / "ag_news_small" / "train.csv"
+        args.texts = args.texts or args.data_dir / "ag_news_small" / "test.csv"
     stem = "pipeline" if brokers == ["redis"] else "pipeline_brokers"
     args.out = args.out or RESULTS / (f"{stem}_quick" if args.quick else stem)
     modes = set(args.modes.split(","))
@@ -661,11 +664,11 @@ def config_shown(args: argparse.Namespace) -> dict[str, str]:
     (the --data-dir placeholder: where it is on a machine is no part of a result), others
     from the repository root (`shown`)."""
     out: dict[str, str] = {}
-    data = args.data_dir.resolve()
+    data = args.data_dir.resolve() if args.data_dir else None
     for key, value in vars(args).items():
         if key == "data_dir":
             continue
-        if isinstance(value, Path) and value.resolve().is_relative_to(data):
+        if isinstance(value, Path) and data and value.resolve().is_relative_to(data):
             out[key] = str(Path("DATA") / value.resolve().relative_to(data))
         else:
             out[key] = shown(value)

@@ -2,7 +2,7 @@
 train examples/s, wall time, epochs and rows.
 
     python bench/training.py                          # render from bench/results/accuracy.json
-    python bench/training.py --run trec[,sst5]        # time the defaults now on those datasets
+    python bench/training.py --data-dir DATA --run trec[,sst5]  # time the defaults now
     python bench/training.py --quick --out /tmp/t     # a tiny timed training: the CI smoke test
 
 By default nothing is trained: the numbers are those bench/accuracy.py measured (it trains the
@@ -174,7 +174,7 @@ def main() -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--run", metavar="DATASET[,DATASET]", help="train now on these datasets")
     mode.add_argument("--quick", action="store_true", help="one epoch on examples/data (seconds)")
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data-dir", type=Path, help="the datasets' folder (needed by --run)")
     parser.add_argument("--accuracy-json", type=Path, default=RESULTS / "accuracy.json")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
@@ -192,8 +192,12 @@ def main() -> None:
             )
         rows[0]["dataset"] = "examples/data news sample (1 epoch)"
     elif args.run:
+        if args.data_dir is None:
+            parser.error("--run needs --data-dir (the folder of the benchmark datasets)")
         folders = [args.data_dir / name for name in args.run.split(",")]
-        command = f"python bench/training.py --run {args.run}"
+        command = (
+            f"python bench/training.py --data-dir DATA --run {args.run} --threads {args.threads}"
+        )
         rows, meta = measure(folders, {}, args.threads, command)
     else:
         rows, meta = from_accuracy(args.accuracy_json)
