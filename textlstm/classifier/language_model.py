@@ -78,6 +78,52 @@ class LMConfig:
         return cls(**data)
 
 
+class NegativeSampler:
+    """Sampled softmax's proposal: each training step scores a token's true next token against
+    `k` tokens drawn from the corpus' unigram counts raised to 0.75 (word2vec's smoothing),
+    not against the whole vocabulary (Jean et al. 2015). The decoder's vocabulary-wide product
+    was nearly all of an LM step's cost on a CPU; k negatives shared by every position of a
+    step cost k / vocab_size of it. Scores are corrected by log q (the draw's log-probability),
+    so the sampled loss estimates the full softmax's gradient; perplexity is still measured
+    with the full softmax.
+    """
+
+    def __init__(self, counts: torch.Tensor, k: int, *, seed: int) -> None:
+        if k < 1:
+            raise ValueError("k must be positive")
+        q = counts.double().clamp_min(0.0) ** 0.75
+        q[PAD_ID] = 0.0
+        if float(q.sum()) <= 0.0:
+            raise ValueError("the counts hold no token")
+        q /= q.sum()
+        self.q = q.float()
+        # A token never drawn is never a negative; its -inf never reaches a score.
+        self.log_q = torch.log(self.q)
+        self.k = k
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def draw(self) -> torch.Tensor:
+        return torch.multinomial(self.q, self.k, replacement=True, generator=self.generator)
+
+
+def _sampled_cross_entropy(
+    picked: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    negatives: torch.Tensor,
+    log_q: torch.Tensor,
+) -> torch.Tensor:
+    """Summed cross-entropy of each row's target against the shared negatives, all scores
+    corrected by -log q; a negative that is the row's own target is left out."""
+    log_q = log_q.to(picked.device)
+    true = (picked * weight[target]).sum(-1) + bias[target] - log_q[target]
+    sampled = picked @ weight[negatives].t() + bias[negatives] - log_q[negatives]
+    sampled = sampled.masked_fill(negatives[None, :] == target[:, None], float("-inf"))
+    logits = torch.cat([true[:, None], sampled], dim=1)
+    return -torch.log_softmax(logits, dim=1)[:, 0].sum()
+
+
 class LanguageModel(nn.Module):
     def __init__(self, config: LMConfig) -> None:
         super().__init__()
@@ -99,18 +145,22 @@ class LanguageModel(nn.Module):
         )
         self.decoder_bias = nn.Parameter(torch.zeros(config.vocab_size))
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, ids: torch.Tensor, lengths: torch.Tensor, sampler: NegativeSampler | None = None
+    ) -> torch.Tensor:
         """ids (W, N) right-padded windows, lengths (W,) ≥ 1 → mean next/previous-token loss.
 
-        The loss is the mean cross-entropy over every predicted position of every direction.
+        The loss is the mean cross-entropy over every predicted position of every direction;
+        with a sampler, against one draw of negatives shared by both directions.
         """
-        losses = self.direction_losses(ids, lengths)
-        return torch.stack([total / count for total, count in losses]).mean()
+        losses = self.direction_losses(ids, lengths, sampler)
+        return torch.stack([total / max(count, 1) for total, count in losses]).mean()
 
     def direction_losses(
-        self, ids: torch.Tensor, lengths: torch.Tensor
+        self, ids: torch.Tensor, lengths: torch.Tensor, sampler: NegativeSampler | None = None
     ) -> list[tuple[torch.Tensor, int]]:
-        """Per direction, (summed cross-entropy, predicted positions): for perplexity."""
+        """Per direction, (summed cross-entropy, predicted positions): for perplexity (full
+        softmax, no sampler) or training."""
         hidden = self.config.hidden_size
         x = self.dropout(self.embedding(ids))
         states = self.dropout(self.lstm(x, lengths))  # (W, N, H·D)
@@ -118,6 +168,7 @@ class LanguageModel(nn.Module):
         positions = torch.arange(steps, device=ids.device)[None, :]
         real = positions < lengths.to(ids.device)[:, None]  # (W, N)
         out: list[tuple[torch.Tensor, int]] = []
+        negatives = sampler.draw().to(ids.device) if sampler is not None else None
         # Forward: the state at i predicts token i+1, for i+1 a real token.
         pairs = [(states[:, :-1, :hidden], ids[:, 1:], real[:, 1:])]
         if self.config.bidirectional:
@@ -125,8 +176,18 @@ class LanguageModel(nn.Module):
             pairs.append((states[:, 1:, hidden:], ids[:, :-1], real[:, 1:]))
         for projection, (state, target, mask) in zip(self.projections, pairs, strict=True):
             picked = projection(state[mask])  # (P, E) only real positions reach the softmax
-            logits = picked @ self.embedding.weight.t() + self.decoder_bias
-            total = F.cross_entropy(logits, target[mask], reduction="sum")
+            if negatives is not None and sampler is not None:
+                total = _sampled_cross_entropy(
+                    picked,
+                    target[mask],
+                    self.embedding.weight,
+                    self.decoder_bias,
+                    negatives,
+                    sampler.log_q,
+                )
+            else:
+                logits = picked @ self.embedding.weight.t() + self.decoder_bias
+                total = F.cross_entropy(logits, target[mask], reduction="sum")
             out.append((total, int(mask.sum())))
         return out
 

@@ -98,6 +98,14 @@ def _epoch_line(stats: Any) -> str:
     show_default=True,
     help="Train a forward and a backward LM (one layer) for a bidirectional classifier.",
 )
+@click.option(
+    "--sampled-negatives",
+    type=click.IntRange(0),
+    default=P.sampled_negatives,
+    show_default=True,
+    help="Score each next token against this many tokens drawn by frequency, not the whole "
+    "vocabulary (sampled softmax; 0: full softmax). Perplexity is always measured in full.",
+)
 @click.option("--seed", type=int, default=P.seed, show_default=True)
 @click.option(
     "--threads",

@@ -117,7 +117,15 @@ class PretrainConfig:
     clip_norm: float = 1.0
     val_fraction: float = 0.1  # of the documents, held out for perplexity and the best epoch
     seed: int = 13
+    # Sampled softmax: each step scores the true next token against this many tokens drawn by
+    # frequency instead of the whole vocabulary (0: the full softmax, always used when the
+    # vocabulary is no larger). The vocabulary-wide product was nearly all of a step's time.
+    sampled_negatives: int = 1024
     max_steps_per_epoch: int | None = None  # set by --dry-run
+
+    def __post_init__(self) -> None:
+        if self.sampled_negatives < 0:
+            raise ValueError("sampled_negatives must be 0 (full softmax) or positive")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from textlstm.bundle import sha256_bytes
-from textlstm.classifier.language_model import LanguageModel, LMConfig
+from textlstm.classifier.language_model import LanguageModel, LMConfig, NegativeSampler
 from textlstm.classifier.length_buckets import bucketed_batches, pad_batch
 from textlstm.classifier.tokenizer import Tokenizer
 from textlstm.errors import ConfigError, DataError
@@ -95,7 +95,7 @@ def corpus_windows(
 @dataclass
 class LMEpochStats:
     epoch: int
-    train_loss: float
+    train_loss: float  # with sampled negatives, the sampled loss (below the full softmax's)
     val_loss: float
     val_perplexity: float
     tokens_per_s: float
@@ -194,6 +194,13 @@ def pretrain_language_model(
         weight_decay=config.weight_decay,
         fused=device.type in ("cpu", "cuda"),
     )
+    sampler = None
+    if 0 < config.sampled_negatives < len(tokenizer):
+        counts = torch.bincount(
+            torch.tensor([i for w in train_windows for i in w], dtype=torch.long),
+            minlength=len(tokenizer),
+        )
+        sampler = NegativeSampler(counts, config.sampled_negatives, seed=config.seed)
     rng = random.Random(config.seed)
     lengths = [len(w) for w in train_windows]
     steps = -(-len(lengths) // config.batch_size)
@@ -213,7 +220,7 @@ def pretrain_language_model(
         batches = bucketed_batches(lengths, config.batch_size, rng=rng)[:steps]
         for step, batch in enumerate(batches, start=1):
             ids, lens = pad_batch([train_windows[i] for i in batch])
-            loss = model(ids.to(device), lens)
+            loss = model(ids.to(device), lens, sampler)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)

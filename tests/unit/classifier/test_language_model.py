@@ -14,6 +14,7 @@ from textlstm.classifier.config import LSTMConfig
 from textlstm.classifier.language_model import (
     LanguageModel,
     LMConfig,
+    NegativeSampler,
     check_compatible,
     classifier_state,
     load_language_model,
@@ -21,7 +22,7 @@ from textlstm.classifier.language_model import (
 )
 from textlstm.classifier.network import LSTMClassifier
 from textlstm.classifier.predictor import Classifier
-from textlstm.classifier.tokenizer import Tokenizer
+from textlstm.classifier.tokenizer import PAD_ID, Tokenizer
 from textlstm.errors import BundleError
 
 SMALL = {"embedding_dim": 8, "hidden_size": 6}
@@ -78,6 +79,35 @@ def test_the_backward_direction_never_reads_the_token_it_predicts() -> None:
     # Backward states after position 1 (which predict tokens from position 1 on) are unchanged.
     assert torch.equal(hx[:, 2:], hy[:, 2:])
     assert not torch.equal(hx[:, :2], hy[:, :2])
+
+
+def test_sampled_softmax_is_the_full_softmax_when_every_token_is_drawn_once() -> None:
+    """With a uniform proposal and each real token a negative exactly once, the corrected
+    scores are the full softmax's over the real tokens: the estimator's exact case."""
+    model = _lm()
+    vocab = model.config.vocab_size
+    counts = torch.ones(vocab)
+    sampler = NegativeSampler(counts, vocab - 1, seed=0)
+    every = torch.tensor([i for i in range(vocab) if i != PAD_ID])
+    sampler.draw = lambda: every  # type: ignore[method-assign]
+    ids = torch.tensor([[2, 3, 4, 5, 6, 7, 8, 9], [3, 5, 7, 9, 0, 0, 0, 0]])
+    lengths = torch.tensor([8, 4])
+    with torch.no_grad():
+        sampled = model.direction_losses(ids, lengths, sampler)
+        # The full softmax without the <pad> column (a pad is never a target or a negative).
+        model.decoder_bias[PAD_ID] = float("-inf")
+        full = model.direction_losses(ids, lengths)
+    for (s_total, s_count), (f_total, f_count) in zip(sampled, full, strict=True):
+        assert s_count == f_count
+        assert torch.allclose(s_total, f_total, atol=1e-4)
+
+
+def test_the_sampler_draws_by_smoothed_frequency_and_never_pad() -> None:
+    counts = torch.tensor([50.0, 0.0, 1.0, 16.0])  # <pad>'s count is ignored
+    sampler = NegativeSampler(counts, 20_000, seed=1)
+    drawn = torch.bincount(sampler.draw(), minlength=4).float()
+    assert drawn[PAD_ID] == 0 and drawn[1] == 0
+    assert abs(drawn[3] / drawn[2] - 16**0.75) < 1.0  # 8x, not 16x: counts ** 0.75
 
 
 def test_a_bidirectional_lm_has_one_layer() -> None:

@@ -101,6 +101,22 @@ def test_lm_loss_falls_and_validation_perplexity_is_reported() -> None:
     assert {"forward_perplexity", "backward_perplexity"} <= set(validation)
 
 
+def test_sampled_negatives_learn_what_the_full_softmax_learns() -> None:
+    """A few negatives per step instead of the whole vocabulary: the loss still falls and the
+    validation perplexity, measured with the full softmax, ends near the full softmax's."""
+    texts = _grammar()
+    full = pretrain_language_model(texts, config=LM)
+    vocab = len(full.tokenizer)
+    sampled = pretrain_language_model(
+        texts, config=PretrainConfig(**{**LM.to_dict(), "sampled_negatives": vocab // 3})
+    )
+    assert sampled.history[-1].val_perplexity < sampled.history[0].val_perplexity / 2
+    assert sampled.metrics["validation"]["perplexity"] < vocab / 4
+    assert (
+        sampled.metrics["validation"]["perplexity"] < 1.5 * full.metrics["validation"]["perplexity"]
+    )
+
+
 def test_pretraining_repeats_exactly_for_a_seed() -> None:
     config = PretrainConfig(embedding_dim=8, hidden_size=8, epochs=1, batch_size=16)
     a = pretrain_language_model(_texts(10), config=config)
