@@ -3,7 +3,7 @@ beside a TF-IDF (1–2-grams) + logistic-regression baseline trained in the same
 
     python bench/accuracy.py --data-dir DATA [--datasets trec,sst5] [--seeds 13,14,15]
         [--threads 1] [--no-baselines] [--set key=value] [--out PATH]
-        [--pretrain own [--lm-set key=value]]
+        [--pretrain own [--lm-set key=value] | --init-lm LM]
 
 Writes bench/results/accuracy.md and accuracy.json. Each dataset's `train.csv` trains, its
 `dev.csv` (when present) validates, else the same stratified 10% split `train` makes; `test.csv`
@@ -14,7 +14,10 @@ results that used overrides say so.
 `--pretrain own` also pretrains a language model on each dataset's own training texts (labels
 dropped; `textlstm-admin pretrain` defaults, `--lm-set key=value` overrides PretrainConfig) and
 trains the classifier from it (`train --init`) with the same seeds: the table then shows the
-LSTM with and without pretraining side by side, and the pretraining time.
+LSTM with and without pretraining side by side, and the pretraining time. `--init-lm LM`
+trains every dataset from one LM bundle instead (`textlstm-admin pretrain CORPUS --out LM`, e.g.
+on a larger corpus than any one dataset), beside the plain LSTM; its pretraining time and
+perplexity are the bundle's own.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from textlstm import bundle
 from textlstm.classifier.inference import batched_logits
 from textlstm.classifier.language_model import (
     LoadedLM,
@@ -228,6 +232,17 @@ def pretrain_own(
     return loaded, info
 
 
+def lm_info(path: Path) -> dict[str, Any]:
+    """What a saved LM's own metrics say of its pretraining (the bundle is verified first)."""
+    metrics = bundle.read_json(path, bundle.METRICS)
+    return {
+        "seconds": metrics["training"]["seconds"],
+        "val_perplexity": metrics["validation"]["perplexity"],
+        "tokens": metrics["training"]["tokens"],
+        "epochs": metrics["training"]["epochs_run"],
+    }
+
+
 def run_dataset(
     folder: Path,
     overrides: dict[str, Any],
@@ -235,6 +250,8 @@ def run_dataset(
     baselines: bool,
     pretrain: str | None = None,
     lm_overrides: dict[str, Any] | None = None,
+    init: LoadedLM | None = None,
+    init_info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     train_ex, val_ex, validation = _splits(folder)
     test_set = read_texts(folder / "test.csv")
@@ -253,6 +270,15 @@ def run_dataset(
             )
             pretrained_runs.append(run)
             lm_runs.append(info)
+        elif init is not None:
+            run = run_lstm(train_ex, val_ex, test_set.texts, truth, overrides, seed, init=init)
+            print(
+                f"  {folder.name} seed {seed}: LSTM+LM acc {run['accuracy']:.4f} "
+                f"F1 {run['macro_f1']:.4f}, {run['train_seconds']:.0f}s",
+                flush=True,
+            )
+            pretrained_runs.append(run)
+            lm_runs.append(dict(init_info or {}))
         run = run_lstm(train_ex, val_ex, test_set.texts, truth, overrides, seed)
         print(
             f"  {folder.name} seed {seed}: LSTM acc {run['accuracy']:.4f} "
@@ -375,14 +401,21 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 def render_pretrain(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
-        "# Pretraining on the dataset's own texts: `train` vs `pretrain` + `train --init`",
+        "# Pretraining "
+        + (f"on {meta['corpus']}" if meta.get("corpus") else "on the dataset's own texts")
+        + ": `train` vs `pretrain` + `train --init`",
         "",
         f"Measured {meta['date']} on {meta['machine']}, torch {meta['torch']}, "
         f"{meta['threads']} thread(s). Command: `{meta['command']}`.",
         f"Overrides of the defaults: {meta['overrides'] or 'none (the shipped defaults)'}; "
         f"of the LM's: {meta.get('lm_overrides') or 'none'}. Seeds {meta['seeds']} "
-        "(mean ± sd where more than one). The LM is pretrained on the training texts only "
-        "(labels dropped), so nothing outside the labelled data is used.",
+        "(mean ± sd where more than one). "
+        + (
+            f"One LM for every dataset: {meta['corpus']}."
+            if meta.get("corpus")
+            else "The LM is pretrained on the training texts only (labels dropped), so "
+            "nothing outside the labelled data is used."
+        ),
         "",
         "| dataset | LSTM acc | LSTM macro-F1 | +LM acc | +LM macro-F1 | TF-IDF acc | TF-IDF F1 "
         "| LSTM train s | pretrain s | +LM train s | LM val perplexity |",
@@ -439,6 +472,15 @@ def main() -> None:
         "--lm-set", dest="lm_overrides", action="append", default=[], metavar="KEY=VALUE"
     )
     parser.add_argument(
+        "--init-lm",
+        type=Path,
+        metavar="LM",
+        help="also train every dataset from this LM bundle (textlstm-admin pretrain)",
+    )
+    parser.add_argument(
+        "--corpus-note", default="", help="with --init-lm: what the LM was pretrained on"
+    )
+    parser.add_argument(
         "--combine",
         type=Path,
         nargs="+",
@@ -455,6 +497,11 @@ def main() -> None:
         return
     if args.data_dir is None:
         parser.error("--data-dir is required (unless --combine)")
+    if args.init_lm and args.pretrain:
+        parser.error("--pretrain own and --init-lm exclude each other")
+    init = None
+    if args.init_lm:
+        init = load_language_model(args.init_lm)
     torch.set_num_threads(args.threads)
     overrides = parse_overrides(args.overrides)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -467,6 +514,8 @@ def main() -> None:
             not args.no_baselines,
             pretrain=args.pretrain,
             lm_overrides=parse_overrides(args.lm_overrides),
+            init=init,
+            init_info=lm_info(args.init_lm) if init else None,
         )
         lstm = row["lstm"]
         line = f"{name}: LSTM acc {_pm(lstm['accuracy'])} F1 {_pm(lstm['macro_f1'])}"
@@ -484,14 +533,22 @@ def main() -> None:
         "seeds": seeds,
         "overrides": overrides,
         "command": "python bench/accuracy.py --data-dir DATA"
-        + (f" --datasets {args.datasets}" if args.pretrain else "")
+        + (f" --datasets {args.datasets}" if args.pretrain or init else "")
         + (f" --seeds {args.seeds}" if args.seeds != "13" else "")
-        + (f" --threads {args.threads}" if args.pretrain else "")
+        + (f" --threads {args.threads}" if args.pretrain or init else "")
         + "".join(f" --set {p}" for p in args.overrides)
         + (f" --pretrain {args.pretrain}" if args.pretrain else "")
-        + "".join(f" --lm-set {p}" for p in args.lm_overrides),
+        + "".join(f" --lm-set {p}" for p in args.lm_overrides)
+        + (" --init-lm LM" if init else ""),
         "lm_overrides": parse_overrides(args.lm_overrides),
     }
+    if init is not None:
+        meta["corpus"] = args.corpus_note or "the corpus the LM bundle records"
+        meta["lm"] = {
+            "digest": init.digest,
+            **lm_info(args.init_lm),
+            "training": init.config.get("training"),
+        }
     write(args.out, rows, meta)
 
 

@@ -68,6 +68,12 @@ def defaults_line() -> str:
         f"{' + embedding skip' if m['embedding_skip'] else ''}, max length {t['max_length']}, "
         f"batch {c.batch_size}, up to {c.epochs} epochs with patience {c.patience}, "
         f"EMA {c.ema_decay}"
+        + (
+            f"; an n-gram bag ({m['ngram_weighting']} tf-idf, at most {m['ngram_buckets']:,} "
+            f"buckets, {m['ngram_fusion']})"
+            if m["ngram_buckets"] and m["ngram_dim"]
+            else ""
+        )
     )
 
 
@@ -97,7 +103,9 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         "Wall time: `fit_classifier` end to end (vocabulary, encoding, the epochs with their "
         "validation passes, temperature calibration); CLI start-up, reading the CSV, writing "
-        "the bundle and its PNG plots are not in it. Train examples/s: train rows × epochs run "
+        "the bundle and its PNG plots are not in it; with a stacked bag it includes the bag's "
+        "own epochs, which run first (epochs run and s / epoch count the LSTM's). "
+        "Train examples/s: train rows × epochs run "
         "÷ the summed epoch times (each epoch's training steps plus its validation pass), as "
         "bench/accuracy.py computes it. Validation: "
         + "; ".join(f"{r['dataset']}: {r['validation']}" for r in rows)
