@@ -370,6 +370,28 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"{_pm(lstm['train_seconds'], 1.0, 0)} | {_pm(lstm['test_ece'], 1.0, 3)} | "
             f"{lstm['predict_texts_per_s']['mean']:,.0f} |"
         )
+    labels = list(dict.fromkeys(k for r in rows for k in r.get("pretraining", {})))
+    if labels:
+        lines += [
+            "",
+            "Pretraining (`textlstm-admin pretrain`, then `train --init`): the classifier from "
+            "the LM minus the plain one, accuracy / macro-F1 in points, same seed and run, and "
+            "the pretraining's seconds:",
+            "",
+            "| dataset | " + " | ".join(f"LM on {label}" for label in labels) + " |",
+            "|---|" + "---:|" * len(labels),
+        ]
+        for r in rows:
+            cells = []
+            for label in labels:
+                gain = r.get("pretraining", {}).get(label)
+                cells.append(
+                    "–"
+                    if gain is None
+                    else f"{100 * gain['accuracy_gain']:+.1f} / {100 * gain['macro_f1_gain']:+.1f}"
+                    f" ({gain['pretrain_seconds']:,.0f} s)"
+                )
+            lines.append(f"| {r['dataset']} | " + " | ".join(cells) + " |")
     lines += ["", "Targets (LSTM mean at or above both baselines on accuracy and macro-F1):"]
     for r in rows:
         if "tfidf_logreg" not in r:
@@ -417,9 +439,9 @@ def render_pretrain(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             "nothing outside the labelled data is used."
         ),
         "",
-        "| dataset | LSTM acc | LSTM macro-F1 | +LM acc | +LM macro-F1 | TF-IDF acc | TF-IDF F1 "
-        "| LSTM train s | pretrain s | +LM train s | LM val perplexity |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| dataset | seeds | LSTM acc | LSTM macro-F1 | +LM acc | +LM macro-F1 | TF-IDF acc "
+        "| TF-IDF F1 | LSTM train s | pretrain s | +LM train s | LM val perplexity |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         plain, pre, lm = r["lstm"], r.get("lstm_pretrained"), r.get("pretrain")
@@ -432,7 +454,8 @@ def render_pretrain(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             else tuple(f"{100 * base[k]:.1f}" for k in ("accuracy", "macro_f1"))
         )
         lines.append(
-            f"| {r['dataset']} | {_pm(plain['accuracy'])} | {_pm(plain['macro_f1'])} | "
+            f"| {r['dataset']} | {len(r['lstm_pretrained_runs'])} | {_pm(plain['accuracy'])} | "
+            f"{_pm(plain['macro_f1'])} | "
             f"{_pm(pre['accuracy'])} | {_pm(pre['macro_f1'])} | {tf[0]} | {tf[1]} | "
             f"{_pm(plain['train_seconds'], 1.0, 0)} | {_pm(lm['seconds'], 1.0, 0)} | "
             f"{_pm(pre['train_seconds'], 1.0, 0)} | {_pm(lm['val_perplexity'], 1.0, 1)} |"
@@ -487,13 +510,28 @@ def main() -> None:
         metavar="JSON",
         help="only re-render: join the rows of earlier runs' JSON files into --out",
     )
+    parser.add_argument(
+        "--pretrain-json",
+        action="append",
+        default=[],
+        metavar="LABEL=JSON",
+        help="with --combine: a --pretrain/--init-lm run whose gains join the table as a column",
+    )
     args = parser.parse_args()
     if args.combine:
         runs = [json.loads(path.read_text()) for path in args.combine]
         commands = dict.fromkeys(r["meta"]["command"] for r in runs)  # in order, no repeats
         meta = {**runs[0]["meta"], "command": " + ".join(commands)}
         meta["seeds"] = sorted({s for r in runs for s in r["meta"]["seeds"]})
-        write(args.out, merge_rows([row for r in runs for row in r["rows"]]), meta)
+        rows = merge_rows([row for r in runs for row in r["rows"]])
+        for pair in args.pretrain_json:
+            label, _, path = pair.partition("=")
+            attach_pretraining(rows, label, json.loads(Path(path).read_text()))
+            meta["command"] += (
+                f" + pretraining ({label}): "
+                + json.loads(Path(path).read_text())["meta"]["command"]
+            )
+        write(args.out, rows, meta)
         return
     if args.data_dir is None:
         parser.error("--data-dir is required (unless --combine)")
@@ -555,13 +593,39 @@ def main() -> None:
 def merge_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per dataset: seeds from several runs pooled, baselines from the run that had them."""
     merged: dict[str, dict[str, Any]] = {}
+    pooled = ("lstm_runs", "lstm_pretrained_runs", "pretrain_runs")
     for row in rows:
-        into = merged.setdefault(row["dataset"], {**row, "lstm_runs": []})
-        into["lstm_runs"] = into["lstm_runs"] + row["lstm_runs"]
+        into = merged.setdefault(row["dataset"], {**row, **{k: [] for k in pooled if k in row}})
+        for key in pooled:
+            if key in row:
+                into[key] = into.get(key, []) + row[key]
         into.update({k: v for k, v in row.items() if k in ("tfidf_logreg", "fasttext_style")})
     for row in merged.values():
         row["lstm"] = summary(row["lstm_runs"], tuple(row["lstm"]))
+        if row.get("lstm_pretrained_runs"):
+            row["lstm_pretrained"] = summary(
+                row["lstm_pretrained_runs"], tuple(row["lstm_pretrained"])
+            )
+            row["pretrain"] = summary(row["pretrain_runs"], tuple(row["pretrain"]))
     return list(merged.values())
+
+
+def attach_pretraining(rows: list[dict[str, Any]], label: str, run: dict[str, Any]) -> None:
+    """Each dataset's gain from pretraining, as that run measured it: the classifier from the
+    LM minus the plain one, same seeds, same run; and the pretraining's seconds."""
+    by_name = {r["dataset"]: r for r in run["rows"] if "lstm_pretrained" in r}
+    for row in rows:
+        theirs = by_name.get(row["dataset"])
+        if theirs is None:
+            continue
+        row.setdefault("pretraining", {})[label] = {
+            "seeds": [x["seed"] for x in theirs["lstm_pretrained_runs"]],
+            **{
+                f"{key}_gain": theirs["lstm_pretrained"][key]["mean"] - theirs["lstm"][key]["mean"]
+                for key in ("accuracy", "macro_f1")
+            },
+            "pretrain_seconds": theirs["pretrain"]["seconds"]["mean"],
+        }
 
 
 def write(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
