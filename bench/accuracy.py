@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.baselines import fasttext_style, tfidf_logreg  # noqa: E402 - runnable as a script
 
 ROOT = Path(__file__).resolve().parents[1]
+LSTM_KEYS = ("accuracy", "macro_f1", "train_seconds", "test_ece", "predict_texts_per_s")
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -301,17 +302,11 @@ def run_dataset(
         "validation": f"{validation} ({len(val_ex)} rows)",
         "test_rows": len(truth),
         "lstm_runs": runs,
-        "lstm": summary(
-            runs,
-            ("accuracy", "macro_f1", "train_seconds", "test_ece", "predict_texts_per_s"),
-        ),
+        "lstm": summary(runs, LSTM_KEYS) if runs else {},
     }
     if pretrained_runs:
         row["lstm_pretrained_runs"] = pretrained_runs
-        row["lstm_pretrained"] = summary(
-            pretrained_runs,
-            ("accuracy", "macro_f1", "train_seconds", "test_ece", "predict_texts_per_s"),
-        )
+        row["lstm_pretrained"] = summary(pretrained_runs, LSTM_KEYS)
         row["pretrain_runs"] = lm_runs
         row["pretrain"] = summary(lm_runs, ("seconds", "val_perplexity"))
     if baselines:
@@ -324,7 +319,7 @@ def run_dataset(
             "C": c,
         }
         pred, best_epoch, seconds = fasttext_style(
-            as_pair(train_ex), as_pair(val_ex), test_set.texts, seed=seeds[0]
+            as_pair(train_ex), as_pair(val_ex), test_set.texts, seed=seeds[0] if seeds else 13
         )
         row["fasttext_style"] = {
             "accuracy": _accuracy(truth, pred),
@@ -362,13 +357,22 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         def cell(b: dict[str, Any] | None, key: str) -> str:
             return "–" if b is None else f"{100 * b[key]:.1f}"
 
+        mine = (
+            (
+                _pm(lstm["accuracy"]),
+                _pm(lstm["macro_f1"]),
+                _pm(lstm["train_seconds"], 1.0, 0),
+                _pm(lstm["test_ece"], 1.0, 3),
+                f"{lstm['predict_texts_per_s']['mean']:,.0f}",
+            )
+            if lstm
+            else ("–",) * 5
+        )
         lines.append(
-            f"| {r['dataset']} | {len(r['lstm_runs'])} | "
-            f"{_pm(lstm['accuracy'])} | {_pm(lstm['macro_f1'])} | "
+            f"| {r['dataset']} | {len(r['lstm_runs'])} | {mine[0]} | {mine[1]} | "
             f"{cell(base, 'accuracy')} | {cell(base, 'macro_f1')} | "
             f"{cell(ft, 'accuracy')} | {cell(ft, 'macro_f1')} | "
-            f"{_pm(lstm['train_seconds'], 1.0, 0)} | {_pm(lstm['test_ece'], 1.0, 3)} | "
-            f"{lstm['predict_texts_per_s']['mean']:,.0f} |"
+            f"{mine[2]} | {mine[3]} | {mine[4]} |"
         )
     labels = list(dict.fromkeys(k for r in rows for k in r.get("pretraining", {})))
     if labels:
@@ -394,7 +398,7 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             lines.append(f"| {r['dataset']} | " + " | ".join(cells) + " |")
     lines += ["", "Targets (LSTM mean at or above both baselines on accuracy and macro-F1):"]
     for r in rows:
-        if "tfidf_logreg" not in r:
+        if "tfidf_logreg" not in r or not r["lstm"]:
             continue
         checks = []
         for key in ("accuracy", "macro_f1"):
@@ -483,6 +487,11 @@ def main() -> None:
     parser.add_argument("--datasets", default="ag_news_small,sst5,trec,emotion,imdb_10k")
     parser.add_argument("--seeds", default="13", help="comma-separated training seeds")
     parser.add_argument("--no-baselines", action="store_true", help="LSTM only (tuning runs)")
+    parser.add_argument(
+        "--baselines-only",
+        action="store_true",
+        help="the baselines alone (to --combine with LSTM runs made without them)",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "accuracy")
@@ -542,7 +551,9 @@ def main() -> None:
         init = load_language_model(args.init_lm)
     torch.set_num_threads(args.threads)
     overrides = parse_overrides(args.overrides)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = [] if args.baselines_only else [int(s) for s in args.seeds.split(",")]
+    if args.baselines_only and args.no_baselines:
+        parser.error("--baselines-only and --no-baselines exclude each other")
     rows = []
     for name in args.datasets.split(","):
         row = run_dataset(
@@ -556,7 +567,9 @@ def main() -> None:
             init_info=lm_info(args.init_lm) if init else None,
         )
         lstm = row["lstm"]
-        line = f"{name}: LSTM acc {_pm(lstm['accuracy'])} F1 {_pm(lstm['macro_f1'])}"
+        line = f"{name}: " + (
+            f"LSTM acc {_pm(lstm['accuracy'])} F1 {_pm(lstm['macro_f1'])}" if lstm else "baselines"
+        )
         for key in ("tfidf_logreg", "fasttext_style"):
             if key in row:
                 line += f" | {key} acc {100 * row[key]['accuracy']:.1f} "
@@ -572,7 +585,8 @@ def main() -> None:
         "overrides": overrides,
         "command": "python bench/accuracy.py --data-dir DATA"
         + (f" --datasets {args.datasets}" if args.pretrain or init else "")
-        + (f" --seeds {args.seeds}" if args.seeds != "13" else "")
+        + (f" --seeds {args.seeds}" if args.seeds != "13" and not args.baselines_only else "")
+        + (" --baselines-only" if args.baselines_only else "")
         + (f" --threads {args.threads}" if args.pretrain or init else "")
         + "".join(f" --set {p}" for p in args.overrides)
         + (f" --pretrain {args.pretrain}" if args.pretrain else "")
@@ -601,11 +615,9 @@ def merge_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 into[key] = into.get(key, []) + row[key]
         into.update({k: v for k, v in row.items() if k in ("tfidf_logreg", "fasttext_style")})
     for row in merged.values():
-        row["lstm"] = summary(row["lstm_runs"], tuple(row["lstm"]))
+        row["lstm"] = summary(row["lstm_runs"], LSTM_KEYS) if row["lstm_runs"] else {}
         if row.get("lstm_pretrained_runs"):
-            row["lstm_pretrained"] = summary(
-                row["lstm_pretrained_runs"], tuple(row["lstm_pretrained"])
-            )
+            row["lstm_pretrained"] = summary(row["lstm_pretrained_runs"], LSTM_KEYS)
             row["pretrain"] = summary(row["pretrain_runs"], tuple(row["pretrain"]))
     return list(merged.values())
 
