@@ -520,6 +520,11 @@ def main() -> None:
         help="only re-render: join the rows of earlier runs' JSON files into --out",
     )
     parser.add_argument(
+        "--pretrain-table",
+        action="store_true",
+        help="with --combine: render the pretraining comparison of --pretrain/--init-lm runs",
+    )
+    parser.add_argument(
         "--pretrain-json",
         action="append",
         default=[],
@@ -533,6 +538,12 @@ def main() -> None:
         meta = {**runs[0]["meta"], "command": " + ".join(commands)}
         meta["seeds"] = sorted({s for r in runs for s in r["meta"]["seeds"]})
         rows = merge_rows([row for r in runs for row in r["rows"]])
+        if not args.pretrain_table:
+            # Runs made with --pretrain/--init-lm hold plain runs too: those count here; their
+            # pretrained runs join only as gains (--pretrain-json), never as default runs.
+            for row in rows:
+                for key in ("lstm_pretrained_runs", "lstm_pretrained", "pretrain_runs", "pretrain"):
+                    row.pop(key, None)
         for pair in args.pretrain_json:
             label, _, path = pair.partition("=")
             attach_pretraining(rows, label, json.loads(Path(path).read_text()))
