@@ -342,7 +342,7 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "# Accuracy: default `textlstm-admin train` vs TF-IDF + LR and a fastText-style model",
         "",
         f"Measured {meta['date']} on {meta['machine']}, torch {meta['torch']}, "
-        f"{meta['threads']} thread(s) (pinned to one core). Command: `{meta['command']}`.",
+        f"{meta['threads']} torch thread(s) per run. Command: `{meta['command']}`.",
         f"Overrides of the defaults: {meta['overrides'] or 'none (the shipped defaults)'}. "
         f"LSTM: mean ± sd over the seeds listed per row (of {seeds}); the baselines ran once.",
         "",
@@ -404,7 +404,7 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         for key in ("accuracy", "macro_f1"):
             best = max(r["tfidf_logreg"][key], r["fasttext_style"][key])
             gap = 100 * (r["lstm"][key]["mean"] - best)
-            checks.append(f"{key} {gap:+.1f} ({'met' if gap >= 0 else 'NOT met'})")
+            checks.append(f"{key} {gap:+.2f} ({'met' if gap >= 0 else 'NOT met'})")
         lines.append(f"- {r['dataset']}: " + ", ".join(checks))
     lines += [
         "",
@@ -538,6 +538,8 @@ def main() -> None:
         meta = {**runs[0]["meta"], "command": " + ".join(commands)}
         meta["seeds"] = sorted({s for r in runs for s in r["meta"]["seeds"]})
         rows = merge_rows([row for r in runs for row in r["rows"]])
+        if args.corpus_note:
+            meta["corpus"] = args.corpus_note
         if not args.pretrain_table:
             # Runs made with --pretrain/--init-lm hold plain runs too: those count here; their
             # pretrained runs join only as gains (--pretrain-json), never as default runs.
@@ -623,13 +625,16 @@ def merge_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         into = merged.setdefault(row["dataset"], {**row, **{k: [] for k in pooled if k in row}})
         for key in pooled:
             if key in row:
-                into[key] = into.get(key, []) + row[key]
+                # A seed measured in two runs counts once (the first's): on one machine the
+                # runs repeat exactly, so the second adds nothing but weight.
+                seen = {r.get("seed") for r in into.get(key, [])}
+                into[key] = into.get(key, []) + [r for r in row[key] if r.get("seed") not in seen]
         into.update({k: v for k, v in row.items() if k in ("tfidf_logreg", "fasttext_style")})
     for row in merged.values():
         row["lstm"] = summary(row["lstm_runs"], LSTM_KEYS) if row["lstm_runs"] else {}
         if row.get("lstm_pretrained_runs"):
             row["lstm_pretrained"] = summary(row["lstm_pretrained_runs"], LSTM_KEYS)
-            row["pretrain"] = summary(row["pretrain_runs"], tuple(row["pretrain"]))
+            row["pretrain"] = summary(row["pretrain_runs"], ("seconds", "val_perplexity"))
     return list(merged.values())
 
 
