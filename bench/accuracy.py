@@ -548,20 +548,18 @@ def main() -> None:
                     row.pop(key, None)
         for pair in args.pretrain_json:
             label, _, path = pair.partition("=")
-            attach_pretraining(rows, label, json.loads(Path(path).read_text()))
-            meta["command"] += (
-                f" + pretraining ({label}): "
-                + json.loads(Path(path).read_text())["meta"]["command"]
-            )
+            pretraining = json.loads(Path(path).read_text())
+            attach_pretraining(rows, label, pretraining)
+            meta["command"] += f" + pretraining ({label}): " + pretraining["meta"]["command"]
         write(args.out, rows, meta)
         return
     if args.data_dir is None:
         parser.error("--data-dir is required (unless --combine)")
     if args.init_lm and args.pretrain:
         parser.error("--pretrain own and --init-lm exclude each other")
-    init = None
+    init, init_info = None, None
     if args.init_lm:
-        init = load_language_model(args.init_lm)
+        init, init_info = load_language_model(args.init_lm), lm_info(args.init_lm)
     torch.set_num_threads(args.threads)
     overrides = parse_overrides(args.overrides)
     seeds = [] if args.baselines_only else [int(s) for s in args.seeds.split(",")]
@@ -577,7 +575,7 @@ def main() -> None:
             pretrain=args.pretrain,
             lm_overrides=parse_overrides(args.lm_overrides),
             init=init,
-            init_info=lm_info(args.init_lm) if init else None,
+            init_info=init_info,
         )
         lstm = row["lstm"]
         line = f"{name}: " + (
@@ -611,7 +609,7 @@ def main() -> None:
         meta["corpus"] = args.corpus_note or "the corpus the LM bundle records"
         meta["lm"] = {
             "digest": init.digest,
-            **lm_info(args.init_lm),
+            **(init_info or {}),
             "training": init.config.get("training"),
         }
     write(args.out, rows, meta)

@@ -88,7 +88,9 @@ class NegativeSampler:
     with the full softmax.
     """
 
-    def __init__(self, counts: torch.Tensor, k: int, *, seed: int) -> None:
+    def __init__(
+        self, counts: torch.Tensor, k: int, *, seed: int, device: torch.device | str = "cpu"
+    ) -> None:
         if k < 1:
             raise ValueError("k must be positive")
         q = counts.double().clamp_min(0.0) ** 0.75
@@ -97,8 +99,9 @@ class NegativeSampler:
             raise ValueError("the counts hold no token")
         q /= q.sum()
         self.q = q.float()
-        # A token never drawn is never a negative; its -inf never reaches a score.
-        self.log_q = torch.log(self.q)
+        # On the model's device once, not copied every step. A token never drawn is never a
+        # negative; its -inf never reaches a score.
+        self.log_q = torch.log(self.q).to(device)
         self.k = k
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -116,7 +119,6 @@ def _sampled_cross_entropy(
 ) -> torch.Tensor:
     """Summed cross-entropy of each row's target against the shared negatives, all scores
     corrected by -log q; a negative that is the row's own target is left out."""
-    log_q = log_q.to(picked.device)
     true = (picked * weight[target]).sum(-1) + bias[target] - log_q[target]
     sampled = picked @ weight[negatives].t() + bias[negatives] - log_q[negatives]
     sampled = sampled.masked_fill(negatives[None, :] == target[:, None], float("-inf"))
@@ -168,7 +170,7 @@ class LanguageModel(nn.Module):
         positions = torch.arange(steps, device=ids.device)[None, :]
         real = positions < lengths.to(ids.device)[:, None]  # (W, N)
         out: list[tuple[torch.Tensor, int]] = []
-        negatives = sampler.draw().to(ids.device) if sampler is not None else None
+        drawn = None if sampler is None else (sampler.draw().to(ids.device), sampler.log_q)
         # Forward: the state at i predicts token i+1, for i+1 a real token.
         pairs = [(states[:, :-1, :hidden], ids[:, 1:], real[:, 1:])]
         if self.config.bidirectional:
@@ -176,14 +178,9 @@ class LanguageModel(nn.Module):
             pairs.append((states[:, 1:, hidden:], ids[:, :-1], real[:, 1:]))
         for projection, (state, target, mask) in zip(self.projections, pairs, strict=True):
             picked = projection(state[mask])  # (P, E) only real positions reach the softmax
-            if negatives is not None and sampler is not None:
+            if drawn is not None:
                 total = _sampled_cross_entropy(
-                    picked,
-                    target[mask],
-                    self.embedding.weight,
-                    self.decoder_bias,
-                    negatives,
-                    sampler.log_q,
+                    picked, target[mask], self.embedding.weight, self.decoder_bias, *drawn
                 )
             else:
                 logits = picked @ self.embedding.weight.t() + self.decoder_bias

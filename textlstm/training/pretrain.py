@@ -200,7 +200,7 @@ def pretrain_language_model(
             torch.tensor([i for w in train_windows for i in w], dtype=torch.long),
             minlength=len(tokenizer),
         )
-        sampler = NegativeSampler(counts, config.sampled_negatives, seed=config.seed)
+        sampler = NegativeSampler(counts, config.sampled_negatives, seed=config.seed, device=device)
     rng = random.Random(config.seed)
     lengths = [len(w) for w in train_windows]
     steps = -(-len(lengths) // config.batch_size)
